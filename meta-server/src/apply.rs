@@ -1,0 +1,137 @@
+//! Deterministic application of one command to the metadata.
+//!
+//! Inputs are only the current state, the entry's log index and the entry itself (which
+//! carries the leader's clock): no wall clock, no randomness, no I/O other than the database.
+//! Ids come from the log: a bucket's id and an object version's number are the index of the
+//! entry that created them, so they are unique and increase in commit order on every replica.
+
+use cairn_proto::meta::{BlobNode, Bucket, MetaError, ObjectVersion};
+use prost::Message;
+use rocksdb::{WriteBatch, DB};
+
+use crate::keys;
+use crate::records;
+use crate::store::{StoreError, CF_BLOB_NODES, CF_BUCKETS, CF_OBJECTS};
+use crate::types::{Command, Request, Response};
+
+/// The printable version id of the version committed at log index `index`.
+pub fn version_id(index: u64) -> String {
+    format!("{index:020}")
+}
+
+fn error(code: MetaError) -> Response {
+    Response::Error { code: code as i32 }
+}
+
+/// Applies `request` (committed at `index`) by adding its writes to `batch`.
+pub fn apply(db: &DB, batch: &mut WriteBatch, index: u64, request: &Request) -> Result<Response, StoreError> {
+    let now = request.now_ms;
+    match &request.command {
+        Command::CreateBucket { name } => {
+            if read_bucket(db, name)?.is_some() {
+                return Ok(error(MetaError::BucketAlreadyExists));
+            }
+            let bucket = Bucket {
+                name: name.clone(),
+                id: index,
+                created_ms: now,
+            };
+            batch.put_cf(crate::store::cf(db, CF_BUCKETS)?, name.as_bytes(), records::encode(&bucket));
+            Ok(Response::Bucket {
+                bucket: bucket.encode_to_vec(),
+            })
+        }
+        Command::DeleteBucket { name } => {
+            let Some(bucket) = read_bucket(db, name)? else {
+                return Ok(error(MetaError::NoSuchBucket));
+            };
+            let objects = crate::store::cf(db, CF_OBJECTS)?;
+            let prefix = keys::bucket_objects_prefix(bucket.id);
+            let mut iter = db.iterator_cf(
+                objects,
+                rocksdb::IteratorMode::From(&prefix, rocksdb::Direction::Forward),
+            );
+            if let Some(item) = iter.next() {
+                let (key, _) = item?;
+                if key.starts_with(&prefix) {
+                    return Ok(error(MetaError::BucketNotEmpty));
+                }
+            }
+            batch.delete_cf(crate::store::cf(db, CF_BUCKETS)?, name.as_bytes());
+            Ok(Response::Done)
+        }
+        Command::CommitObject { object } => {
+            let Ok(mut object) = ObjectVersion::decode(object.as_slice()) else {
+                return Ok(error(MetaError::InvalidArgument));
+            };
+            let Some(bucket) = read_bucket(db, &object.bucket)? else {
+                return Ok(error(MetaError::NoSuchBucket));
+            };
+            object.version_id = version_id(index);
+            object.last_modified_ms = now;
+            // Unversioned bucket: the new version replaces every older one of this key.
+            let replaced = remove_versions(db, batch, bucket.id, &object.key)?;
+            batch.put_cf(
+                crate::store::cf(db, CF_OBJECTS)?,
+                keys::object_key(bucket.id, &object.key, index),
+                records::encode(&object),
+            );
+            Ok(Response::Committed {
+                object: object.encode_to_vec(),
+                replaced: replaced.map(|r| r.encode_to_vec()),
+            })
+        }
+        Command::DeleteObject { bucket, key } => {
+            let Some(bucket) = read_bucket(db, bucket)? else {
+                return Ok(error(MetaError::NoSuchBucket));
+            };
+            let deleted = remove_versions(db, batch, bucket.id, key)?;
+            Ok(Response::Deleted {
+                deleted: deleted.map(|d| d.encode_to_vec()),
+            })
+        }
+        Command::RegisterBlobNode { node } => {
+            let Ok(mut node) = BlobNode::decode(node.as_slice()) else {
+                return Ok(error(MetaError::InvalidArgument));
+            };
+            node.registered_ms = now;
+            batch.put_cf(
+                crate::store::cf(db, CF_BLOB_NODES)?,
+                node.node_id.as_bytes(),
+                records::encode(&node),
+            );
+            Ok(Response::Done)
+        }
+    }
+}
+
+/// Reads a bucket record by name.
+pub fn read_bucket(db: &DB, name: &str) -> Result<Option<Bucket>, StoreError> {
+    match db.get_cf(crate::store::cf(db, CF_BUCKETS)?, name.as_bytes())? {
+        Some(raw) => Ok(Some(records::decode(&raw)?)),
+        None => Ok(None),
+    }
+}
+
+/// Deletes every stored version of `key` and returns the newest one.
+fn remove_versions(
+    db: &DB,
+    batch: &mut WriteBatch,
+    bucket_id: u64,
+    key: &str,
+) -> Result<Option<ObjectVersion>, StoreError> {
+    let objects = crate::store::cf(db, CF_OBJECTS)?;
+    let start = keys::object_versions_start(bucket_id, key);
+    let mut newest = None;
+    for item in db.iterator_cf(objects, rocksdb::IteratorMode::From(&start, rocksdb::Direction::Forward)) {
+        let (raw_key, raw_value) = item?;
+        if !raw_key.starts_with(&start) {
+            break;
+        }
+        if newest.is_none() {
+            newest = Some(records::decode::<ObjectVersion>(&raw_value)?);
+        }
+        batch.delete_cf(objects, raw_key);
+    }
+    Ok(newest)
+}

@@ -1,0 +1,199 @@
+//! Choosing the erasure scheme and the disks of a new object.
+//!
+//! Placement is decided by the node that answers `PlanPut`, outside the state machine (it may
+//! use randomness); the chosen placement is then committed with the object, so every replica
+//! agrees on where the shards are.
+
+use cairn_proto::blob::DiskState;
+use cairn_proto::meta::{BlobNode, ErasureScheme, ShardPlacement};
+use rand::seq::SliceRandom;
+
+/// Target bytes of object data per stripe; each of the k data blocks is 1/k of it.
+const STRIPE_TARGET_BYTES: u32 = 1 << 20;
+
+/// Disks are left out of placement when they have less than this much room beyond the
+/// shard: a full disk must never be the reason a PUT fails.
+const FREE_SPACE_RESERVE: u64 = 16 << 20;
+
+/// Why no placement could be made.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PlacementError {
+    /// Fewer usable disks than shards.
+    #[error("need {needed} usable disks, have {available}")]
+    NotEnoughDisks { needed: usize, available: usize },
+}
+
+/// The erasure scheme used when none is configured, from the number of usable disks:
+/// 1 → 1+0, 2 → 1+1, 3 → 2+1, 4–5 → 2+2, 6 or more → 4+2.
+pub fn default_scheme(usable_disks: usize) -> ErasureScheme {
+    let (k, m) = match usable_disks {
+        0 | 1 => (1, 0),
+        2 => (1, 1),
+        3 => (2, 1),
+        4 | 5 => (2, 2),
+        _ => (4, 2),
+    };
+    ErasureScheme {
+        data_shards: k,
+        parity_shards: m,
+        block_size: block_size_for(k),
+    }
+}
+
+/// Block size for k data shards: about 1 MiB of data per stripe, rounded up to 64 bytes
+/// (a multiple that keeps the SIMD Reed-Solomon kernels on their fast path).
+pub fn block_size_for(k: u32) -> u32 {
+    let raw = STRIPE_TARGET_BYTES.div_ceil(k.max(1));
+    raw.div_ceil(64) * 64
+}
+
+struct Candidate<'a> {
+    node: &'a BlobNode,
+    disk_id: &'a str,
+    free: u64,
+}
+
+/// Picks k+m distinct disks for an object of about `size_hint` bytes: one shard per node
+/// while nodes remain, then the emptiest unused disk of the least-loaded node. Shard keys
+/// are `{upload_id}.{index}`.
+pub fn place(
+    nodes: &[BlobNode],
+    scheme: Option<ErasureScheme>,
+    size_hint: u64,
+    upload_id: &str,
+) -> Result<(ErasureScheme, Vec<ShardPlacement>), PlacementError> {
+    let mut rng = rand::rng();
+    let mut candidates: Vec<Candidate<'_>> = Vec::new();
+    for node in nodes {
+        for disk in &node.disks {
+            if disk.state != DiskState::Ok as i32 {
+                continue;
+            }
+            candidates.push(Candidate {
+                node,
+                disk_id: &disk.disk_id,
+                free: disk.free_bytes,
+            });
+        }
+    }
+    // A disk with less than the reserve left counts as full before the scheme is chosen, so
+    // the default scheme reflects the disks that can really take data.
+    candidates.retain(|c| c.free == 0 || c.free >= FREE_SPACE_RESERVE);
+    let scheme = scheme.unwrap_or_else(|| default_scheme(candidates.len()));
+    let k = u64::from(scheme.data_shards.max(1));
+    let shard_estimate = size_hint.div_ceil(k) + FREE_SPACE_RESERVE;
+    candidates.retain(|c| c.free == 0 || c.free >= shard_estimate);
+    let needed = (scheme.data_shards + scheme.parity_shards) as usize;
+    if candidates.len() < needed {
+        return Err(PlacementError::NotEnoughDisks {
+            needed,
+            available: candidates.len(),
+        });
+    }
+    // Random order first so that ties (equal load, equal free space) spread over time.
+    candidates.shuffle(&mut rng);
+    let mut chosen: Vec<Candidate<'_>> = Vec::with_capacity(needed);
+    while chosen.len() < needed {
+        let load = |node_id: &str| chosen.iter().filter(|c| c.node.node_id == node_id).count();
+        let best = candidates
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, c)| (load(&c.node.node_id), std::cmp::Reverse(c.free)))
+            .map(|(i, _)| i);
+        let Some(i) = best else { break };
+        chosen.push(candidates.swap_remove(i));
+    }
+    chosen.shuffle(&mut rng);
+    let shards = chosen
+        .iter()
+        .enumerate()
+        .map(|(index, c)| ShardPlacement {
+            index: index as u32,
+            node_id: c.node.node_id.clone(),
+            node_address: c.node.address.clone(),
+            disk_id: c.disk_id.to_string(),
+            shard_key: format!("{upload_id}.{index}"),
+            written: false,
+        })
+        .collect();
+    Ok((scheme, shards))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cairn_proto::blob::DiskInfo;
+    use std::collections::HashSet;
+
+    fn node(id: &str, disks: usize) -> BlobNode {
+        BlobNode {
+            node_id: id.into(),
+            address: format!("{id}:1"),
+            disks: (0..disks)
+                .map(|d| DiskInfo {
+                    disk_id: format!("{id}-d{d}"),
+                    path: String::new(),
+                    capacity_bytes: 1 << 40,
+                    free_bytes: 1 << 39,
+                    state: DiskState::Ok as i32,
+                })
+                .collect(),
+            registered_ms: 0,
+        }
+    }
+
+    #[test]
+    fn default_schemes_follow_the_disk_count() {
+        let pairs: Vec<_> = [1, 2, 3, 4, 5, 6, 12]
+            .iter()
+            .map(|&n| {
+                let s = default_scheme(n);
+                (s.data_shards, s.parity_shards)
+            })
+            .collect();
+        assert_eq!(pairs, vec![(1, 0), (1, 1), (2, 1), (2, 2), (2, 2), (4, 2), (4, 2)]);
+        assert_eq!(block_size_for(4) * 4, 1 << 20);
+        assert_eq!(block_size_for(3) % 64, 0);
+    }
+
+    #[test]
+    fn shards_go_to_distinct_disks_and_distinct_nodes_when_possible() {
+        let nodes = vec![node("a", 2), node("b", 2), node("c", 2), node("d", 2)];
+        for _ in 0..50 {
+            let (scheme, shards) = place(&nodes, None, 1 << 20, "u").expect("placement");
+            assert_eq!((scheme.data_shards, scheme.parity_shards), (4, 2));
+            let disks: HashSet<_> = shards.iter().map(|s| &s.disk_id).collect();
+            assert_eq!(disks.len(), 6);
+            // 6 shards on 4 nodes: no node holds more than 2.
+            for n in ["a", "b", "c", "d"] {
+                assert!(shards.iter().filter(|s| s.node_id == n).count() <= 2);
+            }
+            let indexes: Vec<_> = shards.iter().map(|s| s.index).collect();
+            assert_eq!(indexes, (0..6).collect::<Vec<_>>());
+        }
+    }
+
+    #[test]
+    fn faulty_and_full_disks_are_never_chosen() {
+        let mut n = node("a", 4);
+        n.disks[0].state = DiskState::Faulty as i32;
+        n.disks[1].free_bytes = 1 << 20;
+        let (scheme, shards) = place(&[n], None, 1 << 30, "u").expect("placement");
+        // Two usable disks: 1+1.
+        assert_eq!((scheme.data_shards, scheme.parity_shards), (1, 1));
+        assert!(shards.iter().all(|s| s.disk_id == "a-d2" || s.disk_id == "a-d3"));
+    }
+
+    #[test]
+    fn too_few_disks_for_a_fixed_scheme_is_an_error() {
+        let scheme = ErasureScheme {
+            data_shards: 4,
+            parity_shards: 2,
+            block_size: block_size_for(4),
+        };
+        assert_eq!(
+            place(&[node("a", 3)], Some(scheme), 0, "u").err(),
+            Some(PlacementError::NotEnoughDisks { needed: 6, available: 3 })
+        );
+    }
+}

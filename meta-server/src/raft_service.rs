@@ -1,0 +1,71 @@
+//! The receiving end of the gRPC Raft transport: hands messages to the local node they name.
+
+use cairn_proto::meta::meta_raft_server::MetaRaft;
+use cairn_proto::meta::RaftMessage;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tonic::{Request, Response, Status};
+
+use crate::network::LocalNodes;
+use crate::types::Raft;
+
+/// Serves `MetaRaft` for the nodes of this process.
+pub struct RaftService {
+    local: LocalNodes,
+    cluster_id: String,
+}
+
+impl RaftService {
+    /// A service that accepts only messages for `cluster_id`.
+    pub fn new(local: LocalNodes, cluster_id: String) -> Self {
+        Self { local, cluster_id }
+    }
+
+    /// Checks the envelope and finds the target node.
+    fn open<T: DeserializeOwned>(&self, message: &RaftMessage) -> Result<(Raft, T), Status> {
+        if message.cluster_id != self.cluster_id {
+            tracing::warn!(
+                from_cluster = %message.cluster_id,
+                "refused a Raft message from another cluster"
+            );
+            return Err(Status::permission_denied("cluster id mismatch"));
+        }
+        let raft = self
+            .local
+            .get(message.target)
+            .ok_or_else(|| Status::not_found(format!("no meta node {} here", message.target)))?;
+        let request = serde_json::from_slice(&message.payload)
+            .map_err(|e| Status::invalid_argument(format!("bad raft payload: {e}")))?;
+        Ok((raft, request))
+    }
+
+    fn reply<T: Serialize>(&self, result: &T) -> Result<Response<RaftMessage>, Status> {
+        let payload = serde_json::to_vec(result).map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Response::new(RaftMessage {
+            cluster_id: self.cluster_id.clone(),
+            payload,
+            target: 0,
+        }))
+    }
+}
+
+#[tonic::async_trait]
+impl MetaRaft for RaftService {
+    async fn append_entries(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        let (raft, rpc) = self.open(request.get_ref())?;
+        let result = raft.append_entries(rpc).await;
+        self.reply(&result)
+    }
+
+    async fn vote(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        let (raft, rpc) = self.open(request.get_ref())?;
+        let result = raft.vote(rpc).await;
+        self.reply(&result)
+    }
+
+    async fn install_snapshot(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        let (raft, rpc) = self.open(request.get_ref())?;
+        let result = raft.install_snapshot(rpc).await;
+        self.reply(&result)
+    }
+}

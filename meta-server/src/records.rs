@@ -1,0 +1,67 @@
+//! Versioned encoding of the values stored in RocksDB.
+//!
+//! Every value is one format-version byte followed by the protobuf (prost) encoding of a
+//! `cairn_proto::meta` message. Protobuf already tolerates added fields; the leading byte is
+//! there for the changes it cannot absorb, so that a later release can read what this one
+//! wrote and migrate it (see docs/formats.md).
+
+use prost::Message;
+
+/// The record format this release writes.
+pub const RECORD_FORMAT_V1: u8 = 1;
+
+/// A record that could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    /// The value was empty.
+    #[error("empty record")]
+    Empty,
+    /// Written by a newer release (or corrupt).
+    #[error("unknown record format version {0}")]
+    UnknownVersion(u8),
+    /// The protobuf body did not decode.
+    #[error("malformed record: {0}")]
+    Decode(#[from] prost::DecodeError),
+}
+
+/// Encodes `msg` as a current-format record.
+pub fn encode<M: Message>(msg: &M) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1 + msg.encoded_len());
+    out.push(RECORD_FORMAT_V1);
+    msg.encode_raw(&mut out);
+    out
+}
+
+/// Decodes a record written by [`encode`] (or by an older format, once there is one).
+pub fn decode<M: Message + Default>(raw: &[u8]) -> Result<M, RecordError> {
+    match raw.split_first() {
+        None => Err(RecordError::Empty),
+        Some((&RECORD_FORMAT_V1, body)) => Ok(M::decode(body)?),
+        Some((&v, _)) => Err(RecordError::UnknownVersion(v)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cairn_proto::meta::Bucket;
+
+    #[test]
+    fn round_trip_and_reject_unknown_versions() {
+        let b = Bucket {
+            name: "b".into(),
+            id: 3,
+            created_ms: 9,
+        };
+        let raw = encode(&b);
+        assert_eq!(raw[0], RECORD_FORMAT_V1);
+        assert_eq!(decode::<Bucket>(&raw).ok(), Some(b));
+        let mut newer = raw.clone();
+        newer[0] = 2;
+        assert!(matches!(
+            decode::<Bucket>(&newer),
+            Err(RecordError::UnknownVersion(2))
+        ));
+        assert!(matches!(decode::<Bucket>(&[]), Err(RecordError::Empty)));
+    }
+}

@@ -1,0 +1,337 @@
+//! The `Meta` gRPC service: buckets, objects, placement and the blob-node registry.
+//!
+//! Writes go through Raft ([`Group::write`]); reads first make themselves linearizable
+//! ([`Group::linearizable_reader`]). Domain errors are answered in-band (`MetaError`); gRPC
+//! UNAVAILABLE means "no leader here, retry" and carries the leader's address in the
+//! `cairn-leader` metadata when it is known.
+
+use cairn_proto::meta::meta_server::Meta;
+use cairn_proto::meta::*;
+use prost::Message;
+use tonic::{Request, Response, Status};
+
+use crate::group::{GroupError, GroupMap};
+use crate::placement;
+use crate::store::StoreError;
+use crate::types::{Command, Response as Applied};
+
+/// Serves `Meta` over the groups of this process.
+pub struct MetaService {
+    groups: GroupMap,
+}
+
+impl MetaService {
+    /// A service over `groups`.
+    pub fn new(groups: GroupMap) -> Self {
+        Self { groups }
+    }
+}
+
+fn group_status(e: GroupError) -> Status {
+    match e {
+        GroupError::NoLeader => Status::unavailable("no meta leader; retry"),
+        GroupError::NotLeader(addr) => {
+            let mut status = Status::unavailable(format!("not the meta leader; leader is {addr}"));
+            if let Ok(value) = addr.parse() {
+                status.metadata_mut().insert("cairn-leader", value);
+            }
+            status
+        }
+        GroupError::Raft(msg) => Status::unavailable(format!("meta raft: {msg}")),
+    }
+}
+
+fn store_status(e: StoreError) -> Status {
+    tracing::error!(error = %e, "meta store failure");
+    Status::internal(format!("meta store: {e}"))
+}
+
+fn decode<M: Message + Default>(raw: &[u8]) -> Result<M, Status> {
+    M::decode(raw).map_err(|e| Status::internal(format!("bad state machine reply: {e}")))
+}
+
+fn unexpected(applied: &Applied) -> Status {
+    Status::internal(format!("unexpected state machine reply {applied:?}"))
+}
+
+fn meta_error(code: i32) -> MetaError {
+    MetaError::try_from(code).unwrap_or(MetaError::InvalidArgument)
+}
+
+/// Random 128-bit upload id (hex): names the shards of one PUT attempt.
+fn new_upload_id() -> String {
+    let bytes: [u8; 16] = rand::random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[tonic::async_trait]
+impl Meta for MetaService {
+    async fn create_bucket(
+        &self,
+        request: Request<CreateBucketRequest>,
+    ) -> Result<Response<CreateBucketResponse>, Status> {
+        let name = request.into_inner().name;
+        let applied = self
+            .groups
+            .system_group()
+            .write(Command::CreateBucket { name })
+            .await
+            .map_err(group_status)?;
+        let reply = match applied {
+            Applied::Bucket { bucket } => CreateBucketResponse {
+                error: MetaError::None as i32,
+                bucket: Some(decode(&bucket)?),
+            },
+            Applied::Error { code } => CreateBucketResponse {
+                error: meta_error(code) as i32,
+                bucket: None,
+            },
+            other => return Err(unexpected(&other)),
+        };
+        Ok(Response::new(reply))
+    }
+
+    async fn delete_bucket(
+        &self,
+        request: Request<DeleteBucketRequest>,
+    ) -> Result<Response<DeleteBucketResponse>, Status> {
+        let name = request.into_inner().name;
+        let applied = self
+            .groups
+            .system_group()
+            .write(Command::DeleteBucket { name })
+            .await
+            .map_err(group_status)?;
+        let error = match applied {
+            Applied::Done => MetaError::None,
+            Applied::Error { code } => meta_error(code),
+            other => return Err(unexpected(&other)),
+        };
+        Ok(Response::new(DeleteBucketResponse { error: error as i32 }))
+    }
+
+    async fn get_bucket(&self, request: Request<GetBucketRequest>) -> Result<Response<GetBucketResponse>, Status> {
+        let name = request.into_inner().name;
+        let reader = self
+            .groups
+            .system_group()
+            .linearizable_reader()
+            .await
+            .map_err(group_status)?;
+        let bucket = reader.bucket(&name).map_err(store_status)?;
+        let error = if bucket.is_some() {
+            MetaError::None
+        } else {
+            MetaError::NoSuchBucket
+        };
+        Ok(Response::new(GetBucketResponse {
+            error: error as i32,
+            bucket,
+        }))
+    }
+
+    async fn list_buckets(
+        &self,
+        _request: Request<ListBucketsRequest>,
+    ) -> Result<Response<ListBucketsResponse>, Status> {
+        let reader = self
+            .groups
+            .system_group()
+            .linearizable_reader()
+            .await
+            .map_err(group_status)?;
+        let buckets = reader.buckets().map_err(store_status)?;
+        Ok(Response::new(ListBucketsResponse { buckets }))
+    }
+
+    async fn plan_put(&self, request: Request<PlanPutRequest>) -> Result<Response<PlanPutResponse>, Status> {
+        let request = request.into_inner();
+        let reader = self
+            .groups
+            .for_bucket(&request.bucket)
+            .linearizable_reader()
+            .await
+            .map_err(group_status)?;
+        if reader.bucket(&request.bucket).map_err(store_status)?.is_none() {
+            return Ok(Response::new(PlanPutResponse {
+                error: MetaError::NoSuchBucket as i32,
+                ..Default::default()
+            }));
+        }
+        let nodes = reader.blob_nodes().map_err(store_status)?;
+        let reply = match placement::place(&nodes, None, request.size_hint, &new_upload_id()) {
+            Ok((scheme, shards)) => PlanPutResponse {
+                error: MetaError::None as i32,
+                scheme: Some(scheme),
+                shards,
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, bucket = %request.bucket, "cannot place object");
+                PlanPutResponse {
+                    error: MetaError::InsufficientCapacity as i32,
+                    ..Default::default()
+                }
+            }
+        };
+        Ok(Response::new(reply))
+    }
+
+    async fn commit_object(
+        &self,
+        request: Request<CommitObjectRequest>,
+    ) -> Result<Response<CommitObjectResponse>, Status> {
+        let Some(object) = request.into_inner().object else {
+            return Err(Status::invalid_argument("object missing"));
+        };
+        let group = self.groups.for_bucket(&object.bucket);
+        let applied = group
+            .write(Command::CommitObject {
+                object: object.encode_to_vec(),
+            })
+            .await
+            .map_err(group_status)?;
+        let reply = match applied {
+            Applied::Committed { object, replaced } => CommitObjectResponse {
+                error: MetaError::None as i32,
+                object: Some(decode(&object)?),
+                replaced: replaced.map(|r| decode(&r)).transpose()?,
+            },
+            Applied::Error { code } => CommitObjectResponse {
+                error: meta_error(code) as i32,
+                ..Default::default()
+            },
+            other => return Err(unexpected(&other)),
+        };
+        Ok(Response::new(reply))
+    }
+
+    async fn get_object(&self, request: Request<GetObjectRequest>) -> Result<Response<GetObjectResponse>, Status> {
+        let request = request.into_inner();
+        let reader = self
+            .groups
+            .for_bucket(&request.bucket)
+            .linearizable_reader()
+            .await
+            .map_err(group_status)?;
+        let Some(bucket) = reader.bucket(&request.bucket).map_err(store_status)? else {
+            return Ok(Response::new(GetObjectResponse {
+                error: MetaError::NoSuchBucket as i32,
+                object: None,
+            }));
+        };
+        let object = reader.object(bucket.id, &request.key).map_err(store_status)?;
+        let error = if object.is_some() {
+            MetaError::None
+        } else {
+            MetaError::NoSuchKey
+        };
+        Ok(Response::new(GetObjectResponse {
+            error: error as i32,
+            object,
+        }))
+    }
+
+    async fn delete_object(
+        &self,
+        request: Request<DeleteObjectRequest>,
+    ) -> Result<Response<DeleteObjectResponse>, Status> {
+        let request = request.into_inner();
+        let group = self.groups.for_bucket(&request.bucket);
+        let applied = group
+            .write(Command::DeleteObject {
+                bucket: request.bucket,
+                key: request.key,
+            })
+            .await
+            .map_err(group_status)?;
+        let reply = match applied {
+            Applied::Deleted { deleted } => DeleteObjectResponse {
+                error: MetaError::None as i32,
+                deleted: deleted.map(|d| decode(&d)).transpose()?,
+            },
+            Applied::Error { code } => DeleteObjectResponse {
+                error: meta_error(code) as i32,
+                deleted: None,
+            },
+            other => return Err(unexpected(&other)),
+        };
+        Ok(Response::new(reply))
+    }
+
+    async fn list_objects(
+        &self,
+        request: Request<ListObjectsRequest>,
+    ) -> Result<Response<ListObjectsResponse>, Status> {
+        let request = request.into_inner();
+        let reader = self
+            .groups
+            .for_bucket(&request.bucket)
+            .linearizable_reader()
+            .await
+            .map_err(group_status)?;
+        let Some(bucket) = reader.bucket(&request.bucket).map_err(store_status)? else {
+            return Ok(Response::new(ListObjectsResponse {
+                error: MetaError::NoSuchBucket as i32,
+                ..Default::default()
+            }));
+        };
+        let page = reader
+            .list(
+                bucket.id,
+                &request.prefix,
+                &request.delimiter,
+                &request.start_after,
+                request.max_keys as usize,
+            )
+            .map_err(store_status)?;
+        Ok(Response::new(ListObjectsResponse {
+            error: MetaError::None as i32,
+            objects: page.objects,
+            common_prefixes: page.common_prefixes,
+            is_truncated: page.is_truncated,
+            next_start_after: page.next_start_after,
+        }))
+    }
+
+    async fn register_blob_node(
+        &self,
+        request: Request<RegisterBlobNodeRequest>,
+    ) -> Result<Response<RegisterBlobNodeResponse>, Status> {
+        let request = request.into_inner();
+        if request.node_id.is_empty() || request.address.is_empty() {
+            return Err(Status::invalid_argument("node_id and address are required"));
+        }
+        let node = BlobNode {
+            node_id: request.node_id,
+            address: request.address,
+            disks: request.disks,
+            registered_ms: 0,
+        };
+        let applied = self
+            .groups
+            .system_group()
+            .write(Command::RegisterBlobNode {
+                node: node.encode_to_vec(),
+            })
+            .await
+            .map_err(group_status)?;
+        match applied {
+            Applied::Done => Ok(Response::new(RegisterBlobNodeResponse {})),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    async fn list_blob_nodes(
+        &self,
+        _request: Request<ListBlobNodesRequest>,
+    ) -> Result<Response<ListBlobNodesResponse>, Status> {
+        let reader = self
+            .groups
+            .system_group()
+            .linearizable_reader()
+            .await
+            .map_err(group_status)?;
+        let nodes = reader.blob_nodes().map_err(store_status)?;
+        Ok(Response::new(ListBlobNodesResponse { nodes }))
+    }
+}

@@ -1,0 +1,77 @@
+//! The meta node's RocksDB: one database, one column family per concern.
+//!
+//! | column family | holds | written by |
+//! |---|---|---|
+//! | `raft_log`   | log entries, key = index (u64 BE)          | [`LogStore`] |
+//! | `raft_state` | vote, last purged log id, committed id     | [`LogStore`] |
+//! | `sm_state`   | last applied log id, membership, snapshot  | [`StateMachine`] |
+//! | `buckets`, `objects`, `blob_nodes` | the metadata itself | [`StateMachine`] |
+//!
+//! The log and the state machine share the database (and so its write-ahead log) but never a
+//! column family: purging or truncating the log cannot touch applied state.
+
+mod log_store;
+mod reads;
+mod snapshot;
+mod state_machine;
+
+use std::path::Path;
+use std::sync::Arc;
+
+pub use log_store::LogStore;
+pub use reads::{ListPage, MetaReader};
+pub use state_machine::StateMachine;
+
+use rocksdb::{ColumnFamilyDescriptor, Options, DB};
+
+pub(crate) const CF_RAFT_LOG: &str = "raft_log";
+pub(crate) const CF_RAFT_STATE: &str = "raft_state";
+pub(crate) const CF_SM_STATE: &str = "sm_state";
+pub(crate) const CF_BUCKETS: &str = "buckets";
+pub(crate) const CF_OBJECTS: &str = "objects";
+pub(crate) const CF_BLOB_NODES: &str = "blob_nodes";
+
+/// The column families that make up the replicated state (what a snapshot carries).
+pub(crate) const DATA_CFS: [&str; 3] = [CF_BUCKETS, CF_OBJECTS, CF_BLOB_NODES];
+
+/// Failure to open or use the meta store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// RocksDB reported an error.
+    #[error("rocksdb: {0}")]
+    Rocks(#[from] rocksdb::Error),
+    /// A column family is missing from an opened database.
+    #[error("column family {0} missing")]
+    MissingColumnFamily(&'static str),
+    /// A stored record did not decode.
+    #[error("bad record: {0}")]
+    Record(#[from] crate::records::RecordError),
+    /// Serialized Raft state did not decode.
+    #[error("bad raft state: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+/// Opens (creating if needed) the meta database in `dir` and returns the log store and the
+/// state machine over it.
+pub fn open(dir: &Path) -> Result<(LogStore, StateMachine), StoreError> {
+    let mut opts = Options::default();
+    opts.create_if_missing(true);
+    opts.create_missing_column_families(true);
+    let cfs = [
+        CF_RAFT_LOG,
+        CF_RAFT_STATE,
+        CF_SM_STATE,
+        CF_BUCKETS,
+        CF_OBJECTS,
+        CF_BLOB_NODES,
+    ]
+    .into_iter()
+    .map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
+    let db = Arc::new(DB::open_cf_descriptors(&opts, dir, cfs)?);
+    Ok((LogStore::new(db.clone()), StateMachine::new(db)?))
+}
+
+/// Looks up a column family handle that [`open`] guarantees exists.
+pub(crate) fn cf<'a>(db: &'a DB, name: &'static str) -> Result<&'a rocksdb::ColumnFamily, StoreError> {
+    db.cf_handle(name).ok_or(StoreError::MissingColumnFamily(name))
+}

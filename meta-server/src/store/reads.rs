@@ -1,0 +1,190 @@
+//! Read-only queries over the applied state.
+//!
+//! These read the local replica. Callers must first make the read linearizable (see
+//! `crate::service`): `ensure_linearizable` on the leader waits until this replica has applied
+//! everything committed before the read began.
+
+use std::sync::Arc;
+
+use cairn_proto::meta::{BlobNode, Bucket, ObjectSummary, ObjectVersion};
+use rocksdb::{IteratorMode, DB};
+
+use super::{cf, StoreError, CF_BLOB_NODES, CF_BUCKETS, CF_OBJECTS};
+use crate::keys;
+use crate::records;
+
+/// One page of a listing: keys and common prefixes in UTF-8 byte order.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct ListPage {
+    /// Objects in this page.
+    pub objects: Vec<ObjectSummary>,
+    /// Common prefixes (rolled up by the delimiter) in this page.
+    pub common_prefixes: Vec<String>,
+    /// True when more keys or prefixes follow.
+    pub is_truncated: bool,
+    /// The last key or prefix returned (the `start_after` of the next page).
+    pub next_start_after: String,
+}
+
+/// Queries over one meta node's applied state. Cheap to clone.
+#[derive(Clone)]
+pub struct MetaReader {
+    db: Arc<DB>,
+}
+
+impl MetaReader {
+    /// A reader over `db` (the database a `StateMachine` applies to).
+    pub fn new(db: Arc<DB>) -> Self {
+        Self { db }
+    }
+
+    /// The bucket called `name`, if it exists.
+    pub fn bucket(&self, name: &str) -> Result<Option<Bucket>, StoreError> {
+        crate::apply::read_bucket(&self.db, name)
+    }
+
+    /// Every bucket, by name.
+    pub fn buckets(&self) -> Result<Vec<Bucket>, StoreError> {
+        let handle = cf(&self.db, CF_BUCKETS)?;
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(handle, IteratorMode::Start) {
+            let (_, raw) = item?;
+            out.push(records::decode(&raw)?);
+        }
+        Ok(out)
+    }
+
+    /// The current version of `key` in the bucket with id `bucket_id`.
+    pub fn object(&self, bucket_id: u64, key: &str) -> Result<Option<ObjectVersion>, StoreError> {
+        let handle = cf(&self.db, CF_OBJECTS)?;
+        let start = keys::object_versions_start(bucket_id, key);
+        let mut iter = self.db.raw_iterator_cf(handle);
+        iter.seek(&start);
+        match (iter.key(), iter.value()) {
+            (Some(k), Some(v)) if k.starts_with(&start) => Ok(Some(records::decode(v)?)),
+            _ => {
+                iter.status()?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Every registered blob node.
+    pub fn blob_nodes(&self) -> Result<Vec<BlobNode>, StoreError> {
+        let handle = cf(&self.db, CF_BLOB_NODES)?;
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(handle, IteratorMode::Start) {
+            let (_, raw) = item?;
+            out.push(records::decode(&raw)?);
+        }
+        Ok(out)
+    }
+
+    /// Lists current object versions in a bucket: one range scan from the first key after
+    /// `start_after` that starts with `prefix`, rolling keys up into common prefixes at the
+    /// first `delimiter` after the prefix. Whole common-prefix groups are skipped with one seek.
+    pub fn list(
+        &self,
+        bucket_id: u64,
+        prefix: &str,
+        delimiter: &str,
+        start_after: &str,
+        max_keys: usize,
+    ) -> Result<ListPage, StoreError> {
+        let handle = cf(&self.db, CF_OBJECTS)?;
+        let scan_prefix = keys::object_prefix(bucket_id, prefix);
+        let mut seek_to = scan_prefix.clone();
+        if start_after.as_bytes() >= prefix.as_bytes() && !start_after.is_empty() {
+            // The first position strictly after every version of `start_after`.
+            let mut after = keys::object_versions_start(bucket_id, start_after);
+            if let Some(last) = after.last_mut() {
+                *last += 1;
+            }
+            seek_to = seek_to.max(after);
+        }
+        let mut page = ListPage::default();
+        let mut iter = self.db.raw_iterator_cf(handle);
+        iter.seek(&seek_to);
+        let mut last_key: Option<String> = None;
+        let mut returned = 0usize;
+        while let (Some(raw_key), Some(raw_value)) = (iter.key(), iter.value()) {
+            if !raw_key.starts_with(&scan_prefix) {
+                break;
+            }
+            let Some((_, key, _)) = keys::decode_object_key(raw_key) else {
+                iter.next();
+                continue;
+            };
+            if last_key.as_deref() == Some(key.as_str()) || key.as_str() <= start_after {
+                // An older version of a key already seen, or not after the marker.
+                iter.next();
+                continue;
+            }
+            let common = common_prefix(&key, prefix, delimiter);
+            if let Some(cp) = &common {
+                if cp.as_str() <= start_after {
+                    // This group was returned on an earlier page: jump past all of it.
+                    skip_group(&mut iter, bucket_id, cp);
+                    continue;
+                }
+            }
+            if returned == max_keys {
+                page.is_truncated = true;
+                break;
+            }
+            returned += 1;
+            match common {
+                Some(cp) => {
+                    page.next_start_after = cp.clone();
+                    page.common_prefixes.push(cp.clone());
+                    skip_group(&mut iter, bucket_id, &cp);
+                    last_key = None;
+                }
+                None => {
+                    let object: ObjectVersion = records::decode(raw_value)?;
+                    page.next_start_after = key.clone();
+                    page.objects.push(ObjectSummary {
+                        key: key.clone(),
+                        size: object.size,
+                        etag: object.etag,
+                        last_modified_ms: object.last_modified_ms,
+                    });
+                    last_key = Some(key);
+                    iter.next();
+                }
+            }
+        }
+        iter.status()?;
+        Ok(page)
+    }
+}
+
+/// The common prefix `key` rolls up into, if the delimiter occurs after `prefix`.
+fn common_prefix(key: &str, prefix: &str, delimiter: &str) -> Option<String> {
+    if delimiter.is_empty() {
+        return None;
+    }
+    let rest = key.get(prefix.len()..)?;
+    rest.find(delimiter)
+        .map(|at| key[..prefix.len() + at + delimiter.len()].to_string())
+}
+
+/// Moves `iter` to the first key that does not start with `group`.
+fn skip_group(iter: &mut rocksdb::DBRawIterator<'_>, bucket_id: u64, group: &str) {
+    match keys::prefix_successor(&keys::object_prefix(bucket_id, group)) {
+        Some(next) => iter.seek(next),
+        None => iter.seek_to_last_then_past(),
+    }
+}
+
+/// Positioning past the end, for a group that extends to the end of the key space.
+trait SeekPastEnd {
+    fn seek_to_last_then_past(&mut self);
+}
+
+impl SeekPastEnd for rocksdb::DBRawIterator<'_> {
+    fn seek_to_last_then_past(&mut self) {
+        self.seek_to_last();
+        self.next();
+    }
+}

@@ -1,0 +1,76 @@
+//! The Raft type configuration and the commands that travel through the log.
+//!
+//! A [`Request`] is what the leader appends; the state machine turns it into a [`Response`]
+//! deterministically. Everything that depends on time or chance (the wall clock, shard keys)
+//! is decided by the proposer *before* the entry is appended and travels inside it, so every
+//! replica applies the same bytes to the same state and reaches the same result.
+
+use std::io::Cursor;
+
+use openraft::BasicNode;
+use serde::{Deserialize, Serialize};
+
+/// Identifier of a meta node inside its Raft group. Never reused.
+pub type NodeId = u64;
+
+openraft::declare_raft_types!(
+    /// Cairn's meta-service Raft types.
+    pub TypeConfig:
+        D = Request,
+        R = Response,
+        NodeId = NodeId,
+        Node = BasicNode,
+        SnapshotData = Cursor<Vec<u8>>,
+);
+
+/// Shorthand for openraft's handle with our types.
+pub type Raft = openraft::Raft<TypeConfig>;
+
+/// One log entry's application payload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Request {
+    /// Leader-stamped wall clock (milliseconds since the Unix epoch). `apply` uses this value,
+    /// never its own clock.
+    pub now_ms: i64,
+    /// What to do.
+    pub command: Command,
+}
+
+/// A state change of the metadata.
+///
+/// Object and blob-node payloads are the protobuf encodings of `cairn_proto::meta` messages
+/// (prost), so the log carries the same versioned message family as the gRPC API.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    /// Create a bucket; its id is the log index of this entry.
+    CreateBucket { name: String },
+    /// Delete an empty bucket.
+    DeleteBucket { name: String },
+    /// Make an object version visible; its version id derives from this entry's log index.
+    CommitObject { object: Vec<u8> },
+    /// Remove the current version of an object.
+    DeleteObject { bucket: String, key: String },
+    /// Insert or refresh a blob node and its disks (a `BlobNode` message).
+    RegisterBlobNode { node: Vec<u8> },
+}
+
+/// The outcome of applying one entry. Domain failures (no such bucket...) are outcomes, not
+/// errors: they are part of the replicated history and every replica computes the same one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Response {
+    /// Entries that carry no command (blank, membership) answer this.
+    Empty,
+    /// A domain error code, `cairn_proto::meta::MetaError` as i32.
+    Error { code: i32 },
+    /// A bucket (prost-encoded `Bucket`).
+    Bucket { bucket: Vec<u8> },
+    /// A committed object and the version it replaced (prost-encoded `ObjectVersion`s).
+    Committed {
+        object: Vec<u8>,
+        replaced: Option<Vec<u8>>,
+    },
+    /// A deleted object version, if there was one (prost-encoded `ObjectVersion`).
+    Deleted { deleted: Option<Vec<u8>> },
+    /// The command succeeded and returns nothing.
+    Done,
+}

@@ -1,0 +1,13 @@
+//! Compiles every `.proto` under `proto/` with `protox` (pure Rust): no system `protoc`.
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let files = ["proto/blob.proto", "proto/meta.proto"];
+    for f in files {
+        println!("cargo:rerun-if-changed={f}");
+    }
+    let fds = protox::compile(files, ["proto"])?;
+    tonic_prost_build::configure()
+        .bytes(".cairn.blob.v1.PutShardRequest.data")
+        .bytes(".cairn.blob.v1.GetShardResponse.data")
+        .compile_fds(fds)?;
+    Ok(())
+}

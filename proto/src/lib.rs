@@ -1,0 +1,26 @@
+//! Cairn's gRPC protocol: the generated messages, clients and servers of every service.
+//!
+//! The three server crates (`cairn-meta`, `cairn-blob`, `cairn-gateway`) never import one
+//! another; this crate is where they meet. Modules mirror the protobuf packages so that
+//! cross-package references in generated code resolve; use the short re-exports below.
+
+#[allow(missing_docs, clippy::all, clippy::pedantic)]
+mod generated {
+    pub mod cairn {
+        pub mod blob {
+            pub mod v1 {
+                tonic::include_proto!("cairn.blob.v1");
+            }
+        }
+        pub mod meta {
+            pub mod v1 {
+                tonic::include_proto!("cairn.meta.v1");
+            }
+        }
+    }
+}
+
+/// The blob server's API (`proto/blob.proto`), format family v1.
+pub use generated::cairn::blob::v1 as blob;
+/// The metadata service's API and Raft transport (`proto/meta.proto`), format family v1.
+pub use generated::cairn::meta::v1 as meta;
