@@ -105,6 +105,28 @@ pub fn apply(db: &DB, batch: &mut WriteBatch, index: u64, request: &Request) -> 
     }
 }
 
+/// Rewrites each shard's `node_address` with the node's current registered address: a blob
+/// server keeps its node id across restarts but may come back on another address, so the
+/// node id is the durable part of a placement and the address is looked up when it is used.
+pub fn refresh_addresses(object: &mut ObjectVersion, nodes: &[BlobNode]) {
+    for shard in &mut object.shards {
+        if let Some(node) = nodes.iter().find(|n| n.node_id == shard.node_id) {
+            shard.node_address.clone_from(&node.address);
+        }
+    }
+}
+
+/// Every registered blob node.
+pub fn read_blob_nodes(db: &DB) -> Result<Vec<BlobNode>, StoreError> {
+    let handle = crate::store::cf(db, CF_BLOB_NODES)?;
+    let mut out = Vec::new();
+    for item in db.iterator_cf(handle, rocksdb::IteratorMode::Start) {
+        let (_, raw) = item?;
+        out.push(records::decode(&raw)?);
+    }
+    Ok(out)
+}
+
 /// Reads a bucket record by name.
 pub fn read_bucket(db: &DB, name: &str) -> Result<Option<Bucket>, StoreError> {
     match db.get_cf(crate::store::cf(db, CF_BUCKETS)?, name.as_bytes())? {
@@ -122,7 +144,7 @@ fn remove_versions(
 ) -> Result<Option<ObjectVersion>, StoreError> {
     let objects = crate::store::cf(db, CF_OBJECTS)?;
     let start = keys::object_versions_start(bucket_id, key);
-    let mut newest = None;
+    let mut newest: Option<ObjectVersion> = None;
     for item in db.iterator_cf(objects, rocksdb::IteratorMode::From(&start, rocksdb::Direction::Forward)) {
         let (raw_key, raw_value) = item?;
         if !raw_key.starts_with(&start) {
@@ -132,6 +154,9 @@ fn remove_versions(
             newest = Some(records::decode::<ObjectVersion>(&raw_value)?);
         }
         batch.delete_cf(objects, raw_key);
+    }
+    if let Some(version) = newest.as_mut() {
+        refresh_addresses(version, &read_blob_nodes(db)?);
     }
     Ok(newest)
 }

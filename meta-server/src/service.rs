@@ -11,6 +11,7 @@ use prost::Message;
 use tonic::{Request, Response, Status};
 
 use crate::group::{GroupError, GroupMap};
+use crate::apply::refresh_addresses;
 use crate::placement;
 use crate::store::StoreError;
 use crate::types::{Command, Response as Applied};
@@ -219,7 +220,10 @@ impl Meta for MetaService {
                 object: None,
             }));
         };
-        let object = reader.object(bucket.id, &request.key).map_err(store_status)?;
+        let mut object = reader.object(bucket.id, &request.key).map_err(store_status)?;
+        if let Some(object) = object.as_mut() {
+            refresh_addresses(object, &reader.blob_nodes().map_err(store_status)?);
+        }
         let error = if object.is_some() {
             MetaError::None
         } else {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use cairn_proto::meta::{BlobNode, Bucket, ObjectSummary, ObjectVersion};
 use rocksdb::{IteratorMode, DB};
 
-use super::{cf, StoreError, CF_BLOB_NODES, CF_BUCKETS, CF_OBJECTS};
+use super::{cf, StoreError, CF_BUCKETS, CF_OBJECTS};
 use crate::keys;
 use crate::records;
 
@@ -71,13 +71,7 @@ impl MetaReader {
 
     /// Every registered blob node.
     pub fn blob_nodes(&self) -> Result<Vec<BlobNode>, StoreError> {
-        let handle = cf(&self.db, CF_BLOB_NODES)?;
-        let mut out = Vec::new();
-        for item in self.db.iterator_cf(handle, IteratorMode::Start) {
-            let (_, raw) = item?;
-            out.push(records::decode(&raw)?);
-        }
-        Ok(out)
+        crate::apply::read_blob_nodes(&self.db)
     }
 
     /// Lists current object versions in a bucket: one range scan from the first key after

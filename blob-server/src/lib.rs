@@ -1,0 +1,193 @@
+//! Cairn's blob server: erasure-coded shards stored as checksummed files on one or more
+//! disks, served over gRPC (`proto/blob.proto`).
+//!
+//! The shard files are the only state: there is no index. See `layout` for where shards
+//! live in a data directory, `shard_file` for the byte format, and `disk` for disk
+//! identities. [`start`] opens the disks, serves gRPC and registers with the meta service;
+//! [`RunningBlobServer::shutdown`] stops it gracefully.
+//!
+//! Modules, one job each:
+//! - `layout`: shard key rules and paths inside a data directory;
+//! - `shard_file`: the shard file format (writer, reader, verification);
+//! - `disk`: opening data directories, identity files, free space;
+//! - `store`: blocking put / open / delete of one shard, with the fsyncs;
+//! - `service`: the gRPC `Blob` service;
+//! - `body_end`: tells PutShard whether its stream ended or was cut off;
+//! - `register`: registration and heartbeats with the meta service;
+//! - `fsutil`: directory fsync and atomic small-file writes;
+//! - `error`: [`BlobError`].
+
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+mod body_end;
+mod disk;
+mod error;
+mod fsutil;
+mod layout;
+mod register;
+mod service;
+mod shard_file;
+mod store;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cairn_proto::blob::blob_server::BlobServer;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tonic::transport::server::TcpIncoming;
+use tonic::transport::Server;
+use tracing::Instrument;
+
+pub use error::BlobError;
+
+use disk::DiskSet;
+use service::BlobService;
+
+/// Largest gRPC message accepted or sent (a put may carry up to this much data per message).
+const MAX_MESSAGE_SIZE: usize = 16 << 20;
+/// How long [`RunningBlobServer::shutdown`] waits for in-flight requests before cutting
+/// them off.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// How to run a blob server.
+#[derive(Debug, Clone)]
+pub struct BlobServerConfig {
+    /// Data directories, one per disk. Missing ones are created; unusable ones are reported
+    /// as FAULTY, and starting fails only if none is usable.
+    pub data_dirs: Vec<std::path::PathBuf>,
+    /// Where to listen for gRPC, e.g. 127.0.0.1:0 for an ephemeral port.
+    pub listen: std::net::SocketAddr,
+    /// Address other components use to reach this server; defaults to the bound address.
+    pub advertise: Option<String>,
+    /// Meta service gRPC addresses ("http://127.0.0.1:7000"); empty = do not register.
+    pub meta_endpoints: Vec<String>,
+    /// Fixed node id; None = read from / write to the disks' identity files.
+    pub node_id: Option<String>,
+}
+
+/// A started blob server. Dropping it without [`RunningBlobServer::shutdown`] also stops
+/// the server and its background tasks, but without waiting for them.
+#[derive(Debug)]
+pub struct RunningBlobServer {
+    local_addr: SocketAddr,
+    node_id: String,
+    stop: watch::Sender<bool>,
+    server: JoinHandle<Result<(), tonic::transport::Error>>,
+    register: Option<JoinHandle<()>>,
+}
+
+impl RunningBlobServer {
+    /// The address the gRPC server is bound to (with the real port when 0 was asked for).
+    pub fn local_addr(&self) -> std::net::SocketAddr {
+        self.local_addr
+    }
+
+    /// This server's node id, shared by all its disks.
+    pub fn node_id(&self) -> &str {
+        &self.node_id
+    }
+
+    /// Stops accepting, finishes in-flight requests, stops background tasks.
+    ///
+    /// Requests still running after 30 s are cut off.
+    pub async fn shutdown(self) -> Result<(), BlobError> {
+        // Ignored error: no receiver left means everything has stopped already.
+        let _ = self.stop.send(true);
+        if let Some(register) = self.register {
+            register.await?;
+        }
+        let mut server = self.server;
+        match tokio::time::timeout(SHUTDOWN_GRACE, &mut server).await {
+            Ok(joined) => joined??,
+            Err(_) => {
+                tracing::warn!(
+                    grace_secs = SHUTDOWN_GRACE.as_secs(),
+                    "in-flight requests did not finish in time; cutting them off"
+                );
+                server.abort();
+            }
+        }
+        tracing::info!(node_id = %self.node_id, "blob server stopped");
+        Ok(())
+    }
+}
+
+/// Opens the disks, binds the listener, starts serving gRPC and (if meta endpoints are
+/// given) the registration task.
+pub async fn start(config: BlobServerConfig) -> Result<RunningBlobServer, BlobError> {
+    if config.node_id.as_deref() == Some("") {
+        return Err(BlobError::InvalidConfig("node_id must not be empty".into()));
+    }
+    let dirs = config.data_dirs.clone();
+    let configured_node_id = config.node_id.clone();
+    let disks =
+        tokio::task::spawn_blocking(move || DiskSet::open(&dirs, configured_node_id.as_deref()))
+            .await??;
+    let disks = Arc::new(disks);
+    let node_id = disks.node_id().to_owned();
+
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| BlobError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    let local_addr = listener
+        .local_addr()
+        .map_err(|e| BlobError::io("read the listener's address", e))?;
+    let advertise = match config.advertise {
+        Some(a) => a,
+        None => {
+            if local_addr.ip().is_unspecified() {
+                tracing::warn!(
+                    %local_addr,
+                    "listening on an unspecified address without `advertise`: other \
+                     components will be told an address they cannot reach"
+                );
+            }
+            local_addr.to_string()
+        }
+    };
+
+    let (stop, stop_rx) = watch::channel(false);
+    let service = BlobServer::new(BlobService::new(Arc::clone(&disks)))
+        .max_decoding_message_size(MAX_MESSAGE_SIZE)
+        .max_encoding_message_size(MAX_MESSAGE_SIZE);
+    // TCP_NODELAY: small gRPC frames (replies, stream ends) must not wait for Nagle.
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let mut server_stop = stop_rx.clone();
+    let signal = async move {
+        // Err means the handle was dropped: stop as well.
+        let _ = server_stop.wait_for(|s| *s).await;
+    };
+    let server = tokio::spawn(
+        Server::builder()
+            .add_service(body_end::TrackBodyEnd(service))
+            .serve_with_incoming_shutdown(incoming, signal)
+            .instrument(tracing::info_span!("blob-grpc", %local_addr)),
+    );
+
+    let register = (!config.meta_endpoints.is_empty()).then(|| {
+        register::spawn(
+            config.meta_endpoints.clone(),
+            node_id.clone(),
+            advertise.clone(),
+            Arc::clone(&disks),
+            stop_rx,
+        )
+    });
+    tracing::info!(%local_addr, %advertise, %node_id, "blob server started");
+    Ok(RunningBlobServer {
+        local_addr,
+        node_id,
+        stop,
+        server,
+        register,
+    })
+}
+
+#[cfg(test)]
+mod tests;

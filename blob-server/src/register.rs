@@ -1,0 +1,142 @@
+//! Registration with the metadata service, repeated as a heartbeat.
+//!
+//! A background task announces this server (node id, address, disks with free space) to the
+//! meta service. It tries each endpoint in turn until one accepts, retries with exponential
+//! backoff (200 ms doubling to 5 s) while none does, and once registered re-registers every
+//! 10 s so the meta service sees fresh free space and knows the node is alive. Failures are
+//! logged and retried, never fatal.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use cairn_proto::meta::meta_client::MetaClient;
+use cairn_proto::meta::RegisterBlobNodeRequest;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tonic::transport::{Channel, Endpoint};
+use tracing::Instrument;
+
+use crate::disk::DiskSet;
+
+/// First retry delay after a failed registration round.
+const BACKOFF_START: Duration = Duration::from_millis(200);
+/// Longest retry delay.
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// Delay between heartbeats once registered.
+const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(10);
+/// Connection timeout for one meta endpoint.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Deadline of one registration call.
+const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Spawns the registration task. It stops when `stop` becomes `true` or its sender is dropped.
+pub(crate) fn spawn(
+    endpoints: Vec<String>,
+    node_id: String,
+    address: String,
+    disks: Arc<DiskSet>,
+    stop: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    let span = tracing::info_span!("blob-register", %node_id, %address);
+    tokio::spawn(run(endpoints, node_id, address, disks, stop).instrument(span))
+}
+
+async fn run(
+    endpoints: Vec<String>,
+    node_id: String,
+    address: String,
+    disks: Arc<DiskSet>,
+    mut stop: watch::Receiver<bool>,
+) {
+    // Lazy channels: nothing connects until the first call, and each channel reconnects
+    // by itself after a failure.
+    let mut clients: Vec<(String, MetaClient<Channel>)> = Vec::new();
+    for ep in endpoints {
+        match Endpoint::from_shared(ep.clone()) {
+            Ok(e) => {
+                let channel = e
+                    .connect_timeout(CONNECT_TIMEOUT)
+                    .timeout(CALL_TIMEOUT)
+                    .connect_lazy();
+                clients.push((ep, MetaClient::new(channel)));
+            }
+            Err(e) => tracing::warn!(endpoint = %ep, error = %e, "invalid meta endpoint, ignored"),
+        }
+    }
+    if clients.is_empty() {
+        tracing::warn!("no valid meta endpoint; this blob server will not register");
+        return;
+    }
+
+    let mut preferred = 0usize;
+    let mut backoff = BACKOFF_START;
+    let mut registered = false;
+    loop {
+        let round = register_once(&mut clients, preferred, &node_id, &address, &disks);
+        let outcome = tokio::select! {
+            biased;
+            _ = stop.wait_for(|s| *s) => return,
+            outcome = round => outcome,
+        };
+        let delay = match outcome {
+            Ok(index) => {
+                if registered {
+                    tracing::debug!(endpoint = %clients[index].0, "heartbeat sent");
+                } else {
+                    tracing::info!(endpoint = %clients[index].0, "registered with the meta service");
+                }
+                registered = true;
+                preferred = index;
+                backoff = BACKOFF_START;
+                HEARTBEAT_INTERVAL
+            }
+            Err(errors) => {
+                tracing::warn!(
+                    errors = %errors.join("; "),
+                    retry_in_ms = backoff.as_millis() as u64,
+                    "registration with the meta service failed"
+                );
+                registered = false;
+                let delay = backoff;
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+                delay
+            }
+        };
+        tokio::select! {
+            biased;
+            _ = stop.wait_for(|s| *s) => return,
+            () = tokio::time::sleep(delay) => {}
+        }
+    }
+}
+
+/// One round: tries every endpoint, starting with `preferred` (the last one that worked).
+/// Returns the index of the endpoint that accepted, or one error per endpoint.
+async fn register_once(
+    clients: &mut [(String, MetaClient<Channel>)],
+    preferred: usize,
+    node_id: &str,
+    address: &str,
+    disks: &Arc<DiskSet>,
+) -> Result<usize, Vec<String>> {
+    let disk_set = Arc::clone(disks);
+    // Fresh free space on every heartbeat; statvfs is a syscall, so off the runtime.
+    let disk_infos = tokio::task::spawn_blocking(move || disk_set.disk_infos())
+        .await
+        .map_err(|e| vec![format!("collecting disk info: {e}")])?;
+    let request = RegisterBlobNodeRequest {
+        node_id: node_id.to_owned(),
+        address: address.to_owned(),
+        disks: disk_infos,
+    };
+    let n = clients.len();
+    let mut errors = Vec::new();
+    for index in (0..n).map(|i| (preferred + i) % n) {
+        let (endpoint, client) = &mut clients[index];
+        match client.register_blob_node(request.clone()).await {
+            Ok(_) => return Ok(index),
+            Err(status) => errors.push(format!("{endpoint}: {status}")),
+        }
+    }
+    Err(errors)
+}

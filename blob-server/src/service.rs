@@ -1,0 +1,279 @@
+//! The gRPC `Blob` service: request validation and streaming, on top of `store`.
+
+use std::ops::ControlFlow;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use cairn_proto::blob::blob_server::Blob;
+use cairn_proto::blob::{
+    DeleteShardRequest, DeleteShardResponse, GetShardRequest, GetShardResponse, NodeInfoRequest,
+    NodeInfoResponse, PutShardRequest, PutShardResponse, StatShardRequest, StatShardResponse,
+};
+use tokio::sync::mpsc;
+use tokio::task::spawn_blocking;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::body_end::BodyEnd;
+use crate::disk::DiskSet;
+use crate::error::BlobError;
+use crate::layout::validate_shard_key;
+use crate::shard_file::{resolve_range, ShardReader};
+use crate::store::{self, PutItem};
+
+/// Largest data payload of one `GetShardResponse`.
+const GET_MESSAGE_SIZE: usize = 256 * 1024;
+/// Responses buffered per GetShard stream (bounds memory to about 1 MiB per stream).
+const GET_QUEUE_DEPTH: usize = 4;
+/// Put messages buffered between the network and the writer thread.
+const PUT_QUEUE_DEPTH: usize = 4;
+
+/// Implements the `Blob` gRPC service over a set of disks.
+pub(crate) struct BlobService {
+    disks: Arc<DiskSet>,
+}
+
+impl BlobService {
+    /// A service serving the given disks.
+    pub(crate) fn new(disks: Arc<DiskSet>) -> Self {
+        BlobService { disks }
+    }
+
+    /// Validates the key and finds the disk; returns the disk's directory.
+    fn locate(&self, disk_id: &str, shard_key: &str) -> Result<PathBuf, BlobError> {
+        validate_shard_key(shard_key)?;
+        Ok(self.disks.usable(disk_id)?.path.clone())
+    }
+}
+
+/// Logs a corruption found while serving a shard (the caller still returns the error).
+fn log_corruption(err: &BlobError, disk_id: &str, shard_key: &str) {
+    match err {
+        BlobError::ChecksumMismatch { path, chunk } => tracing::error!(
+            disk_id,
+            shard_key,
+            chunk_index = chunk,
+            path = %path.display(),
+            "shard chunk checksum mismatch"
+        ),
+        BlobError::CorruptShard { path, reason } => tracing::error!(
+            disk_id,
+            shard_key,
+            path = %path.display(),
+            reason = %reason,
+            "corrupt shard file"
+        ),
+        _ => {}
+    }
+}
+
+/// Runs a blocking closure on the blocking pool and flattens the result into a status.
+async fn blocking<T, F>(f: F) -> Result<T, Status>
+where
+    F: FnOnce() -> Result<T, BlobError> + Send + 'static,
+    T: Send + 'static,
+{
+    spawn_blocking(f)
+        .await
+        .map_err(BlobError::from)
+        .and_then(|r| r)
+        .map_err(Status::from)
+}
+
+#[tonic::async_trait]
+impl Blob for BlobService {
+    async fn put_shard(
+        &self,
+        request: Request<Streaming<PutShardRequest>>,
+    ) -> Result<Response<PutShardResponse>, Status> {
+        // Missing only if the service is mounted without `TrackBodyEnd`; then no stream end
+        // can be trusted, and every put is refused rather than risk committing a cut-off one.
+        let body_end = request.extensions().get::<BodyEnd>().cloned();
+        let mut stream = request.into_inner();
+        let first = stream.message().await?.ok_or_else(|| {
+            Status::invalid_argument("empty PutShard stream: the first message must carry a header")
+        })?;
+        let header = first.header.ok_or_else(|| {
+            Status::invalid_argument("the first PutShard message must carry a header")
+        })?;
+        let root = self.locate(&header.disk_id, &header.shard_key)?;
+
+        let (tx, rx) = mpsc::channel(PUT_QUEUE_DEPTH);
+        let key = header.shard_key.clone();
+        // Runs detached from this future: if the client goes away and tonic drops us, `tx`
+        // is dropped, the writer sees the channel close and removes its temporary file.
+        let writer = spawn_blocking(move || store::put_shard(&root, &key, rx));
+
+        let feed = async move {
+            let mut data = first.data;
+            loop {
+                if !data.is_empty() && tx.send(PutItem::Data(data)).await.is_err() {
+                    // The writer failed; its own result says why.
+                    return Ok(());
+                }
+                match stream.message().await? {
+                    Some(msg) if msg.header.is_some() => {
+                        return Err(Status::invalid_argument(
+                            "only the first PutShard message may carry a header",
+                        ));
+                    }
+                    Some(msg) => data = msg.data,
+                    // tonic reports a cancelled stream as a normal end: check the transport's
+                    // own verdict before committing anything.
+                    None if body_end.as_ref().is_some_and(BodyEnd::ended_cleanly) => break,
+                    None => {
+                        return Err(Status::cancelled(
+                            "the PutShard stream was cut off before its end",
+                        ));
+                    }
+                }
+            }
+            // Ignored error: the writer already failed and reports it below.
+            let _ = tx.send(PutItem::End).await;
+            Ok(())
+        };
+        // `feed` owns `tx`: once it returns, the writer either has `End` or sees the close.
+        let fed: Result<(), Status> = feed.await;
+        let written = writer.await.map_err(BlobError::from);
+        match (fed, written) {
+            (Err(status), _) => {
+                tracing::warn!(
+                    disk_id = %header.disk_id,
+                    shard_key = %header.shard_key,
+                    error = %status,
+                    "shard upload failed; temporary file removed"
+                );
+                Err(status)
+            }
+            (Ok(()), Ok(Ok(length))) => Ok(Response::new(PutShardResponse { length })),
+            (Ok(()), Ok(Err(e)) | Err(e)) => {
+                tracing::error!(
+                    disk_id = %header.disk_id,
+                    shard_key = %header.shard_key,
+                    error = %e,
+                    "cannot write shard"
+                );
+                Err(e.into())
+            }
+        }
+    }
+
+    type GetShardStream = ReceiverStream<Result<GetShardResponse, Status>>;
+
+    async fn get_shard(
+        &self,
+        request: Request<GetShardRequest>,
+    ) -> Result<Response<Self::GetShardStream>, Status> {
+        let req = request.into_inner();
+        let root = self.locate(&req.disk_id, &req.shard_key)?;
+        let (disk_id, key) = (req.disk_id, req.shard_key);
+        // Open and check the range first, so NOT_FOUND / OUT_OF_RANGE / DATA_LOSS in the
+        // header come back as the call's status rather than mid-stream.
+        let (reader, offset, len) = {
+            let (disk_id, key) = (disk_id.clone(), key.clone());
+            blocking(move || {
+                let reader = store::open_shard(&root, &key)
+                    .inspect_err(|e| log_corruption(e, &disk_id, &key))?;
+                let (offset, len) = resolve_range(req.offset, req.length, reader.len())?;
+                Ok((reader, offset, len))
+            })
+            .await?
+        };
+        let (tx, rx) = mpsc::channel(GET_QUEUE_DEPTH);
+        spawn_blocking(move || stream_range(reader, offset, len, &tx, &disk_id, &key));
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn delete_shard(
+        &self,
+        request: Request<DeleteShardRequest>,
+    ) -> Result<Response<DeleteShardResponse>, Status> {
+        let req = request.into_inner();
+        let root = self.locate(&req.disk_id, &req.shard_key)?;
+        let existed = blocking(move || store::delete_shard(&root, &req.shard_key)).await?;
+        Ok(Response::new(DeleteShardResponse { existed }))
+    }
+
+    async fn stat_shard(
+        &self,
+        request: Request<StatShardRequest>,
+    ) -> Result<Response<StatShardResponse>, Status> {
+        let req = request.into_inner();
+        let root = self.locate(&req.disk_id, &req.shard_key)?;
+        let reply = blocking(move || match store::open_shard(&root, &req.shard_key) {
+            Ok(reader) => Ok(StatShardResponse {
+                exists: true,
+                length: reader.len(),
+            }),
+            Err(BlobError::ShardNotFound(_)) => Ok(StatShardResponse {
+                exists: false,
+                length: 0,
+            }),
+            Err(e) => {
+                log_corruption(&e, &req.disk_id, &req.shard_key);
+                Err(e)
+            }
+        })
+        .await?;
+        Ok(Response::new(reply))
+    }
+
+    async fn node_info(
+        &self,
+        _request: Request<NodeInfoRequest>,
+    ) -> Result<Response<NodeInfoResponse>, Status> {
+        let disks = Arc::clone(&self.disks);
+        let reply = blocking(move || {
+            Ok(NodeInfoResponse {
+                node_id: disks.node_id().to_owned(),
+                disks: disks.disk_infos(),
+            })
+        })
+        .await?;
+        Ok(Response::new(reply))
+    }
+}
+
+/// Reads `[offset, offset + len)` chunk by chunk (each verified before use) and sends it in
+/// messages of up to [`GET_MESSAGE_SIZE`]. Runs on the blocking pool; the bounded channel
+/// keeps memory bounded when the client reads slowly, and a closed channel (client gone)
+/// stops the read.
+fn stream_range(
+    mut reader: ShardReader,
+    offset: u64,
+    len: u64,
+    tx: &mpsc::Sender<Result<GetShardResponse, Status>>,
+    disk_id: &str,
+    key: &str,
+) {
+    // `len` is at most GET_MESSAGE_SIZE here, so the cast cannot truncate.
+    let capacity = || len.min(GET_MESSAGE_SIZE as u64) as usize;
+    let mut out = BytesMut::with_capacity(capacity());
+    let result = reader.read_range(offset, len, |mut piece| {
+        while !piece.is_empty() {
+            let take = (GET_MESSAGE_SIZE - out.len()).min(piece.len());
+            out.extend_from_slice(&piece[..take]);
+            piece = &piece[take..];
+            if out.len() == GET_MESSAGE_SIZE {
+                let data = out.split().freeze();
+                if tx.blocking_send(Ok(GetShardResponse { data })).is_err() {
+                    return ControlFlow::Break(());
+                }
+                out.reserve(capacity());
+            }
+        }
+        ControlFlow::Continue(())
+    });
+    match result {
+        Ok(true) if !out.is_empty() => {
+            // Ignored error: the client is gone, there is no one left to tell.
+            let _ = tx.blocking_send(Ok(GetShardResponse { data: out.freeze() }));
+        }
+        Ok(_) => {}
+        Err(e) => {
+            log_corruption(&e, disk_id, key);
+            let _ = tx.blocking_send(Err(e.into()));
+        }
+    }
+}

@@ -1,0 +1,474 @@
+//! End-to-end tests: the real gRPC server on 127.0.0.1:0, driven through the generated
+//! clients over a real socket.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use cairn_proto::blob::blob_client::BlobClient;
+use cairn_proto::blob::{
+    DeleteShardRequest, DiskState, GetShardRequest, NodeInfoRequest, PutShardRequest, ShardHeader,
+    StatShardRequest,
+};
+use cairn_proto::meta::meta_server::{Meta, MetaServer};
+use cairn_proto::meta::*;
+use futures::StreamExt;
+use tonic::transport::Channel;
+use tonic::{Code, Request, Response, Status};
+
+use super::*;
+
+fn config(dirs: Vec<PathBuf>) -> BlobServerConfig {
+    BlobServerConfig {
+        data_dirs: dirs,
+        listen: "127.0.0.1:0".parse().unwrap(),
+        advertise: None,
+        meta_endpoints: Vec::new(),
+        node_id: None,
+    }
+}
+
+async fn client(server: &RunningBlobServer) -> BlobClient<Channel> {
+    BlobClient::connect(format!("http://{}", server.local_addr()))
+        .await
+        .unwrap()
+        .max_decoding_message_size(MAX_MESSAGE_SIZE)
+        .max_encoding_message_size(MAX_MESSAGE_SIZE)
+}
+
+fn pattern(n: usize) -> Vec<u8> {
+    (0..n).map(|i| (i * 7 + i / 251) as u8).collect()
+}
+
+fn put_messages(disk_id: &str, key: &str, data: &[u8], piece: usize) -> Vec<PutShardRequest> {
+    let mut msgs = vec![PutShardRequest {
+        header: Some(ShardHeader {
+            disk_id: disk_id.into(),
+            shard_key: key.into(),
+        }),
+        data: Bytes::new(),
+    }];
+    for (i, p) in data.chunks(piece).enumerate() {
+        if i == 0 {
+            msgs[0].data = Bytes::copy_from_slice(p);
+        } else {
+            msgs.push(PutShardRequest {
+                header: None,
+                data: Bytes::copy_from_slice(p),
+            });
+        }
+    }
+    msgs
+}
+
+async fn put(
+    c: &mut BlobClient<Channel>,
+    disk_id: &str,
+    key: &str,
+    data: &[u8],
+    piece: usize,
+) -> Result<u64, Status> {
+    let msgs = put_messages(disk_id, key, data, piece);
+    Ok(c.put_shard(tokio_stream::iter(msgs))
+        .await?
+        .into_inner()
+        .length)
+}
+
+/// Reads a range; returns the bytes and the number of messages, or the first error.
+async fn get(
+    c: &mut BlobClient<Channel>,
+    disk_id: &str,
+    key: &str,
+    offset: u64,
+    length: u64,
+) -> Result<(Vec<u8>, usize), Status> {
+    let mut stream = c
+        .get_shard(GetShardRequest {
+            disk_id: disk_id.into(),
+            shard_key: key.into(),
+            offset,
+            length,
+        })
+        .await?
+        .into_inner();
+    let mut out = Vec::new();
+    let mut messages = 0;
+    while let Some(msg) = stream.message().await? {
+        assert!(msg.data.len() <= 256 * 1024);
+        out.extend_from_slice(&msg.data);
+        messages += 1;
+    }
+    Ok((out, messages))
+}
+
+async fn disk_ids(c: &mut BlobClient<Channel>) -> Vec<(String, i32)> {
+    c.node_info(NodeInfoRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .disks
+        .into_iter()
+        .map(|d| (d.disk_id, d.state))
+        .collect()
+}
+
+fn tmp_files(root: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for sub in std::fs::read_dir(root.join("shards")).unwrap() {
+        for f in std::fs::read_dir(sub.unwrap().path()).unwrap() {
+            let p = f.unwrap().path();
+            if p.to_string_lossy().ends_with(".tmp") {
+                found.push(p);
+            }
+        }
+    }
+    found
+}
+
+#[tokio::test]
+async fn grpc_put_get_stat_delete() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = start(config(vec![tmp.path().join("d0"), tmp.path().join("d1")]))
+        .await
+        .unwrap();
+    let mut c = client(&server).await;
+
+    let info = c.node_info(NodeInfoRequest {}).await.unwrap().into_inner();
+    assert_eq!(info.node_id, server.node_id());
+    assert_eq!(info.disks.len(), 2);
+    assert!(info
+        .disks
+        .iter()
+        .all(|d| d.state == DiskState::Ok as i32 && d.capacity_bytes >= d.free_bytes));
+    let disk = info.disks[1].disk_id.clone();
+
+    // Put in many messages (sizes that do not line up with chunks), then read it back.
+    let data = pattern(5 * 64 * 1024 + 17);
+    assert_eq!(
+        put(&mut c, &disk, "obj1.s0", &data, 50_000).await.unwrap(),
+        data.len() as u64
+    );
+    let (all, messages) = get(&mut c, &disk, "obj1.s0", 0, 0).await.unwrap();
+    assert_eq!(all, data);
+    assert_eq!(messages, 2, "327697 bytes travel as 256 KiB + the rest");
+
+    for (off, len) in [
+        (65_535u64, 70_000u64),
+        (0, 1),
+        (65_536, 65_536),
+        (100, 10_000_000),
+    ] {
+        let (got, _) = get(&mut c, &disk, "obj1.s0", off, len).await.unwrap();
+        let end = (off + len).min(data.len() as u64) as usize;
+        assert_eq!(got, &data[off as usize..end], "range {off}+{len}");
+    }
+    let (empty, messages) = get(&mut c, &disk, "obj1.s0", data.len() as u64, 0)
+        .await
+        .unwrap();
+    assert!(empty.is_empty() && messages == 0);
+    let err = get(&mut c, &disk, "obj1.s0", data.len() as u64 + 1, 0)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::OutOfRange);
+
+    let stat = c
+        .stat_shard(StatShardRequest {
+            disk_id: disk.clone(),
+            shard_key: "obj1.s0".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(stat.exists);
+    assert_eq!(stat.length, data.len() as u64);
+
+    // Overwrite with an empty shard.
+    assert_eq!(put(&mut c, &disk, "obj1.s0", &[], 1).await.unwrap(), 0);
+    assert_eq!(get(&mut c, &disk, "obj1.s0", 0, 0).await.unwrap().0, b"");
+
+    let del = |disk: String| DeleteShardRequest {
+        disk_id: disk,
+        shard_key: "obj1.s0".into(),
+    };
+    assert!(
+        c.delete_shard(del(disk.clone()))
+            .await
+            .unwrap()
+            .into_inner()
+            .existed
+    );
+    assert!(
+        !c.delete_shard(del(disk.clone()))
+            .await
+            .unwrap()
+            .into_inner()
+            .existed
+    );
+    let stat = c
+        .stat_shard(StatShardRequest {
+            disk_id: disk.clone(),
+            shard_key: "obj1.s0".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!stat.exists);
+    let err = get(&mut c, &disk, "obj1.s0", 0, 0).await.unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+
+    // Argument errors.
+    let err = put(&mut c, "no-such-disk", "k", b"x", 1).await.unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+    for bad in ["../x", "a/b", ""] {
+        let err = put(&mut c, &disk, bad, b"x", 1).await.unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{bad:?}");
+    }
+    let headerless = vec![PutShardRequest {
+        header: None,
+        data: Bytes::from_static(b"x"),
+    }];
+    let err = c
+        .put_shard(tokio_stream::iter(headerless))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    let mut two_headers = put_messages(&disk, "twice", &pattern(10), 5);
+    two_headers[1].header = two_headers[0].header.clone();
+    let err = c
+        .put_shard(tokio_stream::iter(two_headers))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(tmp_files(&tmp.path().join("d1")).is_empty());
+
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn faulty_disk_is_reported_and_server_still_starts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("not-a-dir");
+    std::fs::write(&file, b"x").unwrap();
+    let server = start(config(vec![file.join("d0"), tmp.path().join("d1")]))
+        .await
+        .unwrap();
+    let mut c = client(&server).await;
+    let disks = disk_ids(&mut c).await;
+    assert_eq!(disks[0], ("faulty-0".to_owned(), DiskState::Faulty as i32));
+    assert_eq!(disks[1].1, DiskState::Ok as i32);
+    let err = put(&mut c, "faulty-0", "k", b"x", 1).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable);
+    assert_eq!(put(&mut c, &disks[1].0, "k", b"x", 1).await.unwrap(), 1);
+    server.shutdown().await.unwrap();
+
+    let err = start(config(vec![file.join("d0")])).await.unwrap_err();
+    assert!(matches!(err, BlobError::NoUsableDisk(1)), "{err}");
+}
+
+#[tokio::test]
+async fn cut_off_put_removes_its_tmp_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("d0");
+    let server = start(config(vec![root.clone()])).await.unwrap();
+    let mut c = client(&server).await;
+    let disk = disk_ids(&mut c).await[0].0.clone();
+
+    // Sends a header and some data, then never ends the stream.
+    let msgs = put_messages(&disk, "cut", &pattern(200_000), 65_536);
+    let stream = tokio_stream::iter(msgs).chain(futures::stream::pending());
+    let mut c2 = c.clone();
+    let upload = tokio::spawn(async move { c2.put_shard(stream).await });
+
+    let mut waited = 0;
+    while tmp_files(&root).is_empty() {
+        assert!(waited < 500, "the put never started writing");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        waited += 1;
+    }
+    upload.abort(); // the client goes away mid-stream
+    let mut waited = 0;
+    while !tmp_files(&root).is_empty() {
+        assert!(waited < 500, "temporary file left behind");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        waited += 1;
+    }
+    let stat = c
+        .stat_shard(StatShardRequest {
+            disk_id: disk,
+            shard_key: "cut".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!stat.exists);
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn corrupt_chunk_ends_the_stream_with_data_loss() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("d0");
+    let server = start(config(vec![root.clone()])).await.unwrap();
+    let mut c = client(&server).await;
+    let disk = disk_ids(&mut c).await[0].0.clone();
+    let data = pattern(3 * 65_536);
+    put(&mut c, &disk, "rot", &data, 100_000).await.unwrap();
+
+    let path = layout::shard_dir(&root, "rot").join("rot");
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[256 + 2 * (65_536 + 32) + 10] ^= 1; // a byte of chunk 2
+    std::fs::write(&path, bytes).unwrap();
+
+    let (head, _) = get(&mut c, &disk, "rot", 0, 2 * 65_536).await.unwrap();
+    assert_eq!(head, &data[..2 * 65_536]);
+    let err = get(&mut c, &disk, "rot", 0, 0).await.unwrap_err();
+    assert_eq!(err.code(), Code::DataLoss);
+    let err = get(&mut c, &disk, "rot", 2 * 65_536 + 5, 1)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::DataLoss);
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn leftover_tmp_files_are_cleaned_at_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("d0");
+    let server = start(config(vec![root.clone()])).await.unwrap();
+    let node_id = server.node_id().to_owned();
+    server.shutdown().await.unwrap();
+
+    let leftover = layout::shard_dir(&root, "s1").join(layout::tmp_name("s1"));
+    std::fs::write(&leftover, b"half a shard").unwrap();
+    let server = start(config(vec![root.clone()])).await.unwrap();
+    assert!(!leftover.exists());
+    assert_eq!(server.node_id(), node_id, "the node id is kept on the disk");
+    server.shutdown().await.unwrap();
+}
+
+/// A meta service that refuses the first registration, then records them.
+#[derive(Default, Clone)]
+struct FakeMeta {
+    calls: Arc<Mutex<Vec<RegisterBlobNodeRequest>>>,
+    refused: Arc<Mutex<u32>>,
+}
+
+fn unused<T>() -> Result<Response<T>, Status> {
+    Err(Status::unimplemented("not part of this fake"))
+}
+
+#[tonic::async_trait]
+impl Meta for FakeMeta {
+    async fn create_bucket(
+        &self,
+        _: Request<CreateBucketRequest>,
+    ) -> Result<Response<CreateBucketResponse>, Status> {
+        unused()
+    }
+    async fn delete_bucket(
+        &self,
+        _: Request<DeleteBucketRequest>,
+    ) -> Result<Response<DeleteBucketResponse>, Status> {
+        unused()
+    }
+    async fn get_bucket(
+        &self,
+        _: Request<GetBucketRequest>,
+    ) -> Result<Response<GetBucketResponse>, Status> {
+        unused()
+    }
+    async fn list_buckets(
+        &self,
+        _: Request<ListBucketsRequest>,
+    ) -> Result<Response<ListBucketsResponse>, Status> {
+        unused()
+    }
+    async fn plan_put(
+        &self,
+        _: Request<PlanPutRequest>,
+    ) -> Result<Response<PlanPutResponse>, Status> {
+        unused()
+    }
+    async fn commit_object(
+        &self,
+        _: Request<CommitObjectRequest>,
+    ) -> Result<Response<CommitObjectResponse>, Status> {
+        unused()
+    }
+    async fn get_object(
+        &self,
+        _: Request<GetObjectRequest>,
+    ) -> Result<Response<GetObjectResponse>, Status> {
+        unused()
+    }
+    async fn delete_object(
+        &self,
+        _: Request<DeleteObjectRequest>,
+    ) -> Result<Response<DeleteObjectResponse>, Status> {
+        unused()
+    }
+    async fn list_objects(
+        &self,
+        _: Request<ListObjectsRequest>,
+    ) -> Result<Response<ListObjectsResponse>, Status> {
+        unused()
+    }
+    async fn register_blob_node(
+        &self,
+        request: Request<RegisterBlobNodeRequest>,
+    ) -> Result<Response<RegisterBlobNodeResponse>, Status> {
+        let mut refused = self.refused.lock().unwrap();
+        if *refused == 0 {
+            *refused += 1;
+            return Err(Status::unavailable("no leader yet"));
+        }
+        self.calls.lock().unwrap().push(request.into_inner());
+        Ok(Response::new(RegisterBlobNodeResponse {}))
+    }
+    async fn list_blob_nodes(
+        &self,
+        _: Request<ListBlobNodesRequest>,
+    ) -> Result<Response<ListBlobNodesResponse>, Status> {
+        unused()
+    }
+}
+
+#[tokio::test]
+async fn registers_with_meta_after_retries() {
+    let meta = FakeMeta::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let meta_addr = listener.local_addr().unwrap();
+    let meta_task = tokio::spawn(
+        Server::builder()
+            .add_service(MetaServer::new(meta.clone()))
+            .serve_with_incoming(TcpIncoming::from(listener)),
+    );
+
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cfg = config(vec![tmp.path().join("d0")]);
+    cfg.node_id = Some("node-7".into());
+    cfg.advertise = Some("blob-7.example:9000".into());
+    // The first endpoint refuses connections; the second refuses the first call.
+    cfg.meta_endpoints = vec![
+        "http://127.0.0.1:1".into(),
+        "not a uri".into(),
+        format!("http://{meta_addr}"),
+    ];
+    let server = start(cfg).await.unwrap();
+
+    let mut waited = 0;
+    while meta.calls.lock().unwrap().is_empty() {
+        assert!(waited < 1000, "never registered");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        waited += 1;
+    }
+    let req = meta.calls.lock().unwrap()[0].clone();
+    assert_eq!(req.node_id, "node-7");
+    assert_eq!(req.address, "blob-7.example:9000");
+    assert_eq!(req.disks.len(), 1);
+    assert_eq!(req.disks[0].state, DiskState::Ok as i32);
+    server.shutdown().await.unwrap();
+    meta_task.abort();
+}

@@ -1,0 +1,113 @@
+//! Cached gRPC channels to blob servers, one per address, and best-effort shard deletion.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use cairn_proto::blob::blob_client::BlobClient;
+use cairn_proto::blob::DeleteShardRequest;
+use cairn_proto::meta::ShardPlacement;
+use tonic::transport::{Channel, Endpoint};
+use tracing::{debug, info_span, warn, Instrument};
+
+use crate::error::{ApiError, ApiResult};
+
+/// Largest gRPC message sent or accepted (shard data is sent in smaller pieces).
+pub(crate) const MAX_MESSAGE: usize = 16 * 1024 * 1024;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+const DELETE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// One lazily connected channel per blob server address, shared by every request.
+#[derive(Default)]
+pub(crate) struct BlobPool {
+    channels: Mutex<HashMap<String, Channel>>,
+}
+
+impl BlobPool {
+    /// A client for the blob server at `address` (`host:port` as it registered).
+    pub fn client(&self, address: &str) -> ApiResult<BlobClient<Channel>> {
+        let channel = {
+            let mut map = self
+                .channels
+                .lock()
+                .map_err(|_| ApiError::Internal("blob channel cache poisoned".into()))?;
+            match map.get(address) {
+                Some(ch) => ch.clone(),
+                None => {
+                    let ch = lazy_channel(address)?;
+                    map.insert(address.to_string(), ch.clone());
+                    ch
+                }
+            }
+        };
+        Ok(BlobClient::new(channel)
+            .max_decoding_message_size(MAX_MESSAGE)
+            .max_encoding_message_size(MAX_MESSAGE))
+    }
+}
+
+fn lazy_channel(address: &str) -> ApiResult<Channel> {
+    let uri = if address.contains("://") { address.to_string() } else { format!("http://{address}") };
+    let endpoint = Endpoint::from_shared(uri)
+        .map_err(|e| ApiError::Internal(format!("bad blob server address {address:?}: {e}")))?
+        .connect_timeout(CONNECT_TIMEOUT)
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(20))
+        .keep_alive_timeout(Duration::from_secs(10))
+        // Larger windows keep a shard stream flowing at disk speed; memory stays bounded
+        // because every stream is read at most a few blocks ahead.
+        .initial_stream_window_size(Some(2 * 1024 * 1024))
+        .initial_connection_window_size(Some(16 * 1024 * 1024));
+    Ok(endpoint.connect_lazy())
+}
+
+/// The identity of a stored shard file.
+fn shard_id(s: &ShardPlacement) -> (&str, &str, &str) {
+    (s.node_address.as_str(), s.disk_id.as_str(), s.shard_key.as_str())
+}
+
+/// Deletes `shards` in a background task, best effort: a failure only leaves garbage for
+/// the healer. Shards that also appear in `keep` are never touched (see the PUT commit).
+pub(crate) fn spawn_delete_shards(
+    pool: Arc<BlobPool>,
+    shards: Vec<ShardPlacement>,
+    keep: &[ShardPlacement],
+    reason: &'static str,
+    bucket: &str,
+    key: &str,
+) {
+    let keep: HashSet<(&str, &str, &str)> = keep.iter().map(shard_id).collect();
+    let shards: Vec<ShardPlacement> = shards.into_iter().filter(|s| !keep.contains(&shard_id(s))).collect();
+    if shards.is_empty() {
+        return;
+    }
+    let span = info_span!("delete_shards", reason, bucket, key, count = shards.len());
+    tokio::spawn(
+        async move {
+            let deletes = shards.into_iter().map(|s| {
+                let pool = Arc::clone(&pool);
+                async move { delete_one(&pool, s).await }
+            });
+            futures::future::join_all(deletes).await;
+        }
+        .instrument(span),
+    );
+}
+
+async fn delete_one(pool: &BlobPool, s: ShardPlacement) {
+    let mut client = match pool.client(&s.node_address) {
+        Ok(c) => c,
+        Err(e) => {
+            warn!(node = %s.node_address, error = %e, "cannot delete shard");
+            return;
+        }
+    };
+    let req = DeleteShardRequest { disk_id: s.disk_id.clone(), shard_key: s.shard_key.clone() };
+    match tokio::time::timeout(DELETE_TIMEOUT, client.delete_shard(req)).await {
+        Ok(Ok(_)) => debug!(node = %s.node_address, shard = %s.shard_key, "shard deleted"),
+        Ok(Err(status)) => {
+            warn!(node = %s.node_address, shard = %s.shard_key, code = ?status.code(), msg = status.message(), "shard delete failed")
+        }
+        Err(_) => warn!(node = %s.node_address, shard = %s.shard_key, "shard delete timed out"),
+    }
+}

@@ -1,0 +1,170 @@
+//! The flexible checksums (`x-amz-checksum-*`) a client may send with a PUT, in a header or
+//! in an aws-chunked trailer: computed while the body streams and compared at its end.
+
+use base64::Engine as _;
+use s3s::crypto::{Checksum as _, Crc32, Crc32c, Crc64Nvme, Sha1, Sha256};
+use s3s::TrailingHeaders;
+
+use crate::error::{ApiError, ApiResult};
+
+/// A checksum algorithm of the S3 API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Algorithm {
+    Crc32,
+    Crc32c,
+    Crc64Nvme,
+    Sha1,
+    Sha256,
+}
+
+impl Algorithm {
+    const ALL: [Algorithm; 5] = [Self::Crc32, Self::Crc32c, Self::Crc64Nvme, Self::Sha1, Self::Sha256];
+
+    /// The header (or trailer) carrying this checksum.
+    pub fn header(self) -> &'static str {
+        match self {
+            Self::Crc32 => "x-amz-checksum-crc32",
+            Self::Crc32c => "x-amz-checksum-crc32c",
+            Self::Crc64Nvme => "x-amz-checksum-crc64nvme",
+            Self::Sha1 => "x-amz-checksum-sha1",
+            Self::Sha256 => "x-amz-checksum-sha256",
+        }
+    }
+
+    /// The algorithm whose header is `name` (case-insensitive).
+    pub fn from_header(name: &str) -> Option<Self> {
+        let name = name.trim();
+        Self::ALL.into_iter().find(|a| a.header().eq_ignore_ascii_case(name))
+    }
+}
+
+enum Hasher {
+    Crc32(Crc32),
+    Crc32c(Crc32c),
+    Crc64Nvme(Crc64Nvme),
+    Sha1(Sha1),
+    Sha256(Sha256),
+}
+
+impl Hasher {
+    fn new(a: Algorithm) -> Self {
+        match a {
+            Algorithm::Crc32 => Self::Crc32(Crc32::new()),
+            Algorithm::Crc32c => Self::Crc32c(Crc32c::new()),
+            Algorithm::Crc64Nvme => Self::Crc64Nvme(Crc64Nvme::new()),
+            Algorithm::Sha1 => Self::Sha1(Sha1::new()),
+            Algorithm::Sha256 => Self::Sha256(Sha256::new()),
+        }
+    }
+
+    fn update(&mut self, data: &[u8]) {
+        match self {
+            Self::Crc32(h) => h.update(data),
+            Self::Crc32c(h) => h.update(data),
+            Self::Crc64Nvme(h) => h.update(data),
+            Self::Sha1(h) => h.update(data),
+            Self::Sha256(h) => h.update(data),
+        }
+    }
+
+    /// The digest, base64 as on the wire.
+    fn finish(self) -> String {
+        let b64 = |d: &[u8]| base64::engine::general_purpose::STANDARD.encode(d);
+        match self {
+            Self::Crc32(h) => b64(h.finalize().as_ref()),
+            Self::Crc32c(h) => b64(h.finalize().as_ref()),
+            Self::Crc64Nvme(h) => b64(h.finalize().as_ref()),
+            Self::Sha1(h) => b64(h.finalize().as_ref()),
+            Self::Sha256(h) => b64(h.finalize().as_ref()),
+        }
+    }
+}
+
+/// Checksums of one PUT body: those announced in headers and the one promised in a trailer.
+pub(crate) struct BodyChecksums {
+    expected: Vec<(Algorithm, String)>,
+    trailer: Option<(Algorithm, TrailingHeaders)>,
+    hashers: Vec<(Algorithm, Hasher)>,
+}
+
+impl BodyChecksums {
+    /// `expected`: algorithm and base64 value from request headers. `trailer`: the algorithm
+    /// named by `x-amz-trailer` and the handle its value will arrive through.
+    pub fn new(expected: Vec<(Algorithm, String)>, trailer: Option<(Algorithm, TrailingHeaders)>) -> Self {
+        let mut algos: Vec<Algorithm> = expected.iter().map(|(a, _)| *a).collect();
+        algos.extend(trailer.as_ref().map(|(a, _)| *a));
+        algos.dedup();
+        let mut hashers: Vec<(Algorithm, Hasher)> = Vec::new();
+        for a in algos {
+            if !hashers.iter().any(|(h, _)| *h == a) {
+                hashers.push((a, Hasher::new(a)));
+            }
+        }
+        Self { expected, trailer, hashers }
+    }
+
+    /// Feeds body bytes.
+    pub fn update(&mut self, data: &[u8]) {
+        for (_, h) in &mut self.hashers {
+            h.update(data);
+        }
+    }
+
+    /// Call once the body has been read to its end (so trailers are in): checks every
+    /// announced checksum and returns the computed ones.
+    pub fn finish(self) -> ApiResult<Vec<(Algorithm, String)>> {
+        let computed: Vec<(Algorithm, String)> = self.hashers.into_iter().map(|(a, h)| (a, h.finish())).collect();
+        let mut expected = self.expected;
+        if let Some((algo, handle)) = &self.trailer {
+            let value = handle.read(|h| h.get(algo.header()).and_then(|v| v.to_str().ok()).map(str::to_string));
+            // A trailer that never came is tolerated: the body was still signed or hashed.
+            if let Some(Some(v)) = value {
+                expected.push((*algo, v));
+            }
+        }
+        for (algo, want) in &expected {
+            let got = computed.iter().find(|(a, _)| a == algo).map(|(_, v)| v.as_str());
+            if got != Some(want.trim()) {
+                return Err(ApiError::BadDigest(format!(
+                    "the {} you specified did not match the calculated checksum",
+                    algo.header()
+                )));
+            }
+        }
+        Ok(computed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crc32_matches_and_mismatches() {
+        let mut ok = BodyChecksums::new(vec![(Algorithm::Crc32, "NhCmhg==".into())], None);
+        ok.update(b"hel");
+        ok.update(b"lo");
+        let computed = ok.finish().unwrap();
+        assert_eq!(computed, vec![(Algorithm::Crc32, "NhCmhg==".to_string())]);
+
+        let mut bad = BodyChecksums::new(vec![(Algorithm::Crc32, "AAAAAA==".into())], None);
+        bad.update(b"hello");
+        assert!(matches!(bad.finish(), Err(ApiError::BadDigest(_))));
+    }
+
+    #[test]
+    fn sha256_of_empty_body() {
+        let c = BodyChecksums::new(
+            vec![(Algorithm::Sha256, "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=".into())],
+            None,
+        );
+        assert!(c.finish().is_ok());
+    }
+
+    #[test]
+    fn header_names() {
+        assert_eq!(Algorithm::from_header("X-Amz-Checksum-CRC32C"), Some(Algorithm::Crc32c));
+        assert_eq!(Algorithm::from_header("x-amz-checksum-crc64nvme"), Some(Algorithm::Crc64Nvme));
+        assert_eq!(Algorithm::from_header("x-amz-meta-foo"), None);
+    }
+}

@@ -1,0 +1,115 @@
+//! The gateway's error types: [`GatewayError`] for starting and stopping, [`ApiError`] for
+//! one S3 request (mapped to an S3 error code in exactly one place, `From<ApiError>`).
+
+use std::net::SocketAddr;
+
+use http::StatusCode;
+use s3s::{S3Error, S3ErrorCode};
+
+/// Why the gateway could not start or stop cleanly.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// The configuration cannot work (no meta endpoint, bad endpoint URI, empty key, ...).
+    #[error("invalid gateway configuration: {0}")]
+    Config(String),
+    /// The S3 listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address that was asked for.
+        addr: SocketAddr,
+        /// The operating system's reason.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The accept loop failed or panicked.
+    #[error("gateway server task failed: {0}")]
+    Server(String),
+}
+
+/// Why one S3 request failed, in the gateway's own terms.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ApiError {
+    #[error("the bucket does not exist")]
+    NoSuchBucket,
+    #[error("the key does not exist")]
+    NoSuchKey,
+    #[error("the version does not exist")]
+    NoSuchVersion,
+    #[error("the bucket already exists and is yours")]
+    BucketAlreadyOwnedByYou,
+    #[error("the bucket is not empty")]
+    BucketNotEmpty,
+    #[error("invalid bucket name: {0}")]
+    InvalidBucketName(String),
+    #[error("the key is longer than 1024 bytes")]
+    KeyTooLong,
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    #[error("the Content-MD5 header is not a base64 MD5 digest")]
+    InvalidDigest,
+    #[error("{0}")]
+    BadDigest(String),
+    #[error("{0}")]
+    IncompleteBody(String),
+    #[error("the body does not match x-amz-content-sha256")]
+    ContentSha256Mismatch,
+    #[error("the request signature does not match")]
+    SignatureDoesNotMatch,
+    #[error("the requested range is not satisfiable")]
+    InvalidRange,
+    #[error("the requested part number is not satisfiable")]
+    InvalidPartNumber,
+    #[error("a precondition does not hold")]
+    PreconditionFailed,
+    #[error("not enough healthy disks to place the object")]
+    InsufficientCapacity,
+    /// No meta leader / quorum, or too few blob servers answered: the client should retry.
+    #[error("service unavailable: {0}")]
+    Unavailable(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<ApiError> for S3Error {
+    fn from(e: ApiError) -> Self {
+        let code = match &e {
+            ApiError::NoSuchBucket => S3ErrorCode::NoSuchBucket,
+            ApiError::NoSuchKey => S3ErrorCode::NoSuchKey,
+            ApiError::NoSuchVersion => S3ErrorCode::NoSuchVersion,
+            ApiError::BucketAlreadyOwnedByYou => S3ErrorCode::BucketAlreadyOwnedByYou,
+            ApiError::BucketNotEmpty => S3ErrorCode::BucketNotEmpty,
+            ApiError::InvalidBucketName(_) => S3ErrorCode::InvalidBucketName,
+            ApiError::KeyTooLong => S3ErrorCode::KeyTooLongError,
+            ApiError::InvalidArgument(_) => S3ErrorCode::InvalidArgument,
+            ApiError::InvalidDigest => S3ErrorCode::InvalidDigest,
+            ApiError::BadDigest(_) => S3ErrorCode::BadDigest,
+            ApiError::IncompleteBody(_) => S3ErrorCode::IncompleteBody,
+            ApiError::ContentSha256Mismatch => {
+                return custom("XAmzContentSHA256Mismatch", StatusCode::BAD_REQUEST, &e);
+            }
+            ApiError::SignatureDoesNotMatch => S3ErrorCode::SignatureDoesNotMatch,
+            ApiError::InvalidRange => S3ErrorCode::InvalidRange,
+            ApiError::InvalidPartNumber => {
+                return custom("InvalidPartNumber", StatusCode::RANGE_NOT_SATISFIABLE, &e);
+            }
+            ApiError::PreconditionFailed => S3ErrorCode::PreconditionFailed,
+            ApiError::InsufficientCapacity | ApiError::Unavailable(_) => S3ErrorCode::ServiceUnavailable,
+            ApiError::Internal(_) => S3ErrorCode::InternalError,
+        };
+        S3Error::with_message(code, e.to_string())
+    }
+}
+
+/// An S3 error code that s3s does not enumerate, with its status.
+fn custom(code: &str, status: StatusCode, e: &ApiError) -> S3Error {
+    let code = match code.parse::<S3ErrorCode>() {
+        Ok(code) => code,
+        Err(never) => match never {},
+    };
+    let mut err = S3Error::with_message(code, e.to_string());
+    err.set_status_code(status);
+    err
+}
+
+/// Shorthand for results of request handling.
+pub(crate) type ApiResult<T> = Result<T, ApiError>;

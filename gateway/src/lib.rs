@@ -1,0 +1,132 @@
+//! Cairn's S3 gateway: a stateless S3 front end (on `s3s`) that erasure-codes objects over
+//! the blob servers and keeps their metadata in the meta service.
+//!
+//! A PUT asks meta for a placement, streams `k + m` shards to blob servers in parallel,
+//! and commits the version in meta once a write quorum of shards is durable. A GET reads
+//! the data shards of the stripes it needs and falls back to parity shards when one fails.
+//! The gateway keeps no state of its own, so any number of them can serve one cluster.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), cairn_gateway::GatewayError> {
+//! let gw = cairn_gateway::start(cairn_gateway::GatewayConfig {
+//!     listen: "127.0.0.1:9000".parse().unwrap(),
+//!     meta_endpoints: vec!["http://127.0.0.1:7000".into()],
+//!     access_key: "AKIDEXAMPLE".into(),
+//!     secret_key: "secret".into(),
+//!     region: "us-east-1".into(),
+//! })
+//! .await?;
+//! println!("S3 on http://{}", gw.local_addr());
+//! gw.shutdown().await?;
+//! # Ok(()) }
+//! ```
+
+mod auth;
+mod blob_pool;
+mod checksum;
+mod conditions;
+mod dto;
+mod erasure;
+mod error;
+mod get;
+mod list;
+mod meta_client;
+mod names;
+mod put;
+mod range;
+mod s3;
+mod server;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use s3s::service::S3ServiceBuilder;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tracing::{info, info_span, Instrument};
+
+pub use error::GatewayError;
+
+/// How to run a gateway.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// Address of the S3 HTTP listener, e.g. `127.0.0.1:9000`; port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// gRPC endpoints of the meta service (`http://127.0.0.1:7000`), tried in order; a call
+    /// that finds no leader or no connection moves on to the next.
+    pub meta_endpoints: Vec<String>,
+    /// The access key requests must be signed with (SigV4).
+    pub access_key: String,
+    /// The secret key matching `access_key`.
+    pub secret_key: String,
+    /// The region this endpoint serves, e.g. `us-east-1`.
+    pub region: String,
+}
+
+/// A gateway that is serving; stop it with [`RunningGateway::shutdown`].
+pub struct RunningGateway {
+    local_addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<Result<(), std::convert::Infallible>>,
+}
+
+impl RunningGateway {
+    /// The address the S3 listener is bound to (the real port when `listen` had port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Stops accepting connections and waits for in-flight requests to finish (up to a
+    /// grace period).
+    pub async fn shutdown(mut self) -> Result<(), GatewayError> {
+        if let Some(stop) = self.stop.take() {
+            // An error means the server task is already gone; joining it says why.
+            let _ = stop.send(());
+        }
+        match (&mut self.task).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(never)) => match never {},
+            Err(e) => Err(GatewayError::Server(e.to_string())),
+        }
+    }
+}
+
+/// State shared by every request.
+pub(crate) struct Gateway {
+    pub(crate) meta: meta_client::Meta,
+    pub(crate) blobs: Arc<blob_pool::BlobPool>,
+    pub(crate) region: String,
+}
+
+/// Binds the listener and starts serving S3 (path-style requests, SigV4 with the configured
+/// key) and `GET /health`. The meta service need not be up yet: it is dialed per request.
+pub async fn start(config: GatewayConfig) -> Result<RunningGateway, GatewayError> {
+    if config.access_key.is_empty() || config.secret_key.is_empty() {
+        return Err(GatewayError::Config("access key and secret key must not be empty".into()));
+    }
+    if config.region.is_empty() {
+        return Err(GatewayError::Config("region must not be empty".into()));
+    }
+    let gateway = Arc::new(Gateway {
+        meta: meta_client::Meta::new(&config.meta_endpoints)?,
+        blobs: Arc::new(blob_pool::BlobPool::default()),
+        region: config.region.clone(),
+    });
+
+    let mut builder = S3ServiceBuilder::new(s3::CairnS3::new(gateway));
+    builder.set_auth(auth::StaticAuth::new(&config.access_key, &config.secret_key));
+    builder.set_route(server::HealthRoute);
+    let service = builder.build();
+
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| GatewayError::Bind { addr: config.listen, source })?;
+    let local_addr = server::bound_addr(&listener, config.listen);
+    let (stop_tx, stop_rx) = oneshot::channel();
+    let task = tokio::spawn(
+        server::serve(listener, service, stop_rx).instrument(info_span!("s3_server", addr = %local_addr)),
+    );
+    info!(addr = %local_addr, region = %config.region, "S3 gateway listening");
+    Ok(RunningGateway { local_addr, stop: Some(stop_tx), task })
+}

@@ -1,0 +1,279 @@
+//! Client of the metadata service: the endpoint list, failover on UNAVAILABLE and
+//! transport errors, and the mapping of in-band `MetaError`s to [`ApiError`]s.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use cairn_proto::meta::meta_client::MetaClient as PbClient;
+use cairn_proto::meta::{self as pb, MetaError};
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Status};
+use tracing::{debug, warn};
+
+use crate::error::{ApiError, ApiResult, GatewayError};
+
+/// Largest gRPC message accepted or sent (a listing of 1000 long keys fits easily).
+const MAX_MESSAGE: usize = 16 * 1024 * 1024;
+/// How long one meta call may take before it counts as failed.
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Passes over the whole endpoint list before giving up; a leader election takes a few
+/// hundred milliseconds, so the pauses between passes grow to outlast one.
+const BACKOFF: [Duration; 4] = [
+    Duration::from_millis(100),
+    Duration::from_millis(250),
+    Duration::from_millis(500),
+    Duration::from_millis(1000),
+];
+
+/// The metadata service, reached through any of its endpoints.
+pub(crate) struct Meta {
+    endpoints: Vec<(String, PbClient<Channel>)>,
+    /// The endpoint that answered last; calls start there.
+    preferred: AtomicUsize,
+}
+
+/// What `CommitObject` made visible and what it replaced.
+pub(crate) struct Committed {
+    pub object: pb::ObjectVersion,
+    pub replaced: Option<pb::ObjectVersion>,
+}
+
+impl Meta {
+    /// Prepares lazy channels to every endpoint; nothing is dialed until the first call.
+    pub fn new(endpoints: &[String]) -> Result<Self, GatewayError> {
+        if endpoints.is_empty() {
+            return Err(GatewayError::Config("no meta endpoint".into()));
+        }
+        let mut out = Vec::with_capacity(endpoints.len());
+        for raw in endpoints {
+            let uri = if raw.contains("://") { raw.clone() } else { format!("http://{raw}") };
+            let endpoint = Endpoint::from_shared(uri.clone())
+                .map_err(|e| GatewayError::Config(format!("meta endpoint {raw:?}: {e}")))?
+                .connect_timeout(CONNECT_TIMEOUT)
+                .timeout(CALL_TIMEOUT)
+                .tcp_nodelay(true);
+            let client = PbClient::new(endpoint.connect_lazy())
+                .max_decoding_message_size(MAX_MESSAGE)
+                .max_encoding_message_size(MAX_MESSAGE);
+            out.push((uri, client));
+        }
+        Ok(Self { endpoints: out, preferred: AtomicUsize::new(0) })
+    }
+
+    /// Runs one RPC, moving to the next endpoint whenever the current one is unreachable or
+    /// has no leader. Any other gRPC status is final.
+    async fn call<T, F, Fut>(&self, op: &'static str, f: F) -> ApiResult<T>
+    where
+        F: Fn(PbClient<Channel>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, Status>>,
+    {
+        let n = self.endpoints.len();
+        let mut last: Option<Status> = None;
+        for (round, pause) in BACKOFF.iter().enumerate() {
+            let start = self.preferred.load(Ordering::Relaxed);
+            for step in 0..n {
+                let idx = (start + step) % n;
+                let (uri, client) = &self.endpoints[idx];
+                match f(client.clone()).await {
+                    Ok(resp) => {
+                        self.preferred.store(idx, Ordering::Relaxed);
+                        return Ok(resp.into_inner());
+                    }
+                    Err(status) if retryable(&status) => {
+                        debug!(op, endpoint = %uri, round, code = ?status.code(), msg = status.message(), "meta endpoint failed; trying the next");
+                        last = Some(status);
+                    }
+                    Err(status) => {
+                        warn!(op, endpoint = %uri, code = ?status.code(), msg = status.message(), "meta call failed");
+                        return Err(ApiError::Internal(format!("meta {op}: {}", status.message())));
+                    }
+                }
+            }
+            if round + 1 < BACKOFF.len() {
+                tokio::time::sleep(*pause).await;
+            }
+        }
+        let why = last.map_or_else(|| "no endpoint".to_string(), |s| s.message().to_string());
+        warn!(op, why, "metadata service unavailable on every endpoint");
+        Err(ApiError::Unavailable(format!("metadata service: {why}")))
+    }
+
+    /// Creates a bucket.
+    pub async fn create_bucket(&self, name: &str) -> ApiResult<()> {
+        let req = pb::CreateBucketRequest { name: name.to_string() };
+        let resp = self.call("CreateBucket", |mut c| {
+            let req = req.clone();
+            async move { c.create_bucket(req).await }
+        });
+        in_band(resp.await?.error)
+    }
+
+    /// Deletes an empty bucket.
+    pub async fn delete_bucket(&self, name: &str) -> ApiResult<()> {
+        let req = pb::DeleteBucketRequest { name: name.to_string() };
+        let resp = self.call("DeleteBucket", |mut c| {
+            let req = req.clone();
+            async move { c.delete_bucket(req).await }
+        });
+        in_band(resp.await?.error)
+    }
+
+    /// Looks a bucket up.
+    pub async fn get_bucket(&self, name: &str) -> ApiResult<pb::Bucket> {
+        let req = pb::GetBucketRequest { name: name.to_string() };
+        let resp = self
+            .call("GetBucket", |mut c| {
+                let req = req.clone();
+                async move { c.get_bucket(req).await }
+            })
+            .await?;
+        in_band(resp.error)?;
+        resp.bucket.ok_or_else(|| missing("GetBucket", "bucket"))
+    }
+
+    /// Every bucket.
+    pub async fn list_buckets(&self) -> ApiResult<Vec<pb::Bucket>> {
+        let resp = self
+            .call("ListBuckets", |mut c| async move { c.list_buckets(pb::ListBucketsRequest {}).await })
+            .await?;
+        Ok(resp.buckets)
+    }
+
+    /// Chooses the scheme and disks for a new object.
+    pub async fn plan_put(&self, bucket: &str, key: &str, size_hint: u64) -> ApiResult<pb::PlanPutResponse> {
+        let req = pb::PlanPutRequest { bucket: bucket.to_string(), key: key.to_string(), size_hint };
+        let resp = self
+            .call("PlanPut", |mut c| {
+                let req = req.clone();
+                async move { c.plan_put(req).await }
+            })
+            .await?;
+        in_band(resp.error)?;
+        Ok(resp)
+    }
+
+    /// Makes an object version visible. `Unavailable`/`Internal` errors are ambiguous: the
+    /// commit may have happened.
+    pub async fn commit_object(&self, object: pb::ObjectVersion) -> ApiResult<Committed> {
+        let req = pb::CommitObjectRequest { object: Some(object) };
+        let resp = self
+            .call("CommitObject", |mut c| {
+                let req = req.clone();
+                async move { c.commit_object(req).await }
+            })
+            .await?;
+        in_band(resp.error)?;
+        let object = resp.object.ok_or_else(|| missing("CommitObject", "object"))?;
+        Ok(Committed { object, replaced: resp.replaced })
+    }
+
+    /// The current version of an object.
+    pub async fn get_object(&self, bucket: &str, key: &str) -> ApiResult<pb::ObjectVersion> {
+        let req = pb::GetObjectRequest { bucket: bucket.to_string(), key: key.to_string() };
+        let resp = self
+            .call("GetObject", |mut c| {
+                let req = req.clone();
+                async move { c.get_object(req).await }
+            })
+            .await?;
+        in_band(resp.error)?;
+        resp.object.ok_or_else(|| missing("GetObject", "object"))
+    }
+
+    /// Removes an object; returns the removed version, if there was one.
+    pub async fn delete_object(&self, bucket: &str, key: &str) -> ApiResult<Option<pb::ObjectVersion>> {
+        let req = pb::DeleteObjectRequest { bucket: bucket.to_string(), key: key.to_string() };
+        let resp = self
+            .call("DeleteObject", |mut c| {
+                let req = req.clone();
+                async move { c.delete_object(req).await }
+            })
+            .await?;
+        in_band(resp.error)?;
+        Ok(resp.deleted)
+    }
+
+    /// One page of a bucket listing.
+    pub async fn list_objects(&self, req: pb::ListObjectsRequest) -> ApiResult<pb::ListObjectsResponse> {
+        let resp = self
+            .call("ListObjects", |mut c| {
+                let req = req.clone();
+                async move { c.list_objects(req).await }
+            })
+            .await?;
+        in_band(resp.error)?;
+        Ok(resp)
+    }
+}
+
+/// Whether another endpoint might succeed: no leader / no quorum, a dead or unreachable
+/// node, or a call that timed out.
+fn retryable(status: &Status) -> bool {
+    match status.code() {
+        Code::Unavailable | Code::DeadlineExceeded => true,
+        Code::Cancelled | Code::Unknown => {
+            let msg = status.message().to_ascii_lowercase();
+            ["transport", "not ready", "connect", "timeout", "timed out", "broken pipe", "reset"]
+                .iter()
+                .any(|needle| msg.contains(needle))
+        }
+        _ => false,
+    }
+}
+
+/// Maps the in-band `MetaError` of a reply.
+fn in_band(code: i32) -> ApiResult<()> {
+    match MetaError::try_from(code) {
+        Ok(MetaError::None) => Ok(()),
+        Ok(MetaError::NoSuchBucket) => Err(ApiError::NoSuchBucket),
+        Ok(MetaError::NoSuchKey) => Err(ApiError::NoSuchKey),
+        // Cairn has a single owner, so an existing bucket is always the caller's.
+        Ok(MetaError::BucketAlreadyExists) => Err(ApiError::BucketAlreadyOwnedByYou),
+        Ok(MetaError::BucketNotEmpty) => Err(ApiError::BucketNotEmpty),
+        Ok(MetaError::InsufficientCapacity) => Err(ApiError::InsufficientCapacity),
+        Ok(MetaError::InvalidArgument) => {
+            Err(ApiError::InvalidArgument("rejected by the metadata service".into()))
+        }
+        Err(_) => Err(ApiError::Internal(format!("unknown meta error code {code}"))),
+    }
+}
+
+fn missing(op: &str, field: &str) -> ApiError {
+    ApiError::Internal(format!("meta {op} reply has no {field}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_classification() {
+        assert!(retryable(&Status::unavailable("no leader")));
+        assert!(retryable(&Status::deadline_exceeded("slow")));
+        assert!(retryable(&Status::unknown("Service was not ready: transport error")));
+        assert!(retryable(&Status::cancelled("Timeout expired")));
+        assert!(!retryable(&Status::invalid_argument("bad")));
+        assert!(!retryable(&Status::internal("boom")));
+    }
+
+    #[test]
+    fn in_band_mapping() {
+        assert!(in_band(MetaError::None as i32).is_ok());
+        assert!(matches!(in_band(MetaError::NoSuchBucket as i32), Err(ApiError::NoSuchBucket)));
+        assert!(matches!(
+            in_band(MetaError::BucketAlreadyExists as i32),
+            Err(ApiError::BucketAlreadyOwnedByYou)
+        ));
+        assert!(matches!(in_band(99), Err(ApiError::Internal(_))));
+    }
+
+    #[tokio::test]
+    async fn unreachable_endpoints_give_unavailable() {
+        // Port 1 on loopback refuses connections.
+        let meta = Meta::new(&["http://127.0.0.1:1".to_string()]).unwrap();
+        let err = meta.get_bucket("b").await.unwrap_err();
+        assert!(matches!(err, ApiError::Unavailable(_)), "{err}");
+    }
+}

@@ -1,0 +1,326 @@
+//! The `s3s::S3` implementation: unpacks s3s inputs, calls the modules that do the work and
+//! packs their results. Operations not listed here keep s3s's default (`NotImplemented`).
+
+use std::sync::Arc;
+
+use base64::Engine as _;
+use cairn_proto::meta::ObjectVersion;
+use http::{HeaderMap, HeaderValue};
+use s3s::dto::*;
+use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result, S3};
+
+use crate::blob_pool::spawn_delete_shards;
+use crate::checksum::{Algorithm, BodyChecksums};
+use crate::conditions::{self, Conditions, TagCondition, Verdict};
+use crate::error::{ApiError, ApiResult};
+use crate::put::PutInput;
+use crate::{dto, get, list, names, put, range, Gateway};
+
+/// Content-Type of objects stored without one (what S3 answers too).
+const DEFAULT_CONTENT_TYPE: &str = "binary/octet-stream";
+
+/// The S3 front end handed to s3s.
+#[derive(Clone)]
+pub(crate) struct CairnS3 {
+    gw: Arc<Gateway>,
+}
+
+impl CairnS3 {
+    /// Wraps the shared gateway state.
+    pub fn new(gw: Arc<Gateway>) -> Self {
+        Self { gw }
+    }
+
+    /// The current version of an object, after the version and conditional checks of a
+    /// GET or HEAD.
+    async fn readable_version(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+        conds: &Conditions,
+    ) -> S3Result<ObjectVersion> {
+        let obj = self.gw.meta.get_object(bucket, key).await?;
+        if version_id.is_some_and(|v| v != obj.version_id && v != "null") {
+            return Err(ApiError::NoSuchVersion.into());
+        }
+        match conditions::evaluate(conds, &obj.etag, obj.last_modified_ms.div_euclid(1000)) {
+            Verdict::Proceed => Ok(obj),
+            Verdict::PreconditionFailed => Err(ApiError::PreconditionFailed.into()),
+            Verdict::NotModified => Err(not_modified(&obj)),
+        }
+    }
+}
+
+/// A 304 carrying the validators, as S3 sends it.
+fn not_modified(obj: &ObjectVersion) -> S3Error {
+    let mut err = S3Error::new(S3ErrorCode::NotModified);
+    let mut headers = HeaderMap::new();
+    if let Ok(v) = HeaderValue::from_str(&format!("\"{}\"", obj.etag)) {
+        headers.insert(http::header::ETAG, v);
+    }
+    let lm = time::OffsetDateTime::from(dto::timestamp(obj.last_modified_ms));
+    let fmt = time::macros::format_description!(
+        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+    );
+    if let Some(v) = lm.format(&fmt).ok().and_then(|s| HeaderValue::try_from(s).ok()) {
+        headers.insert(http::header::LAST_MODIFIED, v);
+    }
+    err.set_headers(headers);
+    err
+}
+
+fn tag_condition(c: Option<&ETagCondition>) -> Option<TagCondition> {
+    c.map(|c| match c.as_etag() {
+        None => TagCondition::Any,
+        Some(e) => TagCondition::Tag(e.value().to_string()),
+    })
+}
+
+fn conditions_of(
+    if_match: Option<&ETagCondition>,
+    if_none_match: Option<&ETagCondition>,
+    if_modified_since: Option<&Timestamp>,
+    if_unmodified_since: Option<&Timestamp>,
+) -> Conditions {
+    Conditions {
+        if_match: tag_condition(if_match),
+        if_none_match: tag_condition(if_none_match),
+        if_modified_since: if_modified_since.map(dto::seconds),
+        if_unmodified_since: if_unmodified_since.map(dto::seconds),
+    }
+}
+
+fn user_metadata(obj: &ObjectVersion) -> Option<Metadata> {
+    (!obj.user_metadata.is_empty()).then(|| obj.user_metadata.clone())
+}
+
+fn content_type(obj: &ObjectVersion) -> String {
+    if obj.content_type.is_empty() {
+        DEFAULT_CONTENT_TYPE.to_string()
+    } else {
+        obj.content_type.clone()
+    }
+}
+
+fn len_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn decode_content_md5(v: Option<&str>) -> ApiResult<Option<[u8; 16]>> {
+    let Some(v) = v else { return Ok(None) };
+    let bytes = base64::engine::general_purpose::STANDARD.decode(v.trim()).map_err(|_| ApiError::InvalidDigest)?;
+    <[u8; 16]>::try_from(bytes.as_slice()).map(Some).map_err(|_| ApiError::InvalidDigest)
+}
+
+fn not_implemented(what: &str) -> S3Error {
+    S3Error::with_message(S3ErrorCode::NotImplemented, format!("{what} is not supported by Cairn"))
+}
+
+#[async_trait::async_trait]
+impl S3 for CairnS3 {
+    async fn create_bucket(&self, req: S3Request<CreateBucketInput>) -> S3Result<S3Response<CreateBucketOutput>> {
+        let input = req.input;
+        names::validate_bucket_name(&input.bucket)?;
+        let constraint = input.create_bucket_configuration.as_ref().and_then(|c| c.location_constraint.as_ref());
+        if let Some(c) = constraint {
+            if c.as_str() != self.gw.region {
+                let mut err = S3Error::with_message(
+                    "IllegalLocationConstraintException".parse().unwrap_or(S3ErrorCode::InvalidArgument),
+                    format!("this endpoint serves region {:?}, not {:?}", self.gw.region, c.as_str()),
+                );
+                err.set_status_code(http::StatusCode::BAD_REQUEST);
+                return Err(err);
+            }
+        }
+        self.gw.meta.create_bucket(&input.bucket).await?;
+        Ok(S3Response::new(CreateBucketOutput { location: Some(format!("/{}", input.bucket)) }))
+    }
+
+    async fn delete_bucket(&self, req: S3Request<DeleteBucketInput>) -> S3Result<S3Response<DeleteBucketOutput>> {
+        self.gw.meta.delete_bucket(&req.input.bucket).await?;
+        Ok(S3Response::new(DeleteBucketOutput::default()))
+    }
+
+    async fn head_bucket(&self, req: S3Request<HeadBucketInput>) -> S3Result<S3Response<HeadBucketOutput>> {
+        self.gw.meta.get_bucket(&req.input.bucket).await?;
+        Ok(S3Response::new(HeadBucketOutput { bucket_region: Some(self.gw.region.clone()), ..Default::default() }))
+    }
+
+    async fn list_buckets(&self, _req: S3Request<ListBucketsInput>) -> S3Result<S3Response<ListBucketsOutput>> {
+        let mut buckets = self.gw.meta.list_buckets().await?;
+        buckets.sort_by(|a, b| a.name.cmp(&b.name));
+        let buckets = buckets
+            .into_iter()
+            .map(|b| Bucket {
+                name: Some(b.name),
+                creation_date: Some(dto::timestamp(b.created_ms)),
+                bucket_region: Some(self.gw.region.clone()),
+            })
+            .collect();
+        Ok(S3Response::new(ListBucketsOutput { buckets: Some(buckets), owner: Some(dto::owner()), ..Default::default() }))
+    }
+
+    async fn put_object(&self, req: S3Request<PutObjectInput>) -> S3Result<S3Response<PutObjectOutput>> {
+        let trailer_algo = req
+            .headers
+            .get("x-amz-trailer")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').find_map(Algorithm::from_header));
+        let trailers = req.trailing_headers;
+        let input = req.input;
+        names::validate_key(&input.key)?;
+        if input.if_match.is_some() || input.if_none_match.is_some() {
+            return Err(not_implemented("conditional PUT (If-Match / If-None-Match)"));
+        }
+        if input.sse_customer_algorithm.is_some() || input.sse_customer_key.is_some() {
+            return Err(not_implemented("server-side encryption with customer keys"));
+        }
+        if input.write_offset_bytes.is_some() {
+            return Err(not_implemented("appending writes"));
+        }
+        let content_length = match input.content_length {
+            Some(n) => Some(u64::try_from(n).map_err(|_| ApiError::InvalidArgument("negative Content-Length".into()))?),
+            None => None,
+        };
+        let expected: Vec<(Algorithm, String)> = [
+            (Algorithm::Crc32, input.checksum_crc32),
+            (Algorithm::Crc32c, input.checksum_crc32c),
+            (Algorithm::Crc64Nvme, input.checksum_crc64nvme),
+            (Algorithm::Sha1, input.checksum_sha1),
+            (Algorithm::Sha256, input.checksum_sha256),
+        ]
+        .into_iter()
+        .filter_map(|(a, v)| v.map(|v| (a, v)))
+        .collect();
+        let checksums = BodyChecksums::new(expected, trailer_algo.zip(trailers));
+        let put_input = PutInput {
+            bucket: input.bucket,
+            key: input.key,
+            content_length,
+            content_md5: decode_content_md5(input.content_md5.as_deref())?,
+            content_type: input.content_type.unwrap_or_default(),
+            user_metadata: input.metadata.unwrap_or_default(),
+            checksums,
+        };
+        let body = match input.body {
+            Some(body) => body,
+            None => StreamingBlob::wrap(futures::stream::empty::<Result<bytes::Bytes, std::io::Error>>()),
+        };
+        let out = put::put_object(&self.gw, put_input, body).await?;
+        let mut output = PutObjectOutput { e_tag: Some(dto::etag(&out.etag)), ..Default::default() };
+        for (algo, value) in out.checksums {
+            match algo {
+                Algorithm::Crc32 => output.checksum_crc32 = Some(value),
+                Algorithm::Crc32c => output.checksum_crc32c = Some(value),
+                Algorithm::Crc64Nvme => output.checksum_crc64nvme = Some(value),
+                Algorithm::Sha1 => output.checksum_sha1 = Some(value),
+                Algorithm::Sha256 => output.checksum_sha256 = Some(value),
+            }
+        }
+        tracing::debug!(version = %out.version_id, "put complete");
+        Ok(S3Response::new(output))
+    }
+
+    async fn get_object(&self, req: S3Request<GetObjectInput>) -> S3Result<S3Response<GetObjectOutput>> {
+        let input = req.input;
+        let conds = conditions_of(
+            input.if_match.as_ref(),
+            input.if_none_match.as_ref(),
+            input.if_modified_since.as_ref(),
+            input.if_unmodified_since.as_ref(),
+        );
+        let obj = self.readable_version(&input.bucket, &input.key, input.version_id.as_deref(), &conds).await?;
+        let partial = range::resolve(input.range.as_ref(), input.part_number, obj.size)?;
+        let span = partial.clone().unwrap_or(0..obj.size);
+        let body = get::open_body(Arc::clone(&self.gw.blobs), &obj, span.clone()).await?;
+        let output = GetObjectOutput {
+            body: Some(StreamingBlob::new(body)),
+            content_length: Some(len_i64(span.end - span.start)),
+            content_range: partial.map(|r| range::content_range(&r, obj.size)),
+            accept_ranges: Some("bytes".into()),
+            content_type: Some(content_type(&obj)),
+            e_tag: Some(dto::etag(&obj.etag)),
+            last_modified: Some(dto::timestamp(obj.last_modified_ms)),
+            metadata: user_metadata(&obj),
+            ..Default::default()
+        };
+        Ok(S3Response::new(output))
+    }
+
+    async fn head_object(&self, req: S3Request<HeadObjectInput>) -> S3Result<S3Response<HeadObjectOutput>> {
+        let input = req.input;
+        let conds = conditions_of(
+            input.if_match.as_ref(),
+            input.if_none_match.as_ref(),
+            input.if_modified_since.as_ref(),
+            input.if_unmodified_since.as_ref(),
+        );
+        let obj = self.readable_version(&input.bucket, &input.key, input.version_id.as_deref(), &conds).await?;
+        let partial = range::resolve(input.range.as_ref(), input.part_number, obj.size)?;
+        let span = partial.clone().unwrap_or(0..obj.size);
+        let output = HeadObjectOutput {
+            content_length: Some(len_i64(span.end - span.start)),
+            content_range: partial.map(|r| range::content_range(&r, obj.size)),
+            accept_ranges: Some("bytes".into()),
+            content_type: Some(content_type(&obj)),
+            e_tag: Some(dto::etag(&obj.etag)),
+            last_modified: Some(dto::timestamp(obj.last_modified_ms)),
+            metadata: user_metadata(&obj),
+            ..Default::default()
+        };
+        Ok(S3Response::new(output))
+    }
+
+    async fn delete_object(&self, req: S3Request<DeleteObjectInput>) -> S3Result<S3Response<DeleteObjectOutput>> {
+        let input = req.input;
+        if input.version_id.is_some() {
+            return Err(not_implemented("deleting a specific version"));
+        }
+        if input.if_match.is_some() || input.if_match_size.is_some() || input.if_match_last_modified_time.is_some() {
+            return Err(not_implemented("conditional DELETE"));
+        }
+        match self.gw.meta.delete_object(&input.bucket, &input.key).await {
+            Ok(Some(deleted)) => {
+                spawn_delete_shards(Arc::clone(&self.gw.blobs), deleted.shards, &[], "deleted", &input.bucket, &input.key);
+            }
+            // S3 answers 204 for a key that does not exist.
+            Ok(None) | Err(ApiError::NoSuchKey) => {}
+            Err(e) => return Err(e.into()),
+        }
+        Ok(S3Response::new(DeleteObjectOutput::default()))
+    }
+
+    async fn list_objects(&self, req: S3Request<ListObjectsInput>) -> S3Result<S3Response<ListObjectsOutput>> {
+        Ok(S3Response::new(list::list_v1(&self.gw, req.input).await?))
+    }
+
+    async fn list_objects_v2(&self, req: S3Request<ListObjectsV2Input>) -> S3Result<S3Response<ListObjectsV2Output>> {
+        Ok(S3Response::new(list::list_v2(&self.gw, req.input).await?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_md5_decoding() {
+        assert_eq!(decode_content_md5(None).unwrap(), None);
+        // MD5("") = d41d8cd98f00b204e9800998ecf8427e
+        let md5 = decode_content_md5(Some("1B2M2Y8AsgTpgAmY7PhCfg==")).unwrap().unwrap();
+        assert_eq!(hex::encode(md5), "d41d8cd98f00b204e9800998ecf8427e");
+        assert!(matches!(decode_content_md5(Some("not base64!")), Err(ApiError::InvalidDigest)));
+        assert!(matches!(decode_content_md5(Some("AAAA")), Err(ApiError::InvalidDigest)));
+    }
+
+    #[test]
+    fn not_modified_carries_validators() {
+        let obj = ObjectVersion { etag: "abc".into(), last_modified_ms: 1_700_000_000_000, ..Default::default() };
+        let err = not_modified(&obj);
+        assert_eq!(err.code(), &S3ErrorCode::NotModified);
+        let headers = err.headers().unwrap();
+        assert_eq!(headers.get("etag").unwrap(), "\"abc\"");
+        assert_eq!(headers.get("last-modified").unwrap(), "Tue, 14 Nov 2023 22:13:20 GMT");
+    }
+}

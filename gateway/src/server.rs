@@ -1,0 +1,103 @@
+//! The HTTP listener: hyper connections over the s3s service, `GET /health`, and graceful
+//! shutdown.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use http::{HeaderMap, Method, StatusCode, Uri};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use s3s::route::S3Route;
+use s3s::service::S3Service;
+use s3s::{Body, S3Request, S3Response, S3Result};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tracing::{debug, info, info_span, warn, Instrument};
+
+/// How long in-flight requests may run on after shutdown was asked for.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// `GET /health` without credentials: 200 "ok" (a signed request is S3's).
+pub(crate) struct HealthRoute;
+
+#[async_trait::async_trait]
+impl S3Route for HealthRoute {
+    fn is_match(&self, method: &Method, uri: &Uri, headers: &HeaderMap, _: &mut http::Extensions) -> bool {
+        let signed = headers.contains_key(http::header::AUTHORIZATION)
+            || uri.query().is_some_and(|q| q.contains("X-Amz-Signature") || q.contains("Signature="));
+        (method == Method::GET || method == Method::HEAD) && uri.path() == "/health" && !signed
+    }
+
+    async fn check_access(&self, _req: &mut S3Request<Body>) -> S3Result<()> {
+        Ok(())
+    }
+
+    async fn call(&self, _req: S3Request<Body>) -> S3Result<S3Response<Body>> {
+        let mut resp = S3Response::new(Body::from("ok".to_string()));
+        resp.headers.insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain"));
+        Ok(resp)
+    }
+}
+
+/// Calls s3s, then fixes what it cannot express: s3s ignores `S3Response::status`, so a
+/// ranged HEAD would be 200 where S3 says 206.
+async fn handle(s3: S3Service, req: http::Request<Incoming>) -> Result<http::Response<Body>, s3s::HttpError> {
+    let is_head = req.method() == Method::HEAD;
+    let mut resp = s3.call(req.map(Body::from)).await?;
+    if is_head && resp.status() == StatusCode::OK && resp.headers().contains_key(http::header::CONTENT_RANGE) {
+        *resp.status_mut() = StatusCode::PARTIAL_CONTENT;
+    }
+    Ok(resp)
+}
+
+/// Accepts connections until `stop` fires, then lets in-flight requests finish.
+pub(crate) async fn serve(listener: TcpListener, s3: S3Service, stop: oneshot::Receiver<()>) -> Result<(), Infallible> {
+    let graceful = GracefulShutdown::new();
+    let builder = auto::Builder::new(TokioExecutor::new());
+    let mut stop = stop;
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(x) => x,
+                    Err(e) => {
+                        // Usually EMFILE: back off instead of spinning.
+                        warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                if let Err(e) = stream.set_nodelay(true) {
+                    debug!(error = %e, "set_nodelay failed");
+                }
+                let s3 = s3.clone();
+                let service = hyper::service::service_fn(move |req| handle(s3.clone(), req));
+                let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+                let conn = graceful.watch(conn);
+                tokio::spawn(
+                    async move {
+                        if let Err(e) = conn.await {
+                            debug!(error = %e, "connection ended with an error");
+                        }
+                    }
+                    .instrument(info_span!("s3_connection", %peer)),
+                );
+            }
+            _ = &mut stop => break,
+        }
+    }
+    drop(listener);
+    info!(connections = graceful.count(), "S3 listener closed; draining connections");
+    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown()).await.is_err() {
+        warn!("connections still open after the shutdown grace period; dropping them");
+    }
+    Ok(())
+}
+
+/// The address a listener is bound to, or the configured one if the OS will not say.
+pub(crate) fn bound_addr(listener: &TcpListener, configured: SocketAddr) -> SocketAddr {
+    listener.local_addr().unwrap_or(configured)
+}

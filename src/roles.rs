@@ -1,0 +1,215 @@
+//! Composition of the three roles into processes: the embedded server and the single roles.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use cairn_proto::meta::meta_client::MetaClient;
+use cairn_proto::meta::ListBlobNodesRequest;
+
+/// Default S3 access key, used (with a warning) when none is configured.
+pub const DEFAULT_ACCESS_KEY: &str = "cairnadmin";
+/// Default S3 secret key, used (with a warning) when none is configured.
+pub const DEFAULT_SECRET_KEY: &str = "cairnadmin";
+
+/// How many meta voters the embedded mode runs: one per disk, at most three. Each keeps a
+/// full copy of the metadata on its own disk, so wiping one disk loses no metadata.
+const MAX_EMBEDDED_VOTERS: usize = 3;
+
+/// How long start-up waits for the pieces to find each other.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Options of `cairn server`.
+pub struct EmbeddedOptions {
+    pub dirs: Vec<PathBuf>,
+    pub address: SocketAddr,
+    pub access_key: String,
+    pub secret_key: String,
+    pub region: String,
+}
+
+fn warn_default_credentials(access_key: &str, secret_key: &str) {
+    if access_key == DEFAULT_ACCESS_KEY || secret_key == DEFAULT_SECRET_KEY {
+        tracing::warn!(
+            "using the default credentials; set CAIRN_ACCESS_KEY and CAIRN_SECRET_KEY before exposing this server"
+        );
+    }
+}
+
+/// Resolves when the process is asked to stop (Ctrl-C, or SIGTERM on Unix).
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    tracing::info!("shutting down");
+}
+
+/// Waits until the meta service lists blob node `node_id`, so that the first PUT finds disks.
+async fn wait_for_blob_registration(meta_endpoint: &str, node_id: &str) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + STARTUP_TIMEOUT;
+    loop {
+        if let Ok(mut client) = MetaClient::connect(meta_endpoint.to_string()).await {
+            if let Ok(reply) = client.list_blob_nodes(ListBlobNodesRequest {}).await {
+                if reply.get_ref().nodes.iter().any(|n| n.node_id == node_id) {
+                    return Ok(());
+                }
+            }
+        }
+        if tokio::time::Instant::now() >= deadline {
+            bail!("blob server {node_id} did not register with the meta service in time");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// `cairn server DIR...`: meta (one voter per disk, up to three) + blob server over every
+/// disk + S3 gateway, in one process.
+pub async fn run_embedded(opts: EmbeddedOptions) -> anyhow::Result<()> {
+    warn_default_credentials(&opts.access_key, &opts.secret_key);
+    let loopback: SocketAddr = ([127, 0, 0, 1], 0).into();
+    let meta_nodes = opts
+        .dirs
+        .iter()
+        .take(MAX_EMBEDDED_VOTERS)
+        .enumerate()
+        .map(|(i, dir)| cairn_meta::MetaNodeConfig {
+            id: i as u64 + 1,
+            dir: dir.join("meta"),
+        })
+        .collect();
+    let meta = cairn_meta::start(cairn_meta::MetaConfig {
+        listen: loopback,
+        advertise: None,
+        nodes: meta_nodes,
+        bootstrap: true,
+    })
+    .await
+    .context("starting the meta service")?;
+    meta.wait_for_leader(STARTUP_TIMEOUT)
+        .await
+        .context("waiting for a meta leader")?;
+
+    let blob = cairn_blob::start(cairn_blob::BlobServerConfig {
+        data_dirs: opts.dirs.iter().map(|d| d.join("blob")).collect(),
+        listen: loopback,
+        advertise: None,
+        meta_endpoints: vec![meta.endpoint()],
+        node_id: None,
+    })
+    .await
+    .context("starting the blob server")?;
+    wait_for_blob_registration(&meta.endpoint(), blob.node_id()).await?;
+
+    let gateway = cairn_gateway::start(cairn_gateway::GatewayConfig {
+        listen: opts.address,
+        meta_endpoints: vec![meta.endpoint()],
+        access_key: opts.access_key.clone(),
+        secret_key: opts.secret_key.clone(),
+        region: opts.region.clone(),
+    })
+    .await
+    .context("starting the S3 gateway")?;
+
+    let endpoint = format!("http://{}", gateway.local_addr());
+    println!("Cairn is running.");
+    println!("  S3 endpoint: {endpoint}");
+    println!("  Access key:  {}", opts.access_key);
+    println!("  Secret key:  {}", opts.secret_key);
+    println!("  Region:      {}", opts.region);
+    println!("  Disks:       {}", opts.dirs.len());
+    println!("Try:");
+    println!(
+        "  AWS_ACCESS_KEY_ID={} AWS_SECRET_ACCESS_KEY={} aws --endpoint-url {endpoint} s3 mb s3://my-bucket",
+        opts.access_key, opts.secret_key
+    );
+
+    shutdown_signal().await;
+    gateway.shutdown().await.context("stopping the gateway")?;
+    blob.shutdown().await.context("stopping the blob server")?;
+    meta.shutdown().await.context("stopping the meta service")?;
+    Ok(())
+}
+
+/// `cairn meta`: one meta node; bootstraps a single-voter cluster on first start.
+pub async fn run_meta(
+    listen: SocketAddr,
+    advertise: Option<String>,
+    dir: PathBuf,
+    id: u64,
+) -> anyhow::Result<()> {
+    let meta = cairn_meta::start(cairn_meta::MetaConfig {
+        listen,
+        advertise,
+        nodes: vec![cairn_meta::MetaNodeConfig { id, dir }],
+        bootstrap: true,
+    })
+    .await
+    .context("starting the meta service")?;
+    println!("META {}", meta.local_addr());
+    shutdown_signal().await;
+    meta.shutdown().await.context("stopping the meta service")?;
+    Ok(())
+}
+
+/// `cairn blob DIR...`: one blob server.
+pub async fn run_blob(
+    dirs: Vec<PathBuf>,
+    listen: SocketAddr,
+    advertise: Option<String>,
+    meta: Vec<String>,
+) -> anyhow::Result<()> {
+    let blob = cairn_blob::start(cairn_blob::BlobServerConfig {
+        data_dirs: dirs,
+        listen,
+        advertise,
+        meta_endpoints: meta,
+        node_id: None,
+    })
+    .await
+    .context("starting the blob server")?;
+    println!("BLOB {} node {}", blob.local_addr(), blob.node_id());
+    shutdown_signal().await;
+    blob.shutdown().await.context("stopping the blob server")?;
+    Ok(())
+}
+
+/// `cairn gateway`: one stateless S3 gateway.
+pub async fn run_gateway(
+    address: SocketAddr,
+    meta: Vec<String>,
+    access_key: String,
+    secret_key: String,
+    region: String,
+) -> anyhow::Result<()> {
+    warn_default_credentials(&access_key, &secret_key);
+    let gateway = cairn_gateway::start(cairn_gateway::GatewayConfig {
+        listen: address,
+        meta_endpoints: meta,
+        access_key,
+        secret_key,
+        region,
+    })
+    .await
+    .context("starting the S3 gateway")?;
+    println!("S3 http://{}", gateway.local_addr());
+    shutdown_signal().await;
+    gateway.shutdown().await.context("stopping the gateway")?;
+    Ok(())
+}

@@ -1,0 +1,267 @@
+//! Starting and stopping the real `cairn` binary for end-to-end tests, and building real
+//! `aws-sdk-s3` clients against it. Loopback only; every port is picked by the OS.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_s3::Client;
+
+pub const ACCESS_KEY: &str = "e2e-access";
+pub const SECRET_KEY: &str = "e2e-secret-key";
+
+const START_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Path of the binary under test.
+pub fn cairn_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_cairn")
+}
+
+/// A `cairn` child process whose stdout is scanned for a line with `marker`.
+pub struct Proc {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    pub log: PathBuf,
+}
+
+impl Proc {
+    /// Spawns `cairn args...` with its stderr in `log`.
+    pub fn spawn(args: &[String], log: &Path, envs: &[(&str, &str)]) -> Proc {
+        let stderr = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .expect("open log");
+        let mut cmd = Command::new(cairn_bin());
+        cmd.args(args)
+            .env("CAIRN_ACCESS_KEY", ACCESS_KEY)
+            .env("CAIRN_SECRET_KEY", SECRET_KEY)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(stderr));
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn cairn");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Proc {
+            child,
+            lines: rx,
+            log: log.to_path_buf(),
+        }
+    }
+
+    /// Waits for a stdout line containing `marker` and returns the rest of it after the marker.
+    pub fn wait_line(&mut self, marker: &str) -> String {
+        let deadline = std::time::Instant::now() + START_TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some(at) = line.find(marker) {
+                        return line[at + marker.len()..].trim().to_string();
+                    }
+                }
+                Err(_) => {
+                    let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+                    let status = self.child.try_wait().ok().flatten();
+                    panic!("no `{marker}` line from cairn (exit status {status:?}); log:\n{log}");
+                }
+            }
+        }
+    }
+
+    /// `kill -9`: no chance to flush or clean up anything.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM and wait for a clean exit (Unix); kill elsewhere.
+    pub fn stop(&mut self) {
+        #[cfg(unix)]
+        {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(self.child.id().to_string())
+                .status();
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            while std::time::Instant::now() < deadline {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        self.kill9();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill9();
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(60).collect();
+            eprintln!("---- last lines of {} ----", self.log.display());
+            for line in tail.into_iter().rev() {
+                eprintln!("{line}");
+            }
+        }
+    }
+}
+
+/// An embedded `cairn server` over `disks` temporary data directories.
+pub struct Server {
+    // Declared first so it is dropped (killed, log dumped) before the directory goes.
+    proc: Option<Proc>,
+    pub tmp: tempfile::TempDir,
+    pub dirs: Vec<PathBuf>,
+    pub endpoint: String,
+}
+
+impl Server {
+    pub fn start(disks: usize) -> Server {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dirs = (0..disks).map(|i| tmp.path().join(format!("disk{i}"))).collect();
+        let mut server = Server {
+            tmp,
+            dirs,
+            endpoint: String::new(),
+            proc: None,
+        };
+        server.boot();
+        server
+    }
+
+    fn boot(&mut self) {
+        let mut args = vec!["server".to_string(), "--address".into(), "127.0.0.1:0".into()];
+        args.extend(self.dirs.iter().map(|d| d.display().to_string()));
+        let mut proc = Proc::spawn(&args, &self.tmp.path().join("server.log"), &[]);
+        self.endpoint = proc.wait_line("S3 endpoint:");
+        self.proc = Some(proc);
+    }
+
+    /// `kill -9` the server, then start it again over the same directories.
+    pub fn kill9_and_restart(&mut self) {
+        if let Some(mut p) = self.proc.take() {
+            p.kill9();
+        }
+        self.boot();
+    }
+
+    /// Stops the server cleanly.
+    pub fn stop(&mut self) {
+        if let Some(mut p) = self.proc.take() {
+            p.stop();
+        }
+    }
+
+    /// Starts a stopped server again.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.boot();
+    }
+
+    pub fn client(&self) -> Client {
+        client_for(&self.endpoint, ACCESS_KEY, SECRET_KEY)
+    }
+
+    /// Every shard file under the data directories.
+    pub fn shard_files(&self) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        for d in &self.dirs {
+            collect_files(&d.join("blob").join("shards"), &mut out);
+        }
+        out.sort();
+        out
+    }
+}
+
+fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            collect_files(&p, out);
+        } else if !p.to_string_lossy().ends_with(".tmp") {
+            out.push(p);
+        }
+    }
+}
+
+/// An `aws-sdk-s3` client with default settings (checksums included), path-style.
+pub fn client_for(endpoint: &str, access_key: &str, secret_key: &str) -> Client {
+    let config = aws_sdk_s3::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .credentials_provider(Credentials::new(access_key, secret_key, None, None, "e2e"))
+        .force_path_style(true)
+        .build();
+    Client::from_conf(config)
+}
+
+/// Deterministic pseudo-random bytes (xorshift), different per `seed`.
+pub fn data(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+pub async fn put(client: &Client, bucket: &str, key: &str, body: Vec<u8>) {
+    client
+        .put_object()
+        .bucket(bucket)
+        .key(key)
+        .body(body.into())
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("put {bucket}/{key}: {e:?}"));
+}
+
+pub async fn get(client: &Client, bucket: &str, key: &str) -> Vec<u8> {
+    let out = client
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("get {bucket}/{key}: {e:?}"));
+    out.body.collect().await.expect("body").into_bytes().to_vec()
+}
+
+/// The S3 error code of a failed SDK call.
+pub fn code<E, R>(err: &aws_sdk_s3::error::SdkError<E, R>) -> String
+where
+    E: aws_sdk_s3::error::ProvideErrorMetadata + std::fmt::Debug,
+    R: std::fmt::Debug,
+{
+    match err.as_service_error() {
+        Some(e) => e.code().unwrap_or("<none>").to_string(),
+        None => format!("<not a service error: {err:?}>"),
+    }
+}
+
+/// The HTTP status of a failed SDK call.
+pub fn status<E>(err: &aws_sdk_s3::error::SdkError<E, aws_smithy_runtime_api::http::Response>) -> u16 {
+    err.raw_response().map(|r| r.status().as_u16()).unwrap_or(0)
+}

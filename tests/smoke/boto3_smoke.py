@@ -1,0 +1,41 @@
+"""boto3 with default settings (CRC checksums on) against a running Cairn."""
+import hashlib
+import os
+import sys
+
+import boto3
+from botocore.exceptions import ClientError
+
+endpoint = sys.argv[1]
+s3 = boto3.client("s3", endpoint_url=endpoint)
+bucket = "boto3-smoke"
+s3.create_bucket(Bucket=bucket)
+
+small = b"hello from boto3"
+big = os.urandom(3 * 1024 * 1024 + 7)
+s3.put_object(Bucket=bucket, Key="small.txt", Body=small, ContentType="text/plain", Metadata={"k": "v"})
+s3.put_object(Bucket=bucket, Key="dir/big.bin", Body=big)
+
+got = s3.get_object(Bucket=bucket, Key="small.txt")
+assert got["Body"].read() == small
+assert got["ContentType"] == "text/plain", got["ContentType"]
+assert got["Metadata"] == {"k": "v"}, got["Metadata"]
+assert got["ETag"] == '"%s"' % hashlib.md5(small).hexdigest()
+assert s3.get_object(Bucket=bucket, Key="dir/big.bin")["Body"].read() == big
+part = s3.get_object(Bucket=bucket, Key="dir/big.bin", Range="bytes=1048570-1048580")["Body"].read()
+assert part == big[1048570:1048581]
+
+listed = s3.list_objects_v2(Bucket=bucket, Delimiter="/")
+assert [o["Key"] for o in listed.get("Contents", [])] == ["small.txt"], listed
+assert [p["Prefix"] for p in listed.get("CommonPrefixes", [])] == ["dir/"], listed
+
+try:
+    s3.get_object(Bucket=bucket, Key="missing")
+    raise AssertionError("missing key returned data")
+except ClientError as e:
+    assert e.response["Error"]["Code"] == "NoSuchKey", e.response
+
+s3.delete_object(Bucket=bucket, Key="small.txt")
+s3.delete_object(Bucket=bucket, Key="dir/big.bin")
+s3.delete_bucket(Bucket=bucket)
+print("boto3 smoke: ok")
