@@ -85,7 +85,12 @@ struct BlobArgs {
     #[arg(long, env = "CAIRN_BLOB_ADVERTISE")]
     advertise: Option<String>,
     /// Meta service endpoints (http://HOST:PORT), comma-separated.
-    #[arg(long, env = "CAIRN_META", value_delimiter = ',', default_value = "http://127.0.0.1:7000")]
+    #[arg(
+        long,
+        env = "CAIRN_META",
+        value_delimiter = ',',
+        default_value = "http://127.0.0.1:7000"
+    )]
     meta: Vec<String>,
 }
 
@@ -95,7 +100,12 @@ struct GatewayArgs {
     #[arg(long, env = "CAIRN_ADDRESS", default_value = "127.0.0.1:9000")]
     address: SocketAddr,
     /// Meta service endpoints (http://HOST:PORT), comma-separated.
-    #[arg(long, env = "CAIRN_META", value_delimiter = ',', default_value = "http://127.0.0.1:7000")]
+    #[arg(
+        long,
+        env = "CAIRN_META",
+        value_delimiter = ',',
+        default_value = "http://127.0.0.1:7000"
+    )]
     meta: Vec<String>,
     #[command(flatten)]
     credentials: Credentials,

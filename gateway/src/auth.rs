@@ -13,7 +13,10 @@ pub(crate) struct StaticAuth {
 impl StaticAuth {
     /// The key pair requests must be signed with.
     pub fn new(access_key: &str, secret_key: &str) -> Self {
-        Self { access_key: access_key.to_string(), secret_key: SecretKey::from(secret_key) }
+        Self {
+            access_key: access_key.to_string(),
+            secret_key: SecretKey::from(secret_key),
+        }
     }
 }
 

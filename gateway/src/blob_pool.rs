@@ -47,7 +47,11 @@ impl BlobPool {
 }
 
 fn lazy_channel(address: &str) -> ApiResult<Channel> {
-    let uri = if address.contains("://") { address.to_string() } else { format!("http://{address}") };
+    let uri = if address.contains("://") {
+        address.to_string()
+    } else {
+        format!("http://{address}")
+    };
     let endpoint = Endpoint::from_shared(uri)
         .map_err(|e| ApiError::Internal(format!("bad blob server address {address:?}: {e}")))?
         .connect_timeout(CONNECT_TIMEOUT)
@@ -63,7 +67,11 @@ fn lazy_channel(address: &str) -> ApiResult<Channel> {
 
 /// The identity of a stored shard file.
 fn shard_id(s: &ShardPlacement) -> (&str, &str, &str) {
-    (s.node_address.as_str(), s.disk_id.as_str(), s.shard_key.as_str())
+    (
+        s.node_address.as_str(),
+        s.disk_id.as_str(),
+        s.shard_key.as_str(),
+    )
 }
 
 /// Deletes `shards` in a background task, best effort: a failure only leaves garbage for
@@ -77,7 +85,10 @@ pub(crate) fn spawn_delete_shards(
     key: &str,
 ) {
     let keep: HashSet<(&str, &str, &str)> = keep.iter().map(shard_id).collect();
-    let shards: Vec<ShardPlacement> = shards.into_iter().filter(|s| !keep.contains(&shard_id(s))).collect();
+    let shards: Vec<ShardPlacement> = shards
+        .into_iter()
+        .filter(|s| !keep.contains(&shard_id(s)))
+        .collect();
     if shards.is_empty() {
         return;
     }
@@ -102,7 +113,10 @@ async fn delete_one(pool: &BlobPool, s: ShardPlacement) {
             return;
         }
     };
-    let req = DeleteShardRequest { disk_id: s.disk_id.clone(), shard_key: s.shard_key.clone() };
+    let req = DeleteShardRequest {
+        disk_id: s.disk_id.clone(),
+        shard_key: s.shard_key.clone(),
+    };
     match tokio::time::timeout(DELETE_TIMEOUT, client.delete_shard(req)).await {
         Ok(Ok(_)) => debug!(node = %s.node_address, shard = %s.shard_key, "shard deleted"),
         Ok(Err(status)) => {

@@ -18,7 +18,13 @@ pub(crate) enum Algorithm {
 }
 
 impl Algorithm {
-    const ALL: [Algorithm; 5] = [Self::Crc32, Self::Crc32c, Self::Crc64Nvme, Self::Sha1, Self::Sha256];
+    const ALL: [Algorithm; 5] = [
+        Self::Crc32,
+        Self::Crc32c,
+        Self::Crc64Nvme,
+        Self::Sha1,
+        Self::Sha256,
+    ];
 
     /// The header (or trailer) carrying this checksum.
     pub fn header(self) -> &'static str {
@@ -34,7 +40,9 @@ impl Algorithm {
     /// The algorithm whose header is `name` (case-insensitive).
     pub fn from_header(name: &str) -> Option<Self> {
         let name = name.trim();
-        Self::ALL.into_iter().find(|a| a.header().eq_ignore_ascii_case(name))
+        Self::ALL
+            .into_iter()
+            .find(|a| a.header().eq_ignore_ascii_case(name))
     }
 }
 
@@ -90,7 +98,10 @@ pub(crate) struct BodyChecksums {
 impl BodyChecksums {
     /// `expected`: algorithm and base64 value from request headers. `trailer`: the algorithm
     /// named by `x-amz-trailer` and the handle its value will arrive through.
-    pub fn new(expected: Vec<(Algorithm, String)>, trailer: Option<(Algorithm, TrailingHeaders)>) -> Self {
+    pub fn new(
+        expected: Vec<(Algorithm, String)>,
+        trailer: Option<(Algorithm, TrailingHeaders)>,
+    ) -> Self {
         let mut algos: Vec<Algorithm> = expected.iter().map(|(a, _)| *a).collect();
         algos.extend(trailer.as_ref().map(|(a, _)| *a));
         algos.dedup();
@@ -100,7 +111,11 @@ impl BodyChecksums {
                 hashers.push((a, Hasher::new(a)));
             }
         }
-        Self { expected, trailer, hashers }
+        Self {
+            expected,
+            trailer,
+            hashers,
+        }
     }
 
     /// Feeds body bytes.
@@ -113,17 +128,28 @@ impl BodyChecksums {
     /// Call once the body has been read to its end (so trailers are in): checks every
     /// announced checksum and returns the computed ones.
     pub fn finish(self) -> ApiResult<Vec<(Algorithm, String)>> {
-        let computed: Vec<(Algorithm, String)> = self.hashers.into_iter().map(|(a, h)| (a, h.finish())).collect();
+        let computed: Vec<(Algorithm, String)> = self
+            .hashers
+            .into_iter()
+            .map(|(a, h)| (a, h.finish()))
+            .collect();
         let mut expected = self.expected;
         if let Some((algo, handle)) = &self.trailer {
-            let value = handle.read(|h| h.get(algo.header()).and_then(|v| v.to_str().ok()).map(str::to_string));
+            let value = handle.read(|h| {
+                h.get(algo.header())
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string)
+            });
             // A trailer that never came is tolerated: the body was still signed or hashed.
             if let Some(Some(v)) = value {
                 expected.push((*algo, v));
             }
         }
         for (algo, want) in &expected {
-            let got = computed.iter().find(|(a, _)| a == algo).map(|(_, v)| v.as_str());
+            let got = computed
+                .iter()
+                .find(|(a, _)| a == algo)
+                .map(|(_, v)| v.as_str());
             if got != Some(want.trim()) {
                 return Err(ApiError::BadDigest(format!(
                     "the {} you specified did not match the calculated checksum",
@@ -155,7 +181,10 @@ mod tests {
     #[test]
     fn sha256_of_empty_body() {
         let c = BodyChecksums::new(
-            vec![(Algorithm::Sha256, "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=".into())],
+            vec![(
+                Algorithm::Sha256,
+                "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=".into(),
+            )],
             None,
         );
         assert!(c.finish().is_ok());
@@ -163,8 +192,14 @@ mod tests {
 
     #[test]
     fn header_names() {
-        assert_eq!(Algorithm::from_header("X-Amz-Checksum-CRC32C"), Some(Algorithm::Crc32c));
-        assert_eq!(Algorithm::from_header("x-amz-checksum-crc64nvme"), Some(Algorithm::Crc64Nvme));
+        assert_eq!(
+            Algorithm::from_header("X-Amz-Checksum-CRC32C"),
+            Some(Algorithm::Crc32c)
+        );
+        assert_eq!(
+            Algorithm::from_header("x-amz-checksum-crc64nvme"),
+            Some(Algorithm::Crc64Nvme)
+        );
         assert_eq!(Algorithm::from_header("x-amz-meta-foo"), None);
     }
 }

@@ -83,52 +83,125 @@ mod tests {
 
     #[test]
     fn if_match() {
-        assert_eq!(eval(Conditions { if_match: tag("abc"), ..Default::default() }), Verdict::Proceed);
-        assert_eq!(eval(Conditions { if_match: Some(TagCondition::Any), ..Default::default() }), Verdict::Proceed);
-        assert_eq!(eval(Conditions { if_match: tag("zzz"), ..Default::default() }), Verdict::PreconditionFailed);
+        assert_eq!(
+            eval(Conditions {
+                if_match: tag("abc"),
+                ..Default::default()
+            }),
+            Verdict::Proceed
+        );
+        assert_eq!(
+            eval(Conditions {
+                if_match: Some(TagCondition::Any),
+                ..Default::default()
+            }),
+            Verdict::Proceed
+        );
+        assert_eq!(
+            eval(Conditions {
+                if_match: tag("zzz"),
+                ..Default::default()
+            }),
+            Verdict::PreconditionFailed
+        );
     }
 
     #[test]
     fn if_match_true_overrides_unmodified_since_false() {
-        let c = Conditions { if_match: tag("abc"), if_unmodified_since: Some(T - 10), ..Default::default() };
+        let c = Conditions {
+            if_match: tag("abc"),
+            if_unmodified_since: Some(T - 10),
+            ..Default::default()
+        };
         assert_eq!(eval(c), Verdict::Proceed);
     }
 
     #[test]
     fn if_unmodified_since() {
-        assert_eq!(eval(Conditions { if_unmodified_since: Some(T), ..Default::default() }), Verdict::Proceed);
         assert_eq!(
-            eval(Conditions { if_unmodified_since: Some(T - 1), ..Default::default() }),
+            eval(Conditions {
+                if_unmodified_since: Some(T),
+                ..Default::default()
+            }),
+            Verdict::Proceed
+        );
+        assert_eq!(
+            eval(Conditions {
+                if_unmodified_since: Some(T - 1),
+                ..Default::default()
+            }),
             Verdict::PreconditionFailed
         );
     }
 
     #[test]
     fn if_none_match() {
-        assert_eq!(eval(Conditions { if_none_match: tag("abc"), ..Default::default() }), Verdict::NotModified);
-        assert_eq!(eval(Conditions { if_none_match: Some(TagCondition::Any), ..Default::default() }), Verdict::NotModified);
-        assert_eq!(eval(Conditions { if_none_match: tag("zzz"), ..Default::default() }), Verdict::Proceed);
+        assert_eq!(
+            eval(Conditions {
+                if_none_match: tag("abc"),
+                ..Default::default()
+            }),
+            Verdict::NotModified
+        );
+        assert_eq!(
+            eval(Conditions {
+                if_none_match: Some(TagCondition::Any),
+                ..Default::default()
+            }),
+            Verdict::NotModified
+        );
+        assert_eq!(
+            eval(Conditions {
+                if_none_match: tag("zzz"),
+                ..Default::default()
+            }),
+            Verdict::Proceed
+        );
     }
 
     #[test]
     fn if_none_match_false_overrides_modified_since() {
         // The tag differs (If-None-Match true) so If-Modified-Since is ignored: 200.
-        let c = Conditions { if_none_match: tag("zzz"), if_modified_since: Some(T + 10), ..Default::default() };
+        let c = Conditions {
+            if_none_match: tag("zzz"),
+            if_modified_since: Some(T + 10),
+            ..Default::default()
+        };
         assert_eq!(eval(c), Verdict::Proceed);
         // The tag matches: 304 whatever the date says.
-        let c = Conditions { if_none_match: tag("abc"), if_modified_since: Some(T - 10), ..Default::default() };
+        let c = Conditions {
+            if_none_match: tag("abc"),
+            if_modified_since: Some(T - 10),
+            ..Default::default()
+        };
         assert_eq!(eval(c), Verdict::NotModified);
     }
 
     #[test]
     fn if_modified_since() {
-        assert_eq!(eval(Conditions { if_modified_since: Some(T), ..Default::default() }), Verdict::NotModified);
-        assert_eq!(eval(Conditions { if_modified_since: Some(T - 1), ..Default::default() }), Verdict::Proceed);
+        assert_eq!(
+            eval(Conditions {
+                if_modified_since: Some(T),
+                ..Default::default()
+            }),
+            Verdict::NotModified
+        );
+        assert_eq!(
+            eval(Conditions {
+                if_modified_since: Some(T - 1),
+                ..Default::default()
+            }),
+            Verdict::Proceed
+        );
     }
 
     #[test]
     fn precondition_failed_beats_not_modified() {
-        let c = Conditions { if_match: tag("zzz"), if_none_match: tag("abc"), ..Default::default() };
+        let c = Conditions {
+            if_match: tag("zzz"),
+            if_none_match: tag("abc"),
+            ..Default::default()
+        };
         assert_eq!(eval(c), Verdict::PreconditionFailed);
     }
 }

@@ -4,13 +4,19 @@ use s3s::dto::{ETag, Owner, Timestamp};
 
 /// The single owner of every bucket and object.
 pub(crate) fn owner() -> Owner {
-    Owner { display_name: Some("cairn".into()), id: Some("cairn".into()) }
+    Owner {
+        display_name: Some("cairn".into()),
+        id: Some("cairn".into()),
+    }
 }
 
 /// A timestamp from milliseconds since the Unix epoch (the epoch itself if out of range).
 pub(crate) fn timestamp(ms: i64) -> Timestamp {
     let nanos = i128::from(ms) * 1_000_000;
-    Timestamp::from(time::OffsetDateTime::from_unix_timestamp_nanos(nanos).unwrap_or(time::OffsetDateTime::UNIX_EPOCH))
+    Timestamp::from(
+        time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
+            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH),
+    )
 }
 
 /// Whole seconds since the epoch, as HTTP dates carry them.

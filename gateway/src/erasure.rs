@@ -69,7 +69,9 @@ impl Scheme {
             return Err(ErasureError::InvalidScheme("zero data shards".into()));
         }
         if k + m > 256 {
-            return Err(ErasureError::InvalidScheme(format!("{k}+{m} exceeds 256 shards")));
+            return Err(ErasureError::InvalidScheme(format!(
+                "{k}+{m} exceeds 256 shards"
+            )));
         }
         if block_size == 0 {
             return Err(ErasureError::InvalidScheme("zero block size".into()));
@@ -194,10 +196,17 @@ impl Codec {
 
     /// Rebuilds a stripe's data from any `k` of its `k + m` blocks (`None` = missing) and
     /// returns its first `data_len` bytes.
-    pub fn decode(&self, blocks: Vec<Option<Bytes>>, data_len: usize) -> Result<Bytes, ErasureError> {
+    pub fn decode(
+        &self,
+        blocks: Vec<Option<Bytes>>,
+        data_len: usize,
+    ) -> Result<Bytes, ErasureError> {
         let (k, total) = (self.scheme.k, self.scheme.total_shards());
         if blocks.len() != total {
-            return Err(ErasureError::BadLength(format!("{} blocks for {total} shards", blocks.len())));
+            return Err(ErasureError::BadLength(format!(
+                "{} blocks for {total} shards",
+                blocks.len()
+            )));
         }
         let block_len = data_len.div_ceil(k);
         if let Some(bad) = blocks.iter().flatten().find(|b| b.len() != block_len) {
@@ -287,7 +296,13 @@ mod tests {
     }
 
     /// Decodes stripes `span.first..=span.last` from shard bytes, with `missing` shards gone.
-    fn decode_range(codec: &Codec, shards: &[Vec<u8>], size: u64, range: Range<u64>, missing: &[usize]) -> Vec<u8> {
+    fn decode_range(
+        codec: &Codec,
+        shards: &[Vec<u8>],
+        size: u64,
+        range: Range<u64>,
+        missing: &[usize],
+    ) -> Vec<u8> {
         let s = codec.scheme();
         let span = s.span(size, range.clone());
         let mut out = Vec::new();
@@ -296,11 +311,14 @@ mod tests {
             let blen = s.block_len(size, stripe);
             let blocks = (0..s.total_shards())
                 .map(|i| {
-                    (!missing.contains(&i)).then(|| Bytes::copy_from_slice(&shards[i][pos..pos + blen]))
+                    (!missing.contains(&i))
+                        .then(|| Bytes::copy_from_slice(&shards[i][pos..pos + blen]))
                 })
                 .collect();
             pos += blen;
-            let data = codec.decode(blocks, s.stripe_data_len(size, stripe)).unwrap();
+            let data = codec
+                .decode(blocks, s.stripe_data_len(size, stripe))
+                .unwrap();
             out.extend_from_slice(&data);
         }
         assert_eq!(pos as u64, span.shard_offset + span.shard_length);
@@ -345,7 +363,17 @@ mod tests {
             let size = 3 * st + 5;
             let data = random_bytes(size as usize, 7);
             let shards = encode_object(&codec, &data);
-            let edges = [0, 1, st - 1, st, st + 1, 2 * st, 3 * st - 1, 3 * st, size - 1];
+            let edges = [
+                0,
+                1,
+                st - 1,
+                st,
+                st + 1,
+                2 * st,
+                3 * st - 1,
+                3 * st,
+                size - 1,
+            ];
             for &a in &edges {
                 for &b in &edges {
                     if b < a {
@@ -399,19 +427,42 @@ mod tests {
         let size = 65; // 3 full stripes + 5 bytes (block_len 3 in the last)
         let span = s.span(size, 0..20);
         assert_eq!((span.first_stripe, span.last_stripe), (0, 0));
-        assert_eq!((span.shard_offset, span.shard_length, span.skip, span.len), (0, 10, 0, 20));
+        assert_eq!(
+            (span.shard_offset, span.shard_length, span.skip, span.len),
+            (0, 10, 0, 20)
+        );
         let span = s.span(size, 19..21);
         assert_eq!((span.first_stripe, span.last_stripe), (0, 1));
-        assert_eq!((span.shard_offset, span.shard_length, span.skip), (0, 20, 19));
+        assert_eq!(
+            (span.shard_offset, span.shard_length, span.skip),
+            (0, 20, 19)
+        );
         let span = s.span(size, 20..40);
         assert_eq!((span.first_stripe, span.last_stripe), (1, 1));
-        assert_eq!((span.shard_offset, span.shard_length, span.skip), (10, 10, 0));
+        assert_eq!(
+            (span.shard_offset, span.shard_length, span.skip),
+            (10, 10, 0)
+        );
         let span = s.span(size, 60..65);
         assert_eq!((span.first_stripe, span.last_stripe), (3, 3));
-        assert_eq!((span.shard_offset, span.shard_length, span.skip, span.len), (30, 3, 0, 5));
+        assert_eq!(
+            (span.shard_offset, span.shard_length, span.skip, span.len),
+            (30, 3, 0, 5)
+        );
         let span = s.span(size, 0..65);
-        assert_eq!((span.shard_offset, span.shard_length), (0, s.shard_len(size)));
+        assert_eq!(
+            (span.shard_offset, span.shard_length),
+            (0, s.shard_len(size))
+        );
         let span = s.span(size, 64..65);
-        assert_eq!((span.first_stripe, span.shard_offset, span.shard_length, span.skip), (3, 30, 3, 4));
+        assert_eq!(
+            (
+                span.first_stripe,
+                span.shard_offset,
+                span.shard_length,
+                span.skip
+            ),
+            (3, 30, 3, 4)
+        );
     }
 }

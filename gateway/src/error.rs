@@ -93,7 +93,9 @@ impl From<ApiError> for S3Error {
                 return custom("InvalidPartNumber", StatusCode::RANGE_NOT_SATISFIABLE, &e);
             }
             ApiError::PreconditionFailed => S3ErrorCode::PreconditionFailed,
-            ApiError::InsufficientCapacity | ApiError::Unavailable(_) => S3ErrorCode::ServiceUnavailable,
+            ApiError::InsufficientCapacity | ApiError::Unavailable(_) => {
+                S3ErrorCode::ServiceUnavailable
+            }
             ApiError::Internal(_) => S3ErrorCode::InternalError,
         };
         S3Error::with_message(code, e.to_string())

@@ -66,7 +66,11 @@ impl ByteStream for ObjectBody {
 
 /// Starts streaming `range` of `object`. The first stripe is read before returning, so an
 /// object that cannot be read fails the request instead of truncating a 200 response.
-pub(crate) async fn open_body(pool: Arc<BlobPool>, object: &ObjectVersion, range: Range<u64>) -> ApiResult<ObjectBody> {
+pub(crate) async fn open_body(
+    pool: Arc<BlobPool>,
+    object: &ObjectVersion,
+    range: Range<u64>,
+) -> ApiResult<ObjectBody> {
     let len = range.end.saturating_sub(range.start);
     let (tx, rx) = mpsc::channel(STRIPES_AHEAD);
     if len == 0 {
@@ -118,13 +122,31 @@ struct ShardReader {
 }
 
 impl ShardReader {
-    async fn open(pool: &BlobPool, shard: &ShardPlacement, offset: u64, length: u64) -> Result<Self, ShardError> {
-        let mut client = pool.client(&shard.node_address).map_err(|e| ShardError::Other(e.to_string()))?;
-        let req = GetShardRequest { disk_id: shard.disk_id.clone(), shard_key: shard.shard_key.clone(), offset, length };
+    async fn open(
+        pool: &BlobPool,
+        shard: &ShardPlacement,
+        offset: u64,
+        length: u64,
+    ) -> Result<Self, ShardError> {
+        let mut client = pool
+            .client(&shard.node_address)
+            .map_err(|e| ShardError::Other(e.to_string()))?;
+        let req = GetShardRequest {
+            disk_id: shard.disk_id.clone(),
+            shard_key: shard.shard_key.clone(),
+            offset,
+            length,
+        };
         match tokio::time::timeout(SHARD_TIMEOUT, client.get_shard(req)).await {
             Err(_) => Err(ShardError::Timeout),
-            Ok(Err(status)) => Err(ShardError::Status(status.code(), status.message().to_string())),
-            Ok(Ok(resp)) => Ok(Self { stream: resp.into_inner(), pending: Bytes::new() }),
+            Ok(Err(status)) => Err(ShardError::Status(
+                status.code(),
+                status.message().to_string(),
+            )),
+            Ok(Ok(resp)) => Ok(Self {
+                stream: resp.into_inner(),
+                pending: Bytes::new(),
+            }),
         }
     }
 
@@ -137,7 +159,12 @@ impl ShardReader {
         while buf.len() + self.pending.len() < n {
             let msg = match tokio::time::timeout(SHARD_TIMEOUT, self.stream.message()).await {
                 Err(_) => return Err(ShardError::Timeout),
-                Ok(Err(status)) => return Err(ShardError::Status(status.code(), status.message().to_string())),
+                Ok(Err(status)) => {
+                    return Err(ShardError::Status(
+                        status.code(),
+                        status.message().to_string(),
+                    ))
+                }
                 Ok(Ok(None)) => return Err(ShardError::Short),
                 Ok(Ok(Some(msg))) => msg,
             };
@@ -179,8 +206,12 @@ struct StripeReader {
 impl StripeReader {
     fn new(pool: Arc<BlobPool>, object: &ObjectVersion, range: Range<u64>) -> ApiResult<Self> {
         let bad = |why: String| ApiError::Internal(format!("bad object metadata: {why}"));
-        let pb = object.scheme.as_ref().ok_or_else(|| bad("no scheme".into()))?;
-        let scheme = Scheme::new(pb.data_shards, pb.parity_shards, pb.block_size).map_err(|e| bad(e.to_string()))?;
+        let pb = object
+            .scheme
+            .as_ref()
+            .ok_or_else(|| bad("no scheme".into()))?;
+        let scheme = Scheme::new(pb.data_shards, pb.parity_shards, pb.block_size)
+            .map_err(|e| bad(e.to_string()))?;
         let codec = Codec::new(scheme).map_err(|e| bad(e.to_string()))?;
         let total = scheme.total_shards();
         let mut shards: Vec<Option<ShardPlacement>> = vec![None; total];
@@ -216,7 +247,11 @@ impl StripeReader {
         }
         let stripe = self.next_stripe;
         let data = self.read_stripe(stripe).await?;
-        let skip = if stripe == self.span.first_stripe { self.span.skip as usize } else { 0 };
+        let skip = if stripe == self.span.first_stripe {
+            self.span.skip as usize
+        } else {
+            0
+        };
         let take = (data.len().saturating_sub(skip) as u64).min(self.remaining) as usize;
         self.next_stripe += 1;
         self.remaining -= take as u64;
@@ -238,9 +273,16 @@ impl StripeReader {
             }
             // Open streams on untried shards (data shards first: they need no decoding) until
             // enough are reading this stripe.
-            let reading = (0..total).filter(|&i| self.readers[i].is_some() && blocks[i].is_none()).count();
+            let reading = (0..total)
+                .filter(|&i| self.readers[i].is_some() && blocks[i].is_none())
+                .count();
             let candidates: Vec<usize> = (0..total)
-                .filter(|&i| !self.failed[i] && self.readers[i].is_none() && blocks[i].is_none() && self.shards[i].is_some())
+                .filter(|&i| {
+                    !self.failed[i]
+                        && self.readers[i].is_none()
+                        && blocks[i].is_none()
+                        && self.shards[i].is_some()
+                })
                 .take((k - have).saturating_sub(reading))
                 .collect();
             let opens = candidates.iter().map(|&i| {
@@ -248,7 +290,9 @@ impl StripeReader {
                 let shard = self.shards[i].clone();
                 async move {
                     let result = match shard {
-                        Some(shard) => ShardReader::open(&pool, &shard, offset, shard_end - offset).await,
+                        Some(shard) => {
+                            ShardReader::open(&pool, &shard, offset, shard_end - offset).await
+                        }
                         None => Err(ShardError::Other("no placement".into())),
                     };
                     (i, result)
@@ -260,7 +304,9 @@ impl StripeReader {
                     Err(e) => self.fail(i, &e),
                 }
             }
-            let active: Vec<usize> = (0..total).filter(|&i| self.readers[i].is_some() && blocks[i].is_none()).collect();
+            let active: Vec<usize> = (0..total)
+                .filter(|&i| self.readers[i].is_some() && blocks[i].is_none())
+                .collect();
             if active.is_empty() && !candidates.is_empty() {
                 // Every shard just opened failed: try the next untried ones.
                 continue;
@@ -271,12 +317,17 @@ impl StripeReader {
                     self.bucket_key
                 )));
             }
-            let reads = self.readers.iter_mut().enumerate().filter(|(i, _)| active.contains(i)).map(|(i, r)| async move {
-                match r {
-                    Some(r) => (i, r.read_exact(block_len).await),
-                    None => (i, Err(ShardError::Other("no reader".into()))),
-                }
-            });
+            let reads = self
+                .readers
+                .iter_mut()
+                .enumerate()
+                .filter(|(i, _)| active.contains(i))
+                .map(|(i, r)| async move {
+                    match r {
+                        Some(r) => (i, r.read_exact(block_len).await),
+                        None => (i, Err(ShardError::Other("no reader".into()))),
+                    }
+                });
             for (i, result) in futures::future::join_all(reads).await {
                 match result {
                     Ok(block) => blocks[i] = Some(block),
@@ -285,13 +336,17 @@ impl StripeReader {
             }
         }
         let data_len = scheme.stripe_data_len(self.size, stripe);
-        self.codec.decode(blocks, data_len).map_err(|e| ApiError::Internal(format!("decode stripe {stripe}: {e}")))
+        self.codec
+            .decode(blocks, data_len)
+            .map_err(|e| ApiError::Internal(format!("decode stripe {stripe}: {e}")))
     }
 
     /// Drops shard `i` for the rest of this read: not found, unreachable, corrupt (DATA_LOSS),
     /// short or stalled are all handled the same way.
     fn fail(&mut self, i: usize, e: &ShardError) {
-        let node = self.shards[i].as_ref().map_or("", |s| s.node_address.as_str());
+        let node = self.shards[i]
+            .as_ref()
+            .map_or("", |s| s.node_address.as_str());
         warn!(object = %self.bucket_key, shard = i, node, error = %e, "shard unavailable; reading parity instead");
         self.failed[i] = true;
         self.readers[i] = None;

@@ -21,6 +21,8 @@
 //! # Ok(()) }
 //! ```
 
+#![deny(missing_docs)]
+
 mod auth;
 mod blob_pool;
 mod checksum;
@@ -64,7 +66,8 @@ pub struct GatewayConfig {
     pub region: String,
 }
 
-/// A gateway that is serving; stop it with [`RunningGateway::shutdown`].
+/// A gateway that is serving; stop it with [`RunningGateway::shutdown`]. Dropping it also
+/// closes the listener (in-flight requests still finish, but nothing waits for them).
 pub struct RunningGateway {
     local_addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
@@ -103,7 +106,9 @@ pub(crate) struct Gateway {
 /// key) and `GET /health`. The meta service need not be up yet: it is dialed per request.
 pub async fn start(config: GatewayConfig) -> Result<RunningGateway, GatewayError> {
     if config.access_key.is_empty() || config.secret_key.is_empty() {
-        return Err(GatewayError::Config("access key and secret key must not be empty".into()));
+        return Err(GatewayError::Config(
+            "access key and secret key must not be empty".into(),
+        ));
     }
     if config.region.is_empty() {
         return Err(GatewayError::Config("region must not be empty".into()));
@@ -115,18 +120,29 @@ pub async fn start(config: GatewayConfig) -> Result<RunningGateway, GatewayError
     });
 
     let mut builder = S3ServiceBuilder::new(s3::CairnS3::new(gateway));
-    builder.set_auth(auth::StaticAuth::new(&config.access_key, &config.secret_key));
+    builder.set_auth(auth::StaticAuth::new(
+        &config.access_key,
+        &config.secret_key,
+    ));
     builder.set_route(server::HealthRoute);
     let service = builder.build();
 
     let listener = TcpListener::bind(config.listen)
         .await
-        .map_err(|source| GatewayError::Bind { addr: config.listen, source })?;
+        .map_err(|source| GatewayError::Bind {
+            addr: config.listen,
+            source,
+        })?;
     let local_addr = server::bound_addr(&listener, config.listen);
     let (stop_tx, stop_rx) = oneshot::channel();
     let task = tokio::spawn(
-        server::serve(listener, service, stop_rx).instrument(info_span!("s3_server", addr = %local_addr)),
+        server::serve(listener, service, stop_rx)
+            .instrument(info_span!("s3_server", addr = %local_addr)),
     );
     info!(addr = %local_addr, region = %config.region, "S3 gateway listening");
-    Ok(RunningGateway { local_addr, stop: Some(stop_tx), task })
+    Ok(RunningGateway {
+        local_addr,
+        stop: Some(stop_tx),
+        task,
+    })
 }

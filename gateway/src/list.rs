@@ -5,8 +5,8 @@ use base64::Engine as _;
 use cairn_proto::meta::{self as pb};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use s3s::dto::{
-    CommonPrefix, EncodingType, ListObjectsInput, ListObjectsOutput, ListObjectsV2Input, ListObjectsV2Output, Object,
-    ObjectStorageClass,
+    CommonPrefix, EncodingType, ListObjectsInput, ListObjectsOutput, ListObjectsV2Input,
+    ListObjectsV2Output, Object, ObjectStorageClass,
 };
 
 use crate::dto;
@@ -17,7 +17,12 @@ use crate::Gateway;
 pub(crate) const MAX_KEYS: u32 = 1000;
 
 /// Characters left as they are by `encoding-type=url`: unreserved ones and `/`.
-const KEEP: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~').remove(b'/');
+const KEEP: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~')
+    .remove(b'/');
 
 /// Percent-encodes a key or prefix for `encoding-type=url`.
 pub(crate) fn url_encode(s: &str) -> String {
@@ -33,7 +38,9 @@ pub(crate) fn encode_token(last: &str) -> String {
 /// The key a continuation token resumes after.
 pub(crate) fn decode_token(token: &str) -> ApiResult<String> {
     let bad = || ApiError::InvalidArgument("the continuation token provided is incorrect".into());
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token.trim()).map_err(|_| bad())?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token.trim())
+        .map_err(|_| bad())?;
     String::from_utf8(bytes).map_err(|_| bad())
 }
 
@@ -41,7 +48,9 @@ pub(crate) fn decode_token(token: &str) -> ApiResult<String> {
 pub(crate) fn max_keys(requested: Option<i32>) -> ApiResult<u32> {
     match requested {
         None => Ok(MAX_KEYS),
-        Some(n) if n < 0 => Err(ApiError::InvalidArgument("max-keys must not be negative".into())),
+        Some(n) if n < 0 => Err(ApiError::InvalidArgument(
+            "max-keys must not be negative".into(),
+        )),
         Some(n) => Ok(u32::try_from(n).unwrap_or(MAX_KEYS).min(MAX_KEYS)),
     }
 }
@@ -55,11 +64,23 @@ struct Page {
     last: String,
 }
 
-async fn fetch(gw: &Gateway, bucket: &str, prefix: &str, delimiter: &str, start_after: &str, max: u32) -> ApiResult<Page> {
+async fn fetch(
+    gw: &Gateway,
+    bucket: &str,
+    prefix: &str,
+    delimiter: &str,
+    start_after: &str,
+    max: u32,
+) -> ApiResult<Page> {
     if max == 0 {
         // Nothing to list, but a missing bucket must still say so.
         gw.meta.get_bucket(bucket).await?;
-        return Ok(Page { objects: Vec::new(), prefixes: Vec::new(), truncated: false, last: String::new() });
+        return Ok(Page {
+            objects: Vec::new(),
+            prefixes: Vec::new(),
+            truncated: false,
+            last: String::new(),
+        });
     }
     let resp = gw
         .meta
@@ -73,22 +94,35 @@ async fn fetch(gw: &Gateway, bucket: &str, prefix: &str, delimiter: &str, start_
         .await?;
     let last = if resp.next_start_after.is_empty() {
         let key = resp.objects.last().map(|o| o.key.as_str()).unwrap_or("");
-        let prefix = resp.common_prefixes.last().map(String::as_str).unwrap_or("");
+        let prefix = resp
+            .common_prefixes
+            .last()
+            .map(String::as_str)
+            .unwrap_or("");
         key.max(prefix).to_string()
     } else {
         resp.next_start_after
     };
     if resp.is_truncated && last.is_empty() {
-        return Err(ApiError::Internal("truncated listing without a resume point".into()));
+        return Err(ApiError::Internal(
+            "truncated listing without a resume point".into(),
+        ));
     }
-    Ok(Page { objects: resp.objects, prefixes: resp.common_prefixes, truncated: resp.is_truncated, last })
+    Ok(Page {
+        objects: resp.objects,
+        prefixes: resp.common_prefixes,
+        truncated: resp.is_truncated,
+        last,
+    })
 }
 
 fn is_url(encoding: Option<&EncodingType>) -> ApiResult<bool> {
     match encoding.map(EncodingType::as_str) {
         None => Ok(false),
         Some(e) if e.eq_ignore_ascii_case(EncodingType::URL) => Ok(true),
-        Some(e) => Err(ApiError::InvalidArgument(format!("invalid encoding-type {e:?}"))),
+        Some(e) => Err(ApiError::InvalidArgument(format!(
+            "invalid encoding-type {e:?}"
+        ))),
     }
 }
 
@@ -102,12 +136,20 @@ fn shape(page: Page, url: bool, owner: bool) -> (Vec<Object>, Vec<CommonPrefix>)
             size: Some(i64::try_from(o.size).unwrap_or(i64::MAX)),
             e_tag: Some(dto::etag(&o.etag)),
             last_modified: Some(dto::timestamp(o.last_modified_ms)),
-            storage_class: Some(ObjectStorageClass::from_static(ObjectStorageClass::STANDARD)),
+            storage_class: Some(ObjectStorageClass::from_static(
+                ObjectStorageClass::STANDARD,
+            )),
             owner: owner.then(dto::owner),
             ..Default::default()
         })
         .collect();
-    let prefixes = page.prefixes.into_iter().map(|p| CommonPrefix { prefix: Some(enc(p)) }).collect();
+    let prefixes = page
+        .prefixes
+        .into_iter()
+        .map(|p| CommonPrefix {
+            prefix: Some(enc(p)),
+        })
+        .collect();
     (objects, prefixes)
 }
 
@@ -116,7 +158,10 @@ fn non_empty(s: Option<String>) -> Option<String> {
 }
 
 /// ListObjectsV2.
-pub(crate) async fn list_v2(gw: &Gateway, input: ListObjectsV2Input) -> ApiResult<ListObjectsV2Output> {
+pub(crate) async fn list_v2(
+    gw: &Gateway,
+    input: ListObjectsV2Input,
+) -> ApiResult<ListObjectsV2Output> {
     let url = is_url(input.encoding_type.as_ref())?;
     let max = max_keys(input.max_keys)?;
     let prefix = input.prefix.clone().unwrap_or_default();
@@ -126,7 +171,15 @@ pub(crate) async fn list_v2(gw: &Gateway, input: ListObjectsV2Input) -> ApiResul
         Some(token) => decode_token(token)?,
         None => input.start_after.clone().unwrap_or_default(),
     };
-    let page = fetch(gw, &input.bucket, &prefix, delimiter.as_deref().unwrap_or(""), &start, max).await?;
+    let page = fetch(
+        gw,
+        &input.bucket,
+        &prefix,
+        delimiter.as_deref().unwrap_or(""),
+        &start,
+        max,
+    )
+    .await?;
     let (truncated, next) = (page.truncated, encode_token(&page.last));
     let (contents, prefixes) = shape(page, url, input.fetch_owner == Some(true));
     let enc = |s: String| if url { url_encode(&s) } else { s };
@@ -155,7 +208,15 @@ pub(crate) async fn list_v1(gw: &Gateway, input: ListObjectsInput) -> ApiResult<
     let prefix = input.prefix.clone().unwrap_or_default();
     let delimiter = non_empty(input.delimiter.clone());
     let marker = input.marker.clone().unwrap_or_default();
-    let page = fetch(gw, &input.bucket, &prefix, delimiter.as_deref().unwrap_or(""), &marker, max).await?;
+    let page = fetch(
+        gw,
+        &input.bucket,
+        &prefix,
+        delimiter.as_deref().unwrap_or(""),
+        &marker,
+        max,
+    )
+    .await?;
     let (truncated, last) = (page.truncated, page.last.clone());
     let (contents, prefixes) = shape(page, url, true);
     let enc = |s: String| if url { url_encode(&s) } else { s };
@@ -181,16 +242,30 @@ mod tests {
 
     #[test]
     fn token_round_trip() {
-        for key in ["", "a", "photos/2024/", "ünïcødé/🙂 key+with=odd&chars", &"k".repeat(1024)] {
+        for key in [
+            "",
+            "a",
+            "photos/2024/",
+            "ünïcødé/🙂 key+with=odd&chars",
+            &"k".repeat(1024),
+        ] {
             let token = encode_token(key);
-            assert!(token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'), "{token}");
+            assert!(
+                token
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+                "{token}"
+            );
             assert_eq!(decode_token(&token).unwrap(), key);
         }
     }
 
     #[test]
     fn bad_tokens() {
-        assert!(matches!(decode_token("%%%"), Err(ApiError::InvalidArgument(_))));
+        assert!(matches!(
+            decode_token("%%%"),
+            Err(ApiError::InvalidArgument(_))
+        ));
         // Valid base64 of bytes that are not UTF-8.
         let not_utf8 = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode([0xff, 0xfe]);
         assert!(decode_token(&not_utf8).is_err());

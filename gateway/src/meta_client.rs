@@ -48,7 +48,11 @@ impl Meta {
         }
         let mut out = Vec::with_capacity(endpoints.len());
         for raw in endpoints {
-            let uri = if raw.contains("://") { raw.clone() } else { format!("http://{raw}") };
+            let uri = if raw.contains("://") {
+                raw.clone()
+            } else {
+                format!("http://{raw}")
+            };
             let endpoint = Endpoint::from_shared(uri.clone())
                 .map_err(|e| GatewayError::Config(format!("meta endpoint {raw:?}: {e}")))?
                 .connect_timeout(CONNECT_TIMEOUT)
@@ -59,7 +63,10 @@ impl Meta {
                 .max_encoding_message_size(MAX_MESSAGE);
             out.push((uri, client));
         }
-        Ok(Self { endpoints: out, preferred: AtomicUsize::new(0) })
+        Ok(Self {
+            endpoints: out,
+            preferred: AtomicUsize::new(0),
+        })
     }
 
     /// Runs one RPC, moving to the next endpoint whenever the current one is unreachable or
@@ -87,7 +94,10 @@ impl Meta {
                     }
                     Err(status) => {
                         warn!(op, endpoint = %uri, code = ?status.code(), msg = status.message(), "meta call failed");
-                        return Err(ApiError::Internal(format!("meta {op}: {}", status.message())));
+                        return Err(ApiError::Internal(format!(
+                            "meta {op}: {}",
+                            status.message()
+                        )));
                     }
                 }
             }
@@ -102,7 +112,9 @@ impl Meta {
 
     /// Creates a bucket.
     pub async fn create_bucket(&self, name: &str) -> ApiResult<()> {
-        let req = pb::CreateBucketRequest { name: name.to_string() };
+        let req = pb::CreateBucketRequest {
+            name: name.to_string(),
+        };
         let resp = self.call("CreateBucket", |mut c| {
             let req = req.clone();
             async move { c.create_bucket(req).await }
@@ -112,7 +124,9 @@ impl Meta {
 
     /// Deletes an empty bucket.
     pub async fn delete_bucket(&self, name: &str) -> ApiResult<()> {
-        let req = pb::DeleteBucketRequest { name: name.to_string() };
+        let req = pb::DeleteBucketRequest {
+            name: name.to_string(),
+        };
         let resp = self.call("DeleteBucket", |mut c| {
             let req = req.clone();
             async move { c.delete_bucket(req).await }
@@ -122,7 +136,9 @@ impl Meta {
 
     /// Looks a bucket up.
     pub async fn get_bucket(&self, name: &str) -> ApiResult<pb::Bucket> {
-        let req = pb::GetBucketRequest { name: name.to_string() };
+        let req = pb::GetBucketRequest {
+            name: name.to_string(),
+        };
         let resp = self
             .call("GetBucket", |mut c| {
                 let req = req.clone();
@@ -136,14 +152,25 @@ impl Meta {
     /// Every bucket.
     pub async fn list_buckets(&self) -> ApiResult<Vec<pb::Bucket>> {
         let resp = self
-            .call("ListBuckets", |mut c| async move { c.list_buckets(pb::ListBucketsRequest {}).await })
+            .call("ListBuckets", |mut c| async move {
+                c.list_buckets(pb::ListBucketsRequest {}).await
+            })
             .await?;
         Ok(resp.buckets)
     }
 
     /// Chooses the scheme and disks for a new object.
-    pub async fn plan_put(&self, bucket: &str, key: &str, size_hint: u64) -> ApiResult<pb::PlanPutResponse> {
-        let req = pb::PlanPutRequest { bucket: bucket.to_string(), key: key.to_string(), size_hint };
+    pub async fn plan_put(
+        &self,
+        bucket: &str,
+        key: &str,
+        size_hint: u64,
+    ) -> ApiResult<pb::PlanPutResponse> {
+        let req = pb::PlanPutRequest {
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+            size_hint,
+        };
         let resp = self
             .call("PlanPut", |mut c| {
                 let req = req.clone();
@@ -157,7 +184,9 @@ impl Meta {
     /// Makes an object version visible. `Unavailable`/`Internal` errors are ambiguous: the
     /// commit may have happened.
     pub async fn commit_object(&self, object: pb::ObjectVersion) -> ApiResult<Committed> {
-        let req = pb::CommitObjectRequest { object: Some(object) };
+        let req = pb::CommitObjectRequest {
+            object: Some(object),
+        };
         let resp = self
             .call("CommitObject", |mut c| {
                 let req = req.clone();
@@ -165,13 +194,21 @@ impl Meta {
             })
             .await?;
         in_band(resp.error)?;
-        let object = resp.object.ok_or_else(|| missing("CommitObject", "object"))?;
-        Ok(Committed { object, replaced: resp.replaced })
+        let object = resp
+            .object
+            .ok_or_else(|| missing("CommitObject", "object"))?;
+        Ok(Committed {
+            object,
+            replaced: resp.replaced,
+        })
     }
 
     /// The current version of an object.
     pub async fn get_object(&self, bucket: &str, key: &str) -> ApiResult<pb::ObjectVersion> {
-        let req = pb::GetObjectRequest { bucket: bucket.to_string(), key: key.to_string() };
+        let req = pb::GetObjectRequest {
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+        };
         let resp = self
             .call("GetObject", |mut c| {
                 let req = req.clone();
@@ -183,8 +220,15 @@ impl Meta {
     }
 
     /// Removes an object; returns the removed version, if there was one.
-    pub async fn delete_object(&self, bucket: &str, key: &str) -> ApiResult<Option<pb::ObjectVersion>> {
-        let req = pb::DeleteObjectRequest { bucket: bucket.to_string(), key: key.to_string() };
+    pub async fn delete_object(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> ApiResult<Option<pb::ObjectVersion>> {
+        let req = pb::DeleteObjectRequest {
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+        };
         let resp = self
             .call("DeleteObject", |mut c| {
                 let req = req.clone();
@@ -196,7 +240,10 @@ impl Meta {
     }
 
     /// One page of a bucket listing.
-    pub async fn list_objects(&self, req: pb::ListObjectsRequest) -> ApiResult<pb::ListObjectsResponse> {
+    pub async fn list_objects(
+        &self,
+        req: pb::ListObjectsRequest,
+    ) -> ApiResult<pb::ListObjectsResponse> {
         let resp = self
             .call("ListObjects", |mut c| {
                 let req = req.clone();
@@ -215,9 +262,17 @@ fn retryable(status: &Status) -> bool {
         Code::Unavailable | Code::DeadlineExceeded => true,
         Code::Cancelled | Code::Unknown => {
             let msg = status.message().to_ascii_lowercase();
-            ["transport", "not ready", "connect", "timeout", "timed out", "broken pipe", "reset"]
-                .iter()
-                .any(|needle| msg.contains(needle))
+            [
+                "transport",
+                "not ready",
+                "connect",
+                "timeout",
+                "timed out",
+                "broken pipe",
+                "reset",
+            ]
+            .iter()
+            .any(|needle| msg.contains(needle))
         }
         _ => false,
     }
@@ -233,10 +288,12 @@ fn in_band(code: i32) -> ApiResult<()> {
         Ok(MetaError::BucketAlreadyExists) => Err(ApiError::BucketAlreadyOwnedByYou),
         Ok(MetaError::BucketNotEmpty) => Err(ApiError::BucketNotEmpty),
         Ok(MetaError::InsufficientCapacity) => Err(ApiError::InsufficientCapacity),
-        Ok(MetaError::InvalidArgument) => {
-            Err(ApiError::InvalidArgument("rejected by the metadata service".into()))
-        }
-        Err(_) => Err(ApiError::Internal(format!("unknown meta error code {code}"))),
+        Ok(MetaError::InvalidArgument) => Err(ApiError::InvalidArgument(
+            "rejected by the metadata service".into(),
+        )),
+        Err(_) => Err(ApiError::Internal(format!(
+            "unknown meta error code {code}"
+        ))),
     }
 }
 
@@ -252,7 +309,9 @@ mod tests {
     fn retry_classification() {
         assert!(retryable(&Status::unavailable("no leader")));
         assert!(retryable(&Status::deadline_exceeded("slow")));
-        assert!(retryable(&Status::unknown("Service was not ready: transport error")));
+        assert!(retryable(&Status::unknown(
+            "Service was not ready: transport error"
+        )));
         assert!(retryable(&Status::cancelled("Timeout expired")));
         assert!(!retryable(&Status::invalid_argument("bad")));
         assert!(!retryable(&Status::internal("boom")));
@@ -261,7 +320,10 @@ mod tests {
     #[test]
     fn in_band_mapping() {
         assert!(in_band(MetaError::None as i32).is_ok());
-        assert!(matches!(in_band(MetaError::NoSuchBucket as i32), Err(ApiError::NoSuchBucket)));
+        assert!(matches!(
+            in_band(MetaError::NoSuchBucket as i32),
+            Err(ApiError::NoSuchBucket)
+        ));
         assert!(matches!(
             in_band(MetaError::BucketAlreadyExists as i32),
             Err(ApiError::BucketAlreadyOwnedByYou)

@@ -55,13 +55,28 @@ pub(crate) struct PutOutput {
 /// Stores one object. Nothing becomes visible unless every check passed, a write quorum of
 /// shards is durable and the metadata commit succeeded.
 #[tracing::instrument(name = "put_object", skip_all, fields(bucket = %input.bucket, key = %input.key))]
-pub(crate) async fn put_object<B, E>(gw: &Gateway, input: PutInput, mut body: B) -> ApiResult<PutOutput>
+pub(crate) async fn put_object<B, E>(
+    gw: &Gateway,
+    input: PutInput,
+    mut body: B,
+) -> ApiResult<PutOutput>
 where
     B: Stream<Item = Result<Bytes, E>> + Unpin,
     E: std::fmt::Display,
 {
-    let PutInput { bucket, key, content_length, content_md5, content_type, user_metadata, mut checksums } = input;
-    let plan = gw.meta.plan_put(&bucket, &key, content_length.unwrap_or(0)).await?;
+    let PutInput {
+        bucket,
+        key,
+        content_length,
+        content_md5,
+        content_type,
+        user_metadata,
+        mut checksums,
+    } = input;
+    let plan = gw
+        .meta
+        .plan_put(&bucket, &key, content_length.unwrap_or(0))
+        .await?;
     let (pb_scheme, scheme, placements) = check_plan(plan)?;
     let codec = Codec::new(scheme).map_err(|e| ApiError::Internal(e.to_string()))?;
     let quorum = scheme.write_quorum();
@@ -75,7 +90,9 @@ where
         let mut chunk = chunk.map_err(|e| body_error(&e.to_string()))?;
         received += chunk.len() as u64;
         if content_length.is_some_and(|len| received > len) {
-            return Err(ApiError::IncompleteBody("the body is longer than its declared length".into()));
+            return Err(ApiError::IncompleteBody(
+                "the body is longer than its declared length".into(),
+            ));
         }
         md5.update(&chunk);
         checksums.update(&chunk);
@@ -114,7 +131,9 @@ where
     let etag = hex::encode(md5.finalize());
     if let Some(want) = content_md5 {
         if hex::encode(want) != etag {
-            return Err(ApiError::BadDigest("the Content-MD5 you specified did not match what was received".into()));
+            return Err(ApiError::BadDigest(
+                "the Content-MD5 you specified did not match what was received".into(),
+            ));
         }
     }
     let computed = checksums.finish()?;
@@ -131,7 +150,14 @@ where
         .map(|(p, _)| p.clone())
         .collect();
     if written < quorum {
-        spawn_delete_shards(Arc::clone(&gw.blobs), finalized, &[], "put below write quorum", &bucket, &key);
+        spawn_delete_shards(
+            Arc::clone(&gw.blobs),
+            finalized,
+            &[],
+            "put below write quorum",
+            &bucket,
+            &key,
+        );
         return Err(ApiError::Unavailable(format!(
             "only {written} of {} shards were written; {quorum} needed",
             scheme.total_shards()
@@ -141,7 +167,10 @@ where
     let shards: Vec<ShardPlacement> = placements
         .iter()
         .zip(&outcomes)
-        .map(|(p, o)| ShardPlacement { written: o.written, ..p.clone() })
+        .map(|(p, o)| ShardPlacement {
+            written: o.written,
+            ..p.clone()
+        })
         .collect();
     let object = pb::ObjectVersion {
         bucket: bucket.clone(),
@@ -160,10 +189,21 @@ where
             if let Some(old) = committed.replaced {
                 // `keep`: if a retried commit landed twice, the "replaced" version is our own
                 // first commit and shares our shard files; those must survive.
-                spawn_delete_shards(Arc::clone(&gw.blobs), old.shards, &placements, "replaced", &bucket, &key);
+                spawn_delete_shards(
+                    Arc::clone(&gw.blobs),
+                    old.shards,
+                    &placements,
+                    "replaced",
+                    &bucket,
+                    &key,
+                );
             }
             debug!(size = received, version = %committed.object.version_id, "object committed");
-            Ok(PutOutput { etag, version_id: committed.object.version_id, checksums: computed })
+            Ok(PutOutput {
+                etag,
+                version_id: committed.object.version_id,
+                checksums: computed,
+            })
         }
         // Why the shards stay: a commit that failed with UNAVAILABLE or an unexpected status
         // may still have been applied (the leader committed, the reply was lost). Deleting
@@ -174,28 +214,53 @@ where
             Err(e)
         }
         Err(e) => {
-            spawn_delete_shards(Arc::clone(&gw.blobs), finalized, &[], "commit rejected", &bucket, &key);
+            spawn_delete_shards(
+                Arc::clone(&gw.blobs),
+                finalized,
+                &[],
+                "commit rejected",
+                &bucket,
+                &key,
+            );
             Err(e)
         }
     }
 }
 
 /// Validates a placement plan: a usable scheme and exactly `k + m` shards indexed `0..k+m`.
-fn check_plan(plan: pb::PlanPutResponse) -> ApiResult<(pb::ErasureScheme, Scheme, Vec<ShardPlacement>)> {
+fn check_plan(
+    plan: pb::PlanPutResponse,
+) -> ApiResult<(pb::ErasureScheme, Scheme, Vec<ShardPlacement>)> {
     let bad = |why: String| ApiError::Internal(format!("bad placement plan: {why}"));
     let pb_scheme = plan.scheme.ok_or_else(|| bad("no scheme".into()))?;
-    let scheme = Scheme::new(pb_scheme.data_shards, pb_scheme.parity_shards, pb_scheme.block_size)
-        .map_err(|e| bad(e.to_string()))?;
+    let scheme = Scheme::new(
+        pb_scheme.data_shards,
+        pb_scheme.parity_shards,
+        pb_scheme.block_size,
+    )
+    .map_err(|e| bad(e.to_string()))?;
     let mut shards = plan.shards;
     shards.sort_by_key(|s| s.index);
-    if shards.len() != scheme.total_shards() || shards.iter().enumerate().any(|(i, s)| s.index as usize != i) {
-        return Err(bad(format!("{} placements for a {}+{} scheme", shards.len(), scheme.k, scheme.m)));
+    if shards.len() != scheme.total_shards()
+        || shards
+            .iter()
+            .enumerate()
+            .any(|(i, s)| s.index as usize != i)
+    {
+        return Err(bad(format!(
+            "{} placements for a {}+{} scheme",
+            shards.len(),
+            scheme.k,
+            scheme.m
+        )));
     }
     Ok((pb_scheme, scheme, shards))
 }
 
 fn encode(codec: &Codec, stripe: Bytes) -> ApiResult<Vec<Bytes>> {
-    codec.encode(stripe).map_err(|e| ApiError::Internal(format!("erasure encode: {e}")))
+    codec
+        .encode(stripe)
+        .map_err(|e| ApiError::Internal(format!("erasure encode: {e}")))
 }
 
 /// Maps a failure of the request body stream. s3s's own stream errors are private types, so
@@ -239,9 +304,16 @@ impl ShardWriters {
             .enumerate()
             .map(|(index, p)| {
                 let (tx, rx) = mpsc::channel(SHARD_QUEUE_BLOCKS);
-                let span = info_span!("put_shard", index, node = %p.node_address, shard = %p.shard_key);
-                let task = tokio::spawn(write_shard(Arc::clone(pool), p.clone(), rx).instrument(span));
-                ShardWriter { tx: Some(tx), task, index, failed: None }
+                let span =
+                    info_span!("put_shard", index, node = %p.node_address, shard = %p.shard_key);
+                let task =
+                    tokio::spawn(write_shard(Arc::clone(pool), p.clone(), rx).instrument(span));
+                ShardWriter {
+                    tx: Some(tx),
+                    task,
+                    index,
+                    failed: None,
+                }
             })
             .collect();
         Self { writers }
@@ -255,22 +327,26 @@ impl ShardWriters {
     /// Queues block `i` of a stripe on shard `i`. A shard whose server failed or stalls is
     /// given up; the write goes on degraded.
     async fn send_stripe(&mut self, blocks: Vec<Bytes>) {
-        let sends = self.writers.iter_mut().zip(blocks).map(|(w, block)| async move {
-            let Some(tx) = w.tx.as_ref() else { return };
-            let sent = tokio::time::timeout(SEND_TIMEOUT, tx.send(block)).await;
-            match sent {
-                Ok(Ok(())) => {}
-                Ok(Err(_)) => {
-                    w.tx = None;
-                    w.failed = Some("the shard stream ended early");
+        let sends = self
+            .writers
+            .iter_mut()
+            .zip(blocks)
+            .map(|(w, block)| async move {
+                let Some(tx) = w.tx.as_ref() else { return };
+                let sent = tokio::time::timeout(SEND_TIMEOUT, tx.send(block)).await;
+                match sent {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => {
+                        w.tx = None;
+                        w.failed = Some("the shard stream ended early");
+                    }
+                    Err(_) => {
+                        w.tx = None;
+                        w.task.abort();
+                        w.failed = Some("the blob server stopped accepting data");
+                    }
                 }
-                Err(_) => {
-                    w.tx = None;
-                    w.task.abort();
-                    w.failed = Some("the blob server stopped accepting data");
-                }
-            }
-        });
+            });
         futures::future::join_all(sends).await;
     }
 
@@ -320,10 +396,19 @@ impl Drop for ShardWriters {
 }
 
 /// Streams one shard: a header message, then the blocks cut into pieces of at most `PIECE`.
-async fn write_shard(pool: Arc<BlobPool>, placement: ShardPlacement, rx: mpsc::Receiver<Bytes>) -> Result<u64, String> {
-    let mut client = pool.client(&placement.node_address).map_err(|e| e.to_string())?;
+async fn write_shard(
+    pool: Arc<BlobPool>,
+    placement: ShardPlacement,
+    rx: mpsc::Receiver<Bytes>,
+) -> Result<u64, String> {
+    let mut client = pool
+        .client(&placement.node_address)
+        .map_err(|e| e.to_string())?;
     let header = PutShardRequest {
-        header: Some(ShardHeader { disk_id: placement.disk_id.clone(), shard_key: placement.shard_key.clone() }),
+        header: Some(ShardHeader {
+            disk_id: placement.disk_id.clone(),
+            shard_key: placement.shard_key.clone(),
+        }),
         data: Bytes::new(),
     };
     let data = ReceiverStream::new(rx)
@@ -338,7 +423,10 @@ async fn write_shard(pool: Arc<BlobPool>, placement: ShardPlacement, rx: mpsc::R
 
 /// Cuts a block into views of at most `PIECE` bytes.
 fn pieces(block: Bytes) -> Vec<Bytes> {
-    (0..block.len()).step_by(PIECE).map(|start| block.slice(start..(start + PIECE).min(block.len()))).collect()
+    (0..block.len())
+        .step_by(PIECE)
+        .map(|start| block.slice(start..(start + PIECE).min(block.len())))
+        .collect()
 }
 
 #[cfg(test)]
@@ -349,28 +437,62 @@ mod tests {
     fn pieces_cover_the_block() {
         let block = Bytes::from(vec![7u8; 2 * PIECE + 3]);
         let p = pieces(block);
-        assert_eq!(p.iter().map(Bytes::len).collect::<Vec<_>>(), vec![PIECE, PIECE, 3]);
+        assert_eq!(
+            p.iter().map(Bytes::len).collect::<Vec<_>>(),
+            vec![PIECE, PIECE, 3]
+        );
         assert!(pieces(Bytes::new()).is_empty());
     }
 
     #[test]
     fn body_errors_map() {
-        assert!(matches!(body_error("UploadStreamError: Sha256Mismatch"), ApiError::ContentSha256Mismatch));
-        assert!(matches!(body_error("AwsChunkedStreamError: SignatureMismatch"), ApiError::SignatureDoesNotMatch));
-        assert!(matches!(body_error("connection reset"), ApiError::IncompleteBody(_)));
+        assert!(matches!(
+            body_error("UploadStreamError: Sha256Mismatch"),
+            ApiError::ContentSha256Mismatch
+        ));
+        assert!(matches!(
+            body_error("AwsChunkedStreamError: SignatureMismatch"),
+            ApiError::SignatureDoesNotMatch
+        ));
+        assert!(matches!(
+            body_error("connection reset"),
+            ApiError::IncompleteBody(_)
+        ));
     }
 
     #[test]
     fn plan_validation() {
-        let placement = |index| ShardPlacement { index, ..Default::default() };
-        let scheme = pb::ErasureScheme { data_shards: 2, parity_shards: 1, block_size: 1024 };
-        let ok = pb::PlanPutResponse { error: 0, scheme: Some(scheme), shards: vec![placement(2), placement(0), placement(1)] };
+        let placement = |index| ShardPlacement {
+            index,
+            ..Default::default()
+        };
+        let scheme = pb::ErasureScheme {
+            data_shards: 2,
+            parity_shards: 1,
+            block_size: 1024,
+        };
+        let ok = pb::PlanPutResponse {
+            error: 0,
+            scheme: Some(scheme),
+            shards: vec![placement(2), placement(0), placement(1)],
+        };
         let (_, s, shards) = check_plan(ok).unwrap();
         assert_eq!((s.k, s.m), (2, 1));
-        assert_eq!(shards.iter().map(|p| p.index).collect::<Vec<_>>(), vec![0, 1, 2]);
-        let short = pb::PlanPutResponse { error: 0, scheme: Some(scheme), shards: vec![placement(0), placement(1)] };
+        assert_eq!(
+            shards.iter().map(|p| p.index).collect::<Vec<_>>(),
+            vec![0, 1, 2]
+        );
+        let short = pb::PlanPutResponse {
+            error: 0,
+            scheme: Some(scheme),
+            shards: vec![placement(0), placement(1)],
+        };
         assert!(check_plan(short).is_err());
-        let dup = pb::PlanPutResponse { error: 0, scheme: Some(scheme), shards: vec![placement(0), placement(0), placement(1)] };
+        let dup = pb::PlanPutResponse {
+            error: 0,
+            scheme: Some(scheme),
+            shards: vec![placement(0), placement(0), placement(1)],
+        };
         assert!(check_plan(dup).is_err());
     }
 }

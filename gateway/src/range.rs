@@ -7,9 +7,15 @@ use crate::error::{ApiError, ApiResult};
 /// The byte range to serve: `None` for the whole object (200), `Some` for a part (206).
 /// An unsatisfiable range is `InvalidRange` (416). A single-PUT object has exactly one part,
 /// so `partNumber=1` is the whole object and any other part number does not exist.
-pub(crate) fn resolve(range: Option<&s3s::dto::Range>, part_number: Option<i32>, size: u64) -> ApiResult<Option<Range<u64>>> {
+pub(crate) fn resolve(
+    range: Option<&s3s::dto::Range>,
+    part_number: Option<i32>,
+    size: u64,
+) -> ApiResult<Option<Range<u64>>> {
     match (range, part_number) {
-        (Some(_), Some(_)) => Err(ApiError::InvalidArgument("Range and partNumber cannot both be specified".into())),
+        (Some(_), Some(_)) => Err(ApiError::InvalidArgument(
+            "Range and partNumber cannot both be specified".into(),
+        )),
         (None, Some(1)) | (None, None) => Ok(None),
         (None, Some(_)) => Err(ApiError::InvalidPartNumber),
         (Some(r), None) => r.check(size).map(Some).map_err(|_| ApiError::InvalidRange),
@@ -18,7 +24,11 @@ pub(crate) fn resolve(range: Option<&s3s::dto::Range>, part_number: Option<i32>,
 
 /// The `Content-Range` value for `range` of an object of `size` bytes.
 pub(crate) fn content_range(range: &Range<u64>, size: u64) -> String {
-    format!("bytes {}-{}/{size}", range.start, range.end.saturating_sub(1))
+    format!(
+        "bytes {}-{}/{size}",
+        range.start,
+        range.end.saturating_sub(1)
+    )
 }
 
 #[cfg(test)]
@@ -52,7 +62,13 @@ mod tests {
 
     #[test]
     fn malformed_headers_do_not_parse() {
-        for h in ["bytes=5-2", "bytes=a-b", "items=0-1", "bytes=0-1,3-4", "bytes="] {
+        for h in [
+            "bytes=5-2",
+            "bytes=a-b",
+            "items=0-1",
+            "bytes=0-1,3-4",
+            "bytes=",
+        ] {
             assert!(Header::parse(h).is_err(), "{h}");
         }
     }
@@ -61,7 +77,10 @@ mod tests {
     fn part_numbers() {
         assert_eq!(resolve(None, None, 10).unwrap(), None);
         assert_eq!(resolve(None, Some(1), 10).unwrap(), None);
-        assert!(matches!(resolve(None, Some(2), 10), Err(ApiError::InvalidPartNumber)));
+        assert!(matches!(
+            resolve(None, Some(2), 10),
+            Err(ApiError::InvalidPartNumber)
+        ));
         let h = Header::parse("bytes=0-1").unwrap();
         assert!(resolve(Some(&h), Some(1), 10).is_err());
     }

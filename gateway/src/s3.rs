@@ -63,7 +63,11 @@ fn not_modified(obj: &ObjectVersion) -> S3Error {
     let fmt = time::macros::format_description!(
         "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
     );
-    if let Some(v) = lm.format(&fmt).ok().and_then(|s| HeaderValue::try_from(s).ok()) {
+    if let Some(v) = lm
+        .format(&fmt)
+        .ok()
+        .and_then(|s| HeaderValue::try_from(s).ok())
+    {
         headers.insert(http::header::LAST_MODIFIED, v);
     }
     err.set_headers(headers);
@@ -109,45 +113,78 @@ fn len_i64(n: u64) -> i64 {
 
 fn decode_content_md5(v: Option<&str>) -> ApiResult<Option<[u8; 16]>> {
     let Some(v) = v else { return Ok(None) };
-    let bytes = base64::engine::general_purpose::STANDARD.decode(v.trim()).map_err(|_| ApiError::InvalidDigest)?;
-    <[u8; 16]>::try_from(bytes.as_slice()).map(Some).map_err(|_| ApiError::InvalidDigest)
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(v.trim())
+        .map_err(|_| ApiError::InvalidDigest)?;
+    <[u8; 16]>::try_from(bytes.as_slice())
+        .map(Some)
+        .map_err(|_| ApiError::InvalidDigest)
 }
 
 fn not_implemented(what: &str) -> S3Error {
-    S3Error::with_message(S3ErrorCode::NotImplemented, format!("{what} is not supported by Cairn"))
+    S3Error::with_message(
+        S3ErrorCode::NotImplemented,
+        format!("{what} is not supported by Cairn"),
+    )
 }
 
 #[async_trait::async_trait]
 impl S3 for CairnS3 {
-    async fn create_bucket(&self, req: S3Request<CreateBucketInput>) -> S3Result<S3Response<CreateBucketOutput>> {
+    async fn create_bucket(
+        &self,
+        req: S3Request<CreateBucketInput>,
+    ) -> S3Result<S3Response<CreateBucketOutput>> {
         let input = req.input;
         names::validate_bucket_name(&input.bucket)?;
-        let constraint = input.create_bucket_configuration.as_ref().and_then(|c| c.location_constraint.as_ref());
+        let constraint = input
+            .create_bucket_configuration
+            .as_ref()
+            .and_then(|c| c.location_constraint.as_ref());
         if let Some(c) = constraint {
             if c.as_str() != self.gw.region {
                 let mut err = S3Error::with_message(
-                    "IllegalLocationConstraintException".parse().unwrap_or(S3ErrorCode::InvalidArgument),
-                    format!("this endpoint serves region {:?}, not {:?}", self.gw.region, c.as_str()),
+                    "IllegalLocationConstraintException"
+                        .parse()
+                        .unwrap_or(S3ErrorCode::InvalidArgument),
+                    format!(
+                        "this endpoint serves region {:?}, not {:?}",
+                        self.gw.region,
+                        c.as_str()
+                    ),
                 );
                 err.set_status_code(http::StatusCode::BAD_REQUEST);
                 return Err(err);
             }
         }
         self.gw.meta.create_bucket(&input.bucket).await?;
-        Ok(S3Response::new(CreateBucketOutput { location: Some(format!("/{}", input.bucket)) }))
+        Ok(S3Response::new(CreateBucketOutput {
+            location: Some(format!("/{}", input.bucket)),
+        }))
     }
 
-    async fn delete_bucket(&self, req: S3Request<DeleteBucketInput>) -> S3Result<S3Response<DeleteBucketOutput>> {
+    async fn delete_bucket(
+        &self,
+        req: S3Request<DeleteBucketInput>,
+    ) -> S3Result<S3Response<DeleteBucketOutput>> {
         self.gw.meta.delete_bucket(&req.input.bucket).await?;
         Ok(S3Response::new(DeleteBucketOutput::default()))
     }
 
-    async fn head_bucket(&self, req: S3Request<HeadBucketInput>) -> S3Result<S3Response<HeadBucketOutput>> {
+    async fn head_bucket(
+        &self,
+        req: S3Request<HeadBucketInput>,
+    ) -> S3Result<S3Response<HeadBucketOutput>> {
         self.gw.meta.get_bucket(&req.input.bucket).await?;
-        Ok(S3Response::new(HeadBucketOutput { bucket_region: Some(self.gw.region.clone()), ..Default::default() }))
+        Ok(S3Response::new(HeadBucketOutput {
+            bucket_region: Some(self.gw.region.clone()),
+            ..Default::default()
+        }))
     }
 
-    async fn list_buckets(&self, _req: S3Request<ListBucketsInput>) -> S3Result<S3Response<ListBucketsOutput>> {
+    async fn list_buckets(
+        &self,
+        _req: S3Request<ListBucketsInput>,
+    ) -> S3Result<S3Response<ListBucketsOutput>> {
         let mut buckets = self.gw.meta.list_buckets().await?;
         buckets.sort_by(|a, b| a.name.cmp(&b.name));
         let buckets = buckets
@@ -158,10 +195,17 @@ impl S3 for CairnS3 {
                 bucket_region: Some(self.gw.region.clone()),
             })
             .collect();
-        Ok(S3Response::new(ListBucketsOutput { buckets: Some(buckets), owner: Some(dto::owner()), ..Default::default() }))
+        Ok(S3Response::new(ListBucketsOutput {
+            buckets: Some(buckets),
+            owner: Some(dto::owner()),
+            ..Default::default()
+        }))
     }
 
-    async fn put_object(&self, req: S3Request<PutObjectInput>) -> S3Result<S3Response<PutObjectOutput>> {
+    async fn put_object(
+        &self,
+        req: S3Request<PutObjectInput>,
+    ) -> S3Result<S3Response<PutObjectOutput>> {
         let trailer_algo = req
             .headers
             .get("x-amz-trailer")
@@ -171,7 +215,9 @@ impl S3 for CairnS3 {
         let input = req.input;
         names::validate_key(&input.key)?;
         if input.if_match.is_some() || input.if_none_match.is_some() {
-            return Err(not_implemented("conditional PUT (If-Match / If-None-Match)"));
+            return Err(not_implemented(
+                "conditional PUT (If-Match / If-None-Match)",
+            ));
         }
         if input.sse_customer_algorithm.is_some() || input.sse_customer_key.is_some() {
             return Err(not_implemented("server-side encryption with customer keys"));
@@ -180,7 +226,10 @@ impl S3 for CairnS3 {
             return Err(not_implemented("appending writes"));
         }
         let content_length = match input.content_length {
-            Some(n) => Some(u64::try_from(n).map_err(|_| ApiError::InvalidArgument("negative Content-Length".into()))?),
+            Some(n) => Some(
+                u64::try_from(n)
+                    .map_err(|_| ApiError::InvalidArgument("negative Content-Length".into()))?,
+            ),
             None => None,
         };
         let expected: Vec<(Algorithm, String)> = [
@@ -205,10 +254,15 @@ impl S3 for CairnS3 {
         };
         let body = match input.body {
             Some(body) => body,
-            None => StreamingBlob::wrap(futures::stream::empty::<Result<bytes::Bytes, std::io::Error>>()),
+            None => StreamingBlob::wrap(futures::stream::empty::<
+                Result<bytes::Bytes, std::io::Error>,
+            >()),
         };
         let out = put::put_object(&self.gw, put_input, body).await?;
-        let mut output = PutObjectOutput { e_tag: Some(dto::etag(&out.etag)), ..Default::default() };
+        let mut output = PutObjectOutput {
+            e_tag: Some(dto::etag(&out.etag)),
+            ..Default::default()
+        };
         for (algo, value) in out.checksums {
             match algo {
                 Algorithm::Crc32 => output.checksum_crc32 = Some(value),
@@ -222,7 +276,10 @@ impl S3 for CairnS3 {
         Ok(S3Response::new(output))
     }
 
-    async fn get_object(&self, req: S3Request<GetObjectInput>) -> S3Result<S3Response<GetObjectOutput>> {
+    async fn get_object(
+        &self,
+        req: S3Request<GetObjectInput>,
+    ) -> S3Result<S3Response<GetObjectOutput>> {
         let input = req.input;
         let conds = conditions_of(
             input.if_match.as_ref(),
@@ -230,7 +287,14 @@ impl S3 for CairnS3 {
             input.if_modified_since.as_ref(),
             input.if_unmodified_since.as_ref(),
         );
-        let obj = self.readable_version(&input.bucket, &input.key, input.version_id.as_deref(), &conds).await?;
+        let obj = self
+            .readable_version(
+                &input.bucket,
+                &input.key,
+                input.version_id.as_deref(),
+                &conds,
+            )
+            .await?;
         let partial = range::resolve(input.range.as_ref(), input.part_number, obj.size)?;
         let span = partial.clone().unwrap_or(0..obj.size);
         let body = get::open_body(Arc::clone(&self.gw.blobs), &obj, span.clone()).await?;
@@ -248,7 +312,10 @@ impl S3 for CairnS3 {
         Ok(S3Response::new(output))
     }
 
-    async fn head_object(&self, req: S3Request<HeadObjectInput>) -> S3Result<S3Response<HeadObjectOutput>> {
+    async fn head_object(
+        &self,
+        req: S3Request<HeadObjectInput>,
+    ) -> S3Result<S3Response<HeadObjectOutput>> {
         let input = req.input;
         let conds = conditions_of(
             input.if_match.as_ref(),
@@ -256,7 +323,14 @@ impl S3 for CairnS3 {
             input.if_modified_since.as_ref(),
             input.if_unmodified_since.as_ref(),
         );
-        let obj = self.readable_version(&input.bucket, &input.key, input.version_id.as_deref(), &conds).await?;
+        let obj = self
+            .readable_version(
+                &input.bucket,
+                &input.key,
+                input.version_id.as_deref(),
+                &conds,
+            )
+            .await?;
         let partial = range::resolve(input.range.as_ref(), input.part_number, obj.size)?;
         let span = partial.clone().unwrap_or(0..obj.size);
         let output = HeadObjectOutput {
@@ -272,17 +346,30 @@ impl S3 for CairnS3 {
         Ok(S3Response::new(output))
     }
 
-    async fn delete_object(&self, req: S3Request<DeleteObjectInput>) -> S3Result<S3Response<DeleteObjectOutput>> {
+    async fn delete_object(
+        &self,
+        req: S3Request<DeleteObjectInput>,
+    ) -> S3Result<S3Response<DeleteObjectOutput>> {
         let input = req.input;
         if input.version_id.is_some() {
             return Err(not_implemented("deleting a specific version"));
         }
-        if input.if_match.is_some() || input.if_match_size.is_some() || input.if_match_last_modified_time.is_some() {
+        if input.if_match.is_some()
+            || input.if_match_size.is_some()
+            || input.if_match_last_modified_time.is_some()
+        {
             return Err(not_implemented("conditional DELETE"));
         }
         match self.gw.meta.delete_object(&input.bucket, &input.key).await {
             Ok(Some(deleted)) => {
-                spawn_delete_shards(Arc::clone(&self.gw.blobs), deleted.shards, &[], "deleted", &input.bucket, &input.key);
+                spawn_delete_shards(
+                    Arc::clone(&self.gw.blobs),
+                    deleted.shards,
+                    &[],
+                    "deleted",
+                    &input.bucket,
+                    &input.key,
+                );
             }
             // S3 answers 204 for a key that does not exist.
             Ok(None) | Err(ApiError::NoSuchKey) => {}
@@ -291,11 +378,17 @@ impl S3 for CairnS3 {
         Ok(S3Response::new(DeleteObjectOutput::default()))
     }
 
-    async fn list_objects(&self, req: S3Request<ListObjectsInput>) -> S3Result<S3Response<ListObjectsOutput>> {
+    async fn list_objects(
+        &self,
+        req: S3Request<ListObjectsInput>,
+    ) -> S3Result<S3Response<ListObjectsOutput>> {
         Ok(S3Response::new(list::list_v1(&self.gw, req.input).await?))
     }
 
-    async fn list_objects_v2(&self, req: S3Request<ListObjectsV2Input>) -> S3Result<S3Response<ListObjectsV2Output>> {
+    async fn list_objects_v2(
+        &self,
+        req: S3Request<ListObjectsV2Input>,
+    ) -> S3Result<S3Response<ListObjectsV2Output>> {
         Ok(S3Response::new(list::list_v2(&self.gw, req.input).await?))
     }
 }
@@ -308,19 +401,34 @@ mod tests {
     fn content_md5_decoding() {
         assert_eq!(decode_content_md5(None).unwrap(), None);
         // MD5("") = d41d8cd98f00b204e9800998ecf8427e
-        let md5 = decode_content_md5(Some("1B2M2Y8AsgTpgAmY7PhCfg==")).unwrap().unwrap();
+        let md5 = decode_content_md5(Some("1B2M2Y8AsgTpgAmY7PhCfg=="))
+            .unwrap()
+            .unwrap();
         assert_eq!(hex::encode(md5), "d41d8cd98f00b204e9800998ecf8427e");
-        assert!(matches!(decode_content_md5(Some("not base64!")), Err(ApiError::InvalidDigest)));
-        assert!(matches!(decode_content_md5(Some("AAAA")), Err(ApiError::InvalidDigest)));
+        assert!(matches!(
+            decode_content_md5(Some("not base64!")),
+            Err(ApiError::InvalidDigest)
+        ));
+        assert!(matches!(
+            decode_content_md5(Some("AAAA")),
+            Err(ApiError::InvalidDigest)
+        ));
     }
 
     #[test]
     fn not_modified_carries_validators() {
-        let obj = ObjectVersion { etag: "abc".into(), last_modified_ms: 1_700_000_000_000, ..Default::default() };
+        let obj = ObjectVersion {
+            etag: "abc".into(),
+            last_modified_ms: 1_700_000_000_000,
+            ..Default::default()
+        };
         let err = not_modified(&obj);
         assert_eq!(err.code(), &S3ErrorCode::NotModified);
         let headers = err.headers().unwrap();
         assert_eq!(headers.get("etag").unwrap(), "\"abc\"");
-        assert_eq!(headers.get("last-modified").unwrap(), "Tue, 14 Nov 2023 22:13:20 GMT");
+        assert_eq!(
+            headers.get("last-modified").unwrap(),
+            "Tue, 14 Nov 2023 22:13:20 GMT"
+        );
     }
 }

@@ -25,9 +25,17 @@ pub(crate) struct HealthRoute;
 
 #[async_trait::async_trait]
 impl S3Route for HealthRoute {
-    fn is_match(&self, method: &Method, uri: &Uri, headers: &HeaderMap, _: &mut http::Extensions) -> bool {
+    fn is_match(
+        &self,
+        method: &Method,
+        uri: &Uri,
+        headers: &HeaderMap,
+        _: &mut http::Extensions,
+    ) -> bool {
         let signed = headers.contains_key(http::header::AUTHORIZATION)
-            || uri.query().is_some_and(|q| q.contains("X-Amz-Signature") || q.contains("Signature="));
+            || uri
+                .query()
+                .is_some_and(|q| q.contains("X-Amz-Signature") || q.contains("Signature="));
         (method == Method::GET || method == Method::HEAD) && uri.path() == "/health" && !signed
     }
 
@@ -37,24 +45,37 @@ impl S3Route for HealthRoute {
 
     async fn call(&self, _req: S3Request<Body>) -> S3Result<S3Response<Body>> {
         let mut resp = S3Response::new(Body::from("ok".to_string()));
-        resp.headers.insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain"));
+        resp.headers.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("text/plain"),
+        );
         Ok(resp)
     }
 }
 
 /// Calls s3s, then fixes what it cannot express: s3s ignores `S3Response::status`, so a
 /// ranged HEAD would be 200 where S3 says 206.
-async fn handle(s3: S3Service, req: http::Request<Incoming>) -> Result<http::Response<Body>, s3s::HttpError> {
+async fn handle(
+    s3: S3Service,
+    req: http::Request<Incoming>,
+) -> Result<http::Response<Body>, s3s::HttpError> {
     let is_head = req.method() == Method::HEAD;
     let mut resp = s3.call(req.map(Body::from)).await?;
-    if is_head && resp.status() == StatusCode::OK && resp.headers().contains_key(http::header::CONTENT_RANGE) {
+    if is_head
+        && resp.status() == StatusCode::OK
+        && resp.headers().contains_key(http::header::CONTENT_RANGE)
+    {
         *resp.status_mut() = StatusCode::PARTIAL_CONTENT;
     }
     Ok(resp)
 }
 
 /// Accepts connections until `stop` fires, then lets in-flight requests finish.
-pub(crate) async fn serve(listener: TcpListener, s3: S3Service, stop: oneshot::Receiver<()>) -> Result<(), Infallible> {
+pub(crate) async fn serve(
+    listener: TcpListener,
+    s3: S3Service,
+    stop: oneshot::Receiver<()>,
+) -> Result<(), Infallible> {
     let graceful = GracefulShutdown::new();
     let builder = auto::Builder::new(TokioExecutor::new());
     let mut stop = stop;
@@ -90,8 +111,14 @@ pub(crate) async fn serve(listener: TcpListener, s3: S3Service, stop: oneshot::R
         }
     }
     drop(listener);
-    info!(connections = graceful.count(), "S3 listener closed; draining connections");
-    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown()).await.is_err() {
+    info!(
+        connections = graceful.count(),
+        "S3 listener closed; draining connections"
+    );
+    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
+        .await
+        .is_err()
+    {
         warn!("connections still open after the shutdown grace period; dropping them");
     }
     Ok(())

@@ -5,6 +5,8 @@
 //! meta cluster first. Running it says so and fails, rather than pretending to pass.
 
 fn main() -> std::process::ExitCode {
-    eprintln!("jepsen-tests: not implemented yet (see docs/architecture.md, 'What is not built yet')");
+    eprintln!(
+        "jepsen-tests: not implemented yet (see docs/architecture.md, 'What is not built yet')"
+    );
     std::process::ExitCode::FAILURE
 }

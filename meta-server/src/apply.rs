@@ -24,7 +24,12 @@ fn error(code: MetaError) -> Response {
 }
 
 /// Applies `request` (committed at `index`) by adding its writes to `batch`.
-pub fn apply(db: &DB, batch: &mut WriteBatch, index: u64, request: &Request) -> Result<Response, StoreError> {
+pub fn apply(
+    db: &DB,
+    batch: &mut WriteBatch,
+    index: u64,
+    request: &Request,
+) -> Result<Response, StoreError> {
     let now = request.now_ms;
     match &request.command {
         Command::CreateBucket { name } => {
@@ -36,7 +41,11 @@ pub fn apply(db: &DB, batch: &mut WriteBatch, index: u64, request: &Request) -> 
                 id: index,
                 created_ms: now,
             };
-            batch.put_cf(crate::store::cf(db, CF_BUCKETS)?, name.as_bytes(), records::encode(&bucket));
+            batch.put_cf(
+                crate::store::cf(db, CF_BUCKETS)?,
+                name.as_bytes(),
+                records::encode(&bucket),
+            );
             Ok(Response::Bucket {
                 bucket: bucket.encode_to_vec(),
             })
@@ -145,7 +154,10 @@ fn remove_versions(
     let objects = crate::store::cf(db, CF_OBJECTS)?;
     let start = keys::object_versions_start(bucket_id, key);
     let mut newest: Option<ObjectVersion> = None;
-    for item in db.iterator_cf(objects, rocksdb::IteratorMode::From(&start, rocksdb::Direction::Forward)) {
+    for item in db.iterator_cf(
+        objects,
+        rocksdb::IteratorMode::From(&start, rocksdb::Direction::Forward),
+    ) {
         let (raw_key, raw_value) = item?;
         if !raw_key.starts_with(&start) {
             break;

@@ -58,7 +58,9 @@ pub struct GroupMap {
 impl GroupMap {
     /// A map with a single group that holds every bucket.
     pub fn single(group: Group) -> Self {
-        Self { groups: vec![group] }
+        Self {
+            groups: vec![group],
+        }
     }
 
     /// The group holding `bucket`'s metadata.

@@ -102,7 +102,11 @@ fn raft_config(cluster_id: &str) -> Result<Arc<openraft::Config>, MetaError> {
         max_in_snapshot_log_to_keep: 1_000,
         ..Default::default()
     };
-    Ok(Arc::new(config.validate().map_err(|e| MetaError::Raft(e.to_string()))?))
+    Ok(Arc::new(
+        config
+            .validate()
+            .map_err(|e| MetaError::Raft(e.to_string()))?,
+    ))
 }
 
 /// A new random cluster id.
@@ -118,7 +122,10 @@ pub async fn start(config: MetaConfig) -> Result<RunningMeta, MetaError> {
     }
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let local_addr = listener.local_addr()?;
-    let advertise = config.advertise.clone().unwrap_or_else(|| local_addr.to_string());
+    let advertise = config
+        .advertise
+        .clone()
+        .unwrap_or_else(|| local_addr.to_string());
 
     let mut opened = Vec::new();
     for node in &config.nodes {
@@ -179,9 +186,10 @@ pub async fn start(config: MetaConfig) -> Result<RunningMeta, MetaError> {
     let meta_service = MetaServer::new(service::MetaService::new(groups.clone()))
         .max_decoding_message_size(16 << 20)
         .max_encoding_message_size(16 << 20);
-    let raft_service = MetaRaftServer::new(raft_service::RaftService::new(local, cluster_id.clone()))
-        .max_decoding_message_size(64 << 20)
-        .max_encoding_message_size(64 << 20);
+    let raft_service =
+        MetaRaftServer::new(raft_service::RaftService::new(local, cluster_id.clone()))
+            .max_decoding_message_size(64 << 20)
+            .max_encoding_message_size(64 << 20);
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
     let server = tokio::spawn(async move {

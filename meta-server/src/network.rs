@@ -11,7 +11,9 @@ use std::sync::{Arc, RwLock};
 
 use cairn_proto::meta::meta_raft_client::MetaRaftClient;
 use cairn_proto::meta::RaftMessage;
-use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
 use openraft::network::RPCOption;
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
@@ -116,7 +118,8 @@ impl Peer {
         Resp: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
     {
-        let payload = serde_json::to_vec(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let payload =
+            serde_json::to_vec(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         let message = RaftMessage {
             cluster_id: self.cluster_id.to_string(),
             payload,
@@ -171,7 +174,11 @@ impl RaftNetwork<TypeConfig> for Peer {
         self.call(Method::InstallSnapshot, &rpc).await
     }
 
-    async fn vote(&mut self, rpc: VoteRequest<NodeId>, _option: RPCOption) -> RpcResult<VoteResponse<NodeId>> {
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        _option: RPCOption,
+    ) -> RpcResult<VoteResponse<NodeId>> {
         if let Some(raft) = self.local.get(self.target) {
             return raft
                 .vote(rpc)

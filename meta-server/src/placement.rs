@@ -151,7 +151,10 @@ mod tests {
                 (s.data_shards, s.parity_shards)
             })
             .collect();
-        assert_eq!(pairs, vec![(1, 0), (1, 1), (2, 1), (2, 2), (2, 2), (4, 2), (4, 2)]);
+        assert_eq!(
+            pairs,
+            vec![(1, 0), (1, 1), (2, 1), (2, 2), (2, 2), (4, 2), (4, 2)]
+        );
         assert_eq!(block_size_for(4) * 4, 1 << 20);
         assert_eq!(block_size_for(3) % 64, 0);
     }
@@ -181,7 +184,9 @@ mod tests {
         let (scheme, shards) = place(&[n], None, 1 << 30, "u").expect("placement");
         // Two usable disks: 1+1.
         assert_eq!((scheme.data_shards, scheme.parity_shards), (1, 1));
-        assert!(shards.iter().all(|s| s.disk_id == "a-d2" || s.disk_id == "a-d3"));
+        assert!(shards
+            .iter()
+            .all(|s| s.disk_id == "a-d2" || s.disk_id == "a-d3"));
     }
 
     #[test]
@@ -193,7 +198,10 @@ mod tests {
         };
         assert_eq!(
             place(&[node("a", 3)], Some(scheme), 0, "u").err(),
-            Some(PlacementError::NotEnoughDisks { needed: 6, available: 3 })
+            Some(PlacementError::NotEnoughDisks {
+                needed: 6,
+                available: 3
+            })
         );
     }
 }

@@ -51,7 +51,10 @@ impl RaftService {
 
 #[tonic::async_trait]
 impl MetaRaft for RaftService {
-    async fn append_entries(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+    async fn append_entries(
+        &self,
+        request: Request<RaftMessage>,
+    ) -> Result<Response<RaftMessage>, Status> {
         let (raft, rpc) = self.open(request.get_ref())?;
         let result = raft.append_entries(rpc).await;
         self.reply(&result)
@@ -63,7 +66,10 @@ impl MetaRaft for RaftService {
         self.reply(&result)
     }
 
-    async fn install_snapshot(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+    async fn install_snapshot(
+        &self,
+        request: Request<RaftMessage>,
+    ) -> Result<Response<RaftMessage>, Status> {
         let (raft, rpc) = self.open(request.get_ref())?;
         let result = raft.install_snapshot(rpc).await;
         self.reply(&result)

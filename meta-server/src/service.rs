@@ -10,8 +10,8 @@ use cairn_proto::meta::*;
 use prost::Message;
 use tonic::{Request, Response, Status};
 
-use crate::group::{GroupError, GroupMap};
 use crate::apply::refresh_addresses;
+use crate::group::{GroupError, GroupMap};
 use crate::placement;
 use crate::store::StoreError;
 use crate::types::{Command, Response as Applied};
@@ -108,10 +108,15 @@ impl Meta for MetaService {
             Applied::Error { code } => meta_error(code),
             other => return Err(unexpected(&other)),
         };
-        Ok(Response::new(DeleteBucketResponse { error: error as i32 }))
+        Ok(Response::new(DeleteBucketResponse {
+            error: error as i32,
+        }))
     }
 
-    async fn get_bucket(&self, request: Request<GetBucketRequest>) -> Result<Response<GetBucketResponse>, Status> {
+    async fn get_bucket(
+        &self,
+        request: Request<GetBucketRequest>,
+    ) -> Result<Response<GetBucketResponse>, Status> {
         let name = request.into_inner().name;
         let reader = self
             .groups
@@ -145,7 +150,10 @@ impl Meta for MetaService {
         Ok(Response::new(ListBucketsResponse { buckets }))
     }
 
-    async fn plan_put(&self, request: Request<PlanPutRequest>) -> Result<Response<PlanPutResponse>, Status> {
+    async fn plan_put(
+        &self,
+        request: Request<PlanPutRequest>,
+    ) -> Result<Response<PlanPutResponse>, Status> {
         let request = request.into_inner();
         let reader = self
             .groups
@@ -153,7 +161,11 @@ impl Meta for MetaService {
             .linearizable_reader()
             .await
             .map_err(group_status)?;
-        if reader.bucket(&request.bucket).map_err(store_status)?.is_none() {
+        if reader
+            .bucket(&request.bucket)
+            .map_err(store_status)?
+            .is_none()
+        {
             return Ok(Response::new(PlanPutResponse {
                 error: MetaError::NoSuchBucket as i32,
                 ..Default::default()
@@ -206,7 +218,10 @@ impl Meta for MetaService {
         Ok(Response::new(reply))
     }
 
-    async fn get_object(&self, request: Request<GetObjectRequest>) -> Result<Response<GetObjectResponse>, Status> {
+    async fn get_object(
+        &self,
+        request: Request<GetObjectRequest>,
+    ) -> Result<Response<GetObjectResponse>, Status> {
         let request = request.into_inner();
         let reader = self
             .groups
@@ -220,7 +235,9 @@ impl Meta for MetaService {
                 object: None,
             }));
         };
-        let mut object = reader.object(bucket.id, &request.key).map_err(store_status)?;
+        let mut object = reader
+            .object(bucket.id, &request.key)
+            .map_err(store_status)?;
         if let Some(object) = object.as_mut() {
             refresh_addresses(object, &reader.blob_nodes().map_err(store_status)?);
         }

@@ -5,23 +5,48 @@ async fn bucket_lifecycle_and_errors() {
     let server = Server::start(1);
     let s3 = server.client();
 
-    s3.create_bucket().bucket("alpha").send().await.expect("create");
+    s3.create_bucket()
+        .bucket("alpha")
+        .send()
+        .await
+        .expect("create");
     s3.head_bucket().bucket("alpha").send().await.expect("head");
 
-    let again = s3.create_bucket().bucket("alpha").send().await.expect_err("duplicate");
+    let again = s3
+        .create_bucket()
+        .bucket("alpha")
+        .send()
+        .await
+        .expect_err("duplicate");
     assert_eq!(code(&again), "BucketAlreadyOwnedByYou");
     assert_eq!(status(&again), 409);
 
-    for bad in ["ab", "UPPER", "-dash", "a..b", "192.168.1.1", &"x".repeat(64)] {
+    for bad in [
+        "ab",
+        "UPPER",
+        "-dash",
+        "a..b",
+        "192.168.1.1",
+        &"x".repeat(64),
+    ] {
         let err = s3.create_bucket().bucket(bad).send().await.expect_err(bad);
         assert_eq!(code(&err), "InvalidBucketName", "{bad}");
         assert_eq!(status(&err), 400, "{bad}");
     }
 
-    let missing = s3.head_bucket().bucket("nope").send().await.expect_err("missing");
+    let missing = s3
+        .head_bucket()
+        .bucket("nope")
+        .send()
+        .await
+        .expect_err("missing");
     assert_eq!(status(&missing), 404);
 
-    s3.create_bucket().bucket("beta").send().await.expect("create beta");
+    s3.create_bucket()
+        .bucket("beta")
+        .send()
+        .await
+        .expect("create beta");
     let names: Vec<String> = s3
         .list_buckets()
         .send()
@@ -34,13 +59,32 @@ async fn bucket_lifecycle_and_errors() {
     assert_eq!(names, vec!["alpha", "beta"]);
 
     put(&s3, "alpha", "k", b"v".to_vec()).await;
-    let not_empty = s3.delete_bucket().bucket("alpha").send().await.expect_err("not empty");
+    let not_empty = s3
+        .delete_bucket()
+        .bucket("alpha")
+        .send()
+        .await
+        .expect_err("not empty");
     assert_eq!(code(&not_empty), "BucketNotEmpty");
     assert_eq!(status(&not_empty), 409);
 
-    s3.delete_object().bucket("alpha").key("k").send().await.expect("delete object");
-    s3.delete_bucket().bucket("alpha").send().await.expect("delete bucket");
-    let gone = s3.delete_bucket().bucket("alpha").send().await.expect_err("gone");
+    s3.delete_object()
+        .bucket("alpha")
+        .key("k")
+        .send()
+        .await
+        .expect("delete object");
+    s3.delete_bucket()
+        .bucket("alpha")
+        .send()
+        .await
+        .expect("delete bucket");
+    let gone = s3
+        .delete_bucket()
+        .bucket("alpha")
+        .send()
+        .await
+        .expect_err("gone");
     assert_eq!(code(&gone), "NoSuchBucket");
     assert_eq!(status(&gone), 404);
 
@@ -64,7 +108,11 @@ async fn wrong_credentials_are_refused() {
     assert_eq!(status(&err), 403);
 
     let bad_secret = client_for(&server.endpoint, ACCESS_KEY, "wrong-secret");
-    let err = bad_secret.list_buckets().send().await.expect_err("bad secret");
+    let err = bad_secret
+        .list_buckets()
+        .send()
+        .await
+        .expect_err("bad secret");
     assert_eq!(code(&err), "SignatureDoesNotMatch");
     assert_eq!(status(&err), 403);
 

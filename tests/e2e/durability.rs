@@ -7,14 +7,28 @@ use crate::harness::*;
 async fn acknowledged_objects_survive_kill_9() {
     let mut server = Server::start(4);
     let s3 = server.client();
-    s3.create_bucket().bucket("durable").send().await.expect("create");
+    s3.create_bucket()
+        .bucket("durable")
+        .send()
+        .await
+        .expect("create");
     for i in 0..30u64 {
-        put(&s3, "durable", &format!("obj-{i}"), data(1000 * i as usize + 1, i)).await;
+        put(
+            &s3,
+            "durable",
+            &format!("obj-{i}"),
+            data(1000 * i as usize + 1, i),
+        )
+        .await;
     }
     server.kill9_and_restart();
     let s3 = server.client();
     for i in 0..30u64 {
-        assert_eq!(get(&s3, "durable", &format!("obj-{i}")).await, data(1000 * i as usize + 1, i), "obj-{i}");
+        assert_eq!(
+            get(&s3, "durable", &format!("obj-{i}")).await,
+            data(1000 * i as usize + 1, i),
+            "obj-{i}"
+        );
     }
     // And the store still takes writes.
     put(&s3, "durable", "after", b"after restart".to_vec()).await;
@@ -22,17 +36,30 @@ async fn acknowledged_objects_survive_kill_9() {
 }
 
 /// Puts one object and returns the shard files it created.
-async fn put_and_find_shards(server: &Server, s3: &aws_sdk_s3::Client, key: &str, body: Vec<u8>) -> Vec<PathBuf> {
+async fn put_and_find_shards(
+    server: &Server,
+    s3: &aws_sdk_s3::Client,
+    key: &str,
+    body: Vec<u8>,
+) -> Vec<PathBuf> {
     let before: HashSet<PathBuf> = server.shard_files().into_iter().collect();
     put(s3, "deg", key, body).await;
-    server.shard_files().into_iter().filter(|p| !before.contains(p)).collect()
+    server
+        .shard_files()
+        .into_iter()
+        .filter(|p| !before.contains(p))
+        .collect()
 }
 
 #[tokio::test]
 async fn reads_survive_up_to_m_deleted_or_corrupt_shards() {
     let server = Server::start(4); // 2+2
     let s3 = server.client();
-    s3.create_bucket().bucket("deg").send().await.expect("create");
+    s3.create_bucket()
+        .bucket("deg")
+        .send()
+        .await
+        .expect("create");
     let size = 3 * (1 << 20) + 12345;
 
     // Every pair of the four shards deleted, one object per pair.
@@ -76,7 +103,10 @@ async fn reads_survive_up_to_m_deleted_or_corrupt_shards() {
         Err(_) => {}
         Ok(out) => {
             let body = out.body.collect().await;
-            assert!(body.is_err(), "a GET with 3 of 4 shards lost must fail, not return bytes");
+            assert!(
+                body.is_err(),
+                "a GET with 3 of 4 shards lost must fail, not return bytes"
+            );
         }
     }
 }
@@ -86,7 +116,11 @@ async fn wiping_any_one_of_four_disks_loses_nothing() {
     for wiped in [0usize, 3] {
         let mut server = Server::start(4);
         let s3 = server.client();
-        s3.create_bucket().bucket("wipe").send().await.expect("create");
+        s3.create_bucket()
+            .bucket("wipe")
+            .send()
+            .await
+            .expect("create");
         for i in 0..10u64 {
             put(&s3, "wipe", &format!("o{i}"), data(200_000 + i as usize, i)).await;
         }
@@ -97,7 +131,11 @@ async fn wiping_any_one_of_four_disks_loses_nothing() {
         let buckets = s3.list_buckets().send().await.expect("list buckets");
         assert_eq!(buckets.buckets().len(), 1, "disk {wiped}");
         for i in 0..10u64 {
-            assert_eq!(get(&s3, "wipe", &format!("o{i}")).await, data(200_000 + i as usize, i), "disk {wiped} o{i}");
+            assert_eq!(
+                get(&s3, "wipe", &format!("o{i}")).await,
+                data(200_000 + i as usize, i),
+                "disk {wiped} o{i}"
+            );
         }
         put(&s3, "wipe", "new", b"new write".to_vec()).await;
         assert_eq!(get(&s3, "wipe", "new").await, b"new write");

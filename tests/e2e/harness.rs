@@ -88,7 +88,13 @@ impl Proc {
         let _ = self.child.wait();
     }
 
-    /// SIGTERM and wait for a clean exit (Unix); kill elsewhere.
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGTERM and wait for the process to exit by itself; panics unless it exits with
+    /// status 0 within 30 s (Unix). Elsewhere it is killed.
     pub fn stop(&mut self) {
         #[cfg(unix)]
         {
@@ -98,12 +104,16 @@ impl Proc {
                 .status();
             let deadline = std::time::Instant::now() + Duration::from_secs(30);
             while std::time::Instant::now() < deadline {
-                if let Ok(Some(_)) = self.child.try_wait() {
+                if let Ok(Some(status)) = self.child.try_wait() {
+                    assert!(status.success(), "cairn exited with {status} on SIGTERM");
                     return;
                 }
                 std::thread::sleep(Duration::from_millis(50));
             }
+            self.kill9();
+            panic!("cairn did not shut down within 30 s of SIGTERM");
         }
+        #[cfg(not(unix))]
         self.kill9();
     }
 }
@@ -134,7 +144,9 @@ pub struct Server {
 impl Server {
     pub fn start(disks: usize) -> Server {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let dirs = (0..disks).map(|i| tmp.path().join(format!("disk{i}"))).collect();
+        let dirs = (0..disks)
+            .map(|i| tmp.path().join(format!("disk{i}")))
+            .collect();
         let mut server = Server {
             tmp,
             dirs,
@@ -146,7 +158,11 @@ impl Server {
     }
 
     fn boot(&mut self) {
-        let mut args = vec!["server".to_string(), "--address".into(), "127.0.0.1:0".into()];
+        let mut args = vec![
+            "server".to_string(),
+            "--address".into(),
+            "127.0.0.1:0".into(),
+        ];
         args.extend(self.dirs.iter().map(|d| d.display().to_string()));
         let mut proc = Proc::spawn(&args, &self.tmp.path().join("server.log"), &[]);
         self.endpoint = proc.wait_line("S3 endpoint:");
@@ -178,6 +194,11 @@ impl Server {
         client_for(&self.endpoint, ACCESS_KEY, SECRET_KEY)
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.proc.as_ref().map_or(0, Proc::pid)
+    }
+
     /// Every shard file under the data directories.
     pub fn shard_files(&self) -> Vec<PathBuf> {
         let mut out = Vec::new();
@@ -190,7 +211,9 @@ impl Server {
 }
 
 fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
     for e in entries.flatten() {
         let p = e.path();
         if p.is_dir() {
@@ -246,7 +269,12 @@ pub async fn get(client: &Client, bucket: &str, key: &str) -> Vec<u8> {
         .send()
         .await
         .unwrap_or_else(|e| panic!("get {bucket}/{key}: {e:?}"));
-    out.body.collect().await.expect("body").into_bytes().to_vec()
+    out.body
+        .collect()
+        .await
+        .expect("body")
+        .into_bytes()
+        .to_vec()
 }
 
 /// The S3 error code of a failed SDK call.
@@ -262,6 +290,8 @@ where
 }
 
 /// The HTTP status of a failed SDK call.
-pub fn status<E>(err: &aws_sdk_s3::error::SdkError<E, aws_smithy_runtime_api::http::Response>) -> u16 {
+pub fn status<E>(
+    err: &aws_sdk_s3::error::SdkError<E, aws_smithy_runtime_api::http::Response>,
+) -> u16 {
     err.raw_response().map(|r| r.status().as_u16()).unwrap_or(0)
 }

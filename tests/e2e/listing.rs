@@ -32,7 +32,11 @@ async fn fill(s3: &aws_sdk_s3::Client, bucket: &str, keys: &[String]) {
 async fn list_v2_pages_through_1000_keys_with_and_without_delimiter() {
     let server = Server::start(1);
     let s3 = server.client();
-    s3.create_bucket().bucket("list").send().await.expect("create");
+    s3.create_bucket()
+        .bucket("list")
+        .send()
+        .await
+        .expect("create");
     let mut keys = tree_keys();
     keys.push("top-a".into());
     keys.push("top-b".into());
@@ -54,7 +58,11 @@ async fn list_v2_pages_through_1000_keys_with_and_without_delimiter() {
             .expect("list page");
         pages += 1;
         assert!(out.key_count().unwrap_or(0) <= 100);
-        seen.extend(out.contents().iter().filter_map(|o| o.key().map(str::to_string)));
+        seen.extend(
+            out.contents()
+                .iter()
+                .filter_map(|o| o.key().map(str::to_string)),
+        );
         if out.is_truncated() == Some(true) {
             token = out.next_continuation_token().map(str::to_string);
             assert!(token.is_some());
@@ -81,8 +89,16 @@ async fn list_v2_pages_through_1000_keys_with_and_without_delimiter() {
             .expect("list page");
         let n = out.contents().len() + out.common_prefixes().len();
         assert!(n <= 7);
-        prefixes.extend(out.common_prefixes().iter().filter_map(|p| p.prefix().map(str::to_string)));
-        top.extend(out.contents().iter().filter_map(|o| o.key().map(str::to_string)));
+        prefixes.extend(
+            out.common_prefixes()
+                .iter()
+                .filter_map(|p| p.prefix().map(str::to_string)),
+        );
+        top.extend(
+            out.contents()
+                .iter()
+                .filter_map(|o| o.key().map(str::to_string)),
+        );
         if out.is_truncated() == Some(true) {
             token = out.next_continuation_token().map(str::to_string);
         } else {
@@ -104,12 +120,26 @@ async fn list_v2_pages_through_1000_keys_with_and_without_delimiter() {
         .await
         .expect("list");
     let got: Vec<_> = out.contents().iter().filter_map(|o| o.key()).collect();
-    assert_eq!(got, vec!["dir-07/file-020", "dir-07/file-021", "dir-07/file-022", "dir-07/file-023", "dir-07/file-024"]);
+    assert_eq!(
+        got,
+        vec![
+            "dir-07/file-020",
+            "dir-07/file-021",
+            "dir-07/file-022",
+            "dir-07/file-023",
+            "dir-07/file-024"
+        ]
+    );
     let first = &out.contents()[0];
     assert_eq!(first.size(), Some(3));
     assert!(first.e_tag().is_some() && first.last_modified().is_some());
 
-    let err = s3.list_objects_v2().bucket("nobucket").send().await.expect_err("no bucket");
+    let err = s3
+        .list_objects_v2()
+        .bucket("nobucket")
+        .send()
+        .await
+        .expect_err("no bucket");
     assert_eq!(code(&err), "NoSuchBucket");
 }
 
@@ -117,7 +147,11 @@ async fn list_v2_pages_through_1000_keys_with_and_without_delimiter() {
 async fn list_v1_with_markers() {
     let server = Server::start(1);
     let s3 = server.client();
-    s3.create_bucket().bucket("list-v1").send().await.expect("create");
+    s3.create_bucket()
+        .bucket("list-v1")
+        .send()
+        .await
+        .expect("create");
     let keys: Vec<String> = (0..250).map(|i| format!("k{i:04}")).collect();
     fill(&s3, "list-v1", &keys).await;
     let mut seen = BTreeSet::new();
@@ -131,7 +165,11 @@ async fn list_v1_with_markers() {
             .send()
             .await
             .expect("list v1");
-        let page: Vec<String> = out.contents().iter().filter_map(|o| o.key().map(str::to_string)).collect();
+        let page: Vec<String> = out
+            .contents()
+            .iter()
+            .filter_map(|o| o.key().map(str::to_string))
+            .collect();
         assert!(page.len() <= 60);
         for k in &page {
             assert!(seen.insert(k.clone()), "{k} listed twice");
@@ -149,12 +187,23 @@ async fn list_v1_with_markers() {
 async fn keys_list_in_utf8_byte_order() {
     let server = Server::start(1);
     let s3 = server.client();
-    s3.create_bucket().bucket("order").send().await.expect("create");
-    let keys = ["b", "a", "A", "a/b", "a-b", "\u{00E9}", "z", "\u{4E2D}", "0", "a b"];
+    s3.create_bucket()
+        .bucket("order")
+        .send()
+        .await
+        .expect("create");
+    let keys = [
+        "b", "a", "A", "a/b", "a-b", "\u{00E9}", "z", "\u{4E2D}", "0", "a b",
+    ];
     for k in keys {
         put(&s3, "order", k, b"x".to_vec()).await;
     }
-    let out = s3.list_objects_v2().bucket("order").send().await.expect("list");
+    let out = s3
+        .list_objects_v2()
+        .bucket("order")
+        .send()
+        .await
+        .expect("list");
     let listed: Vec<&str> = out.contents().iter().filter_map(|o| o.key()).collect();
     let mut expected: Vec<&str> = keys.to_vec();
     expected.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));

@@ -44,7 +44,11 @@ async fn separate_meta_blob_and_gateway_processes_serve_s3() {
     );
     let endpoint = gateway.wait_line("S3");
     let s3 = client_for(&endpoint, ACCESS_KEY, SECRET_KEY);
-    s3.create_bucket().bucket("roles").send().await.expect("create");
+    s3.create_bucket()
+        .bucket("roles")
+        .send()
+        .await
+        .expect("create");
     // The blob server registers asynchronously; wait (bounded) until a PUT can be placed.
     let body = data(3 << 20, 42);
     let mut attempt = 0;

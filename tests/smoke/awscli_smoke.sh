@@ -9,11 +9,11 @@ mkdir -p "$dir/tree/sub"
 head -c 7000000 /dev/urandom > "$dir/tree/large.bin"
 echo "small" > "$dir/tree/sub/small.txt"
 aws s3 mb s3://cli-smoke
-aws s3 cp "$dir/tree/large.bin" s3://cli-smoke/large.bin
-aws s3 cp s3://cli-smoke/large.bin "$dir/back.bin"
+aws s3 cp --only-show-errors "$dir/tree/large.bin" s3://cli-smoke/large.bin
+aws s3 cp --only-show-errors s3://cli-smoke/large.bin "$dir/back.bin"
 cmp "$dir/tree/large.bin" "$dir/back.bin"
-aws s3 sync "$dir/tree" s3://cli-smoke/tree
+aws s3 sync --only-show-errors "$dir/tree" s3://cli-smoke/tree
 aws s3 ls s3://cli-smoke/tree/ --recursive | grep -q "tree/sub/small.txt"
-aws s3 rm s3://cli-smoke --recursive
+aws s3 rm --only-show-errors s3://cli-smoke --recursive
 aws s3 rb s3://cli-smoke
 echo "awscli smoke: ok"

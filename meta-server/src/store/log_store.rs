@@ -51,7 +51,10 @@ impl LogStore {
         Self { db }
     }
 
-    fn get_state<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StoreError> {
+    fn get_state<T: serde::de::DeserializeOwned>(
+        &self,
+        key: &[u8],
+    ) -> Result<Option<T>, StoreError> {
         let cf = cf(&self.db, CF_RAFT_STATE)?;
         match self.db.get_cf(cf, key)? {
             Some(raw) => Ok(Some(serde_json::from_slice(&raw)?)),
@@ -60,7 +63,11 @@ impl LogStore {
     }
 
     /// Writes one raft-state value and fsyncs the WAL before returning.
-    fn put_state_synced<T: serde::Serialize>(&self, key: &[u8], value: &T) -> Result<(), StoreError> {
+    fn put_state_synced<T: serde::Serialize>(
+        &self,
+        key: &[u8],
+        value: &T,
+    ) -> Result<(), StoreError> {
         let cf = cf(&self.db, CF_RAFT_STATE)?;
         self.db.put_cf(cf, key, serde_json::to_vec(value)?)?;
         self.db.flush_wal(true)?;
@@ -72,7 +79,11 @@ impl LogStore {
     pub fn is_pristine(&self) -> Result<bool, StoreError> {
         let vote: Option<Vote<NodeId>> = self.get_state(KEY_VOTE)?;
         let cf = cf(&self.db, CF_RAFT_LOG)?;
-        let has_log = self.db.iterator_cf(cf, IteratorMode::Start).next().is_some();
+        let has_log = self
+            .db
+            .iterator_cf(cf, IteratorMode::Start)
+            .next()
+            .is_some();
         let purged: Option<LogId<NodeId>> = self.get_state(KEY_LAST_PURGED)?;
         Ok(vote.is_none() && !has_log && purged.is_none())
     }
@@ -113,9 +124,10 @@ impl RaftLogReader<TypeConfig> for LogStore {
         };
         let cf = cf(&self.db, CF_RAFT_LOG).map_err(read_err)?;
         let mut out = Vec::new();
-        let iter = self
-            .db
-            .iterator_cf(cf, IteratorMode::From(&index_key(start), Direction::Forward));
+        let iter = self.db.iterator_cf(
+            cf,
+            IteratorMode::From(&index_key(start), Direction::Forward),
+        );
         for item in iter {
             let (key, raw) = item.map_err(read_err)?;
             let index = u64::from_be_bytes(
@@ -160,7 +172,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> StorageResult<()> {
-        self.put_state_synced(KEY_COMMITTED, &committed).map_err(write_err)
+        self.put_state_synced(KEY_COMMITTED, &committed)
+            .map_err(write_err)
     }
 
     async fn read_committed(&mut self) -> StorageResult<Option<LogId<NodeId>>> {
@@ -185,7 +198,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // The entries count towards the commit quorum only once the WAL holding them is
         // fsynced; report completion only after that.
         let flushed = self.db.flush_wal(true);
-        let result = flushed.as_ref().map(|_| ()).map_err(|e| std::io::Error::other(e.to_string()));
+        let result = flushed
+            .as_ref()
+            .map(|_| ())
+            .map_err(|e| std::io::Error::other(e.to_string()));
         callback.log_io_completed(result);
         flushed.map_err(write_err)
     }
@@ -196,7 +212,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .delete_range_cf(cf, index_key(log_id.index), index_key(u64::MAX))
             .map_err(write_err)?;
         // delete_range's end is exclusive: remove a possible entry at u64::MAX explicitly.
-        self.db.delete_cf(cf, index_key(u64::MAX)).map_err(write_err)?;
+        self.db
+            .delete_cf(cf, index_key(u64::MAX))
+            .map_err(write_err)?;
         self.db.flush_wal(true).map_err(write_err)
     }
 

@@ -72,6 +72,10 @@ pub fn open(dir: &Path) -> Result<(LogStore, StateMachine), StoreError> {
 }
 
 /// Looks up a column family handle that [`open`] guarantees exists.
-pub(crate) fn cf<'a>(db: &'a DB, name: &'static str) -> Result<&'a rocksdb::ColumnFamily, StoreError> {
-    db.cf_handle(name).ok_or(StoreError::MissingColumnFamily(name))
+pub(crate) fn cf<'a>(
+    db: &'a DB,
+    name: &'static str,
+) -> Result<&'a rocksdb::ColumnFamily, StoreError> {
+    db.cf_handle(name)
+        .ok_or(StoreError::MissingColumnFamily(name))
 }

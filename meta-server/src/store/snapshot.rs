@@ -11,7 +11,10 @@ use super::{cf, StoreError, DATA_CFS};
 const SNAPSHOT_FORMAT_V1: u8 = 1;
 
 /// Reads every data column family as seen by `view`.
-pub(super) fn serialize(db: &DB, view: &SnapshotWithThreadMode<'_, DB>) -> Result<Vec<u8>, StoreError> {
+pub(super) fn serialize(
+    db: &DB,
+    view: &SnapshotWithThreadMode<'_, DB>,
+) -> Result<Vec<u8>, StoreError> {
     let mut out = vec![SNAPSHOT_FORMAT_V1];
     for (index, name) in DATA_CFS.iter().enumerate() {
         let handle = cf(db, name)?;
@@ -44,23 +47,40 @@ pub(super) fn restore_into(db: &DB, batch: &mut WriteBatch, data: &[u8]) -> Resu
         Some((&SNAPSHOT_FORMAT_V1, body)) => body,
         Some(_) => return Err(bad()),
     };
-    let mut rest = body;
-    let mut take = |n: usize| -> Result<&[u8], StoreError> {
-        if rest.len() < n {
-            return Err(bad());
-        }
-        let (head, tail) = rest.split_at(n);
-        rest = tail;
-        Ok(head)
-    };
-    loop {
-        let Ok(index) = take(1) else { break };
-        let name = DATA_CFS.get(index[0] as usize).ok_or_else(bad)?;
-        let klen = u32::from_le_bytes(take(4)?.try_into().map_err(|_| bad())?) as usize;
-        let key = take(klen)?.to_vec();
-        let vlen = u32::from_le_bytes(take(4)?.try_into().map_err(|_| bad())?) as usize;
-        let value = take(vlen)?;
+    let mut cursor = Cursor { rest: body };
+    while !cursor.rest.is_empty() {
+        let index = cursor.take(1)?[0];
+        let name = DATA_CFS.get(index as usize).ok_or_else(bad)?;
+        let klen = cursor.take_len()?;
+        let key = cursor.take(klen)?.to_vec();
+        let vlen = cursor.take_len()?;
+        let value = cursor.take(vlen)?;
         batch.put_cf(cf(db, name)?, key, value);
     }
     Ok(())
+}
+
+/// Reads a snapshot body front to back; running out of bytes mid-record is an error.
+struct Cursor<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Cursor<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], StoreError> {
+        if self.rest.len() < n {
+            return Err(StoreError::Record(
+                crate::records::RecordError::UnknownVersion(0xFF),
+            ));
+        }
+        let (head, tail) = self.rest.split_at(n);
+        self.rest = tail;
+        Ok(head)
+    }
+
+    fn take_len(&mut self) -> Result<usize, StoreError> {
+        let raw = self.take(4)?;
+        let mut le = [0u8; 4];
+        le.copy_from_slice(raw);
+        Ok(u32::from_le_bytes(le) as usize)
+    }
 }

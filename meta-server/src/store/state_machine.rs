@@ -61,7 +61,10 @@ impl StateMachine {
         self.db.clone()
     }
 
-    fn get_json<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StoreError> {
+    fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        key: &[u8],
+    ) -> Result<Option<T>, StoreError> {
         let cf = cf(&self.db, CF_SM_STATE)?;
         match self.db.get_cf(cf, key)? {
             Some(raw) => Ok(Some(serde_json::from_slice(&raw)?)),
@@ -108,10 +111,11 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
         let read = |key: &[u8]| -> Result<Option<Vec<u8>>, StoreError> {
             Ok(view.get_cf(cf(&self.db, CF_SM_STATE)?, key)?)
         };
-        let last_applied: Option<LogId<NodeId>> = match read(KEY_LAST_APPLIED).map_err(sm_read_err)? {
-            Some(raw) => serde_json::from_slice(&raw).map_err(sm_read_err)?,
-            None => None,
-        };
+        let last_applied: Option<LogId<NodeId>> =
+            match read(KEY_LAST_APPLIED).map_err(sm_read_err)? {
+                Some(raw) => serde_json::from_slice(&raw).map_err(sm_read_err)?,
+                None => None,
+            };
         let last_membership: Membership = match read(KEY_MEMBERSHIP).map_err(sm_read_err)? {
             Some(raw) => serde_json::from_slice(&raw).map_err(sm_read_err)?,
             None => Membership::default(),
