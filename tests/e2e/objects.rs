@@ -431,6 +431,11 @@ async fn presigned_urls_and_cut_off_uploads() {
         stream.read_to_end(&mut sink),
     )
     .await;
+    let reply = String::from_utf8_lossy(&sink);
+    assert!(
+        reply.starts_with("HTTP/1.1 400") && reply.contains("IncompleteBody"),
+        "a body shorter than its Content-Length must get 400 IncompleteBody, got: {reply}"
+    );
     let err = s3
         .head_object()
         .bucket("pre")
@@ -545,4 +550,39 @@ async fn a_large_object_streams_with_bounded_server_memory() {
         after < before + 256 * 1024,
         "server peak RSS grew from {before} KiB to {after} KiB for a 1 GiB object"
     );
+}
+
+#[tokio::test]
+async fn operations_not_built_yet_answer_not_implemented() {
+    let server = Server::start(1);
+    let s3 = server.client();
+    s3.create_bucket()
+        .bucket("later")
+        .send()
+        .await
+        .expect("create");
+    let err = s3
+        .create_multipart_upload()
+        .bucket("later")
+        .key("k")
+        .send()
+        .await
+        .expect_err("multipart is not built yet");
+    assert_eq!(code(&err), "NotImplemented");
+    assert_eq!(status(&err), 501);
+    let err = s3
+        .get_bucket_versioning()
+        .bucket("later")
+        .send()
+        .await
+        .expect_err("versioning is not built yet");
+    assert_eq!(code(&err), "NotImplemented");
+    // Nothing was created by the refused calls.
+    let listed = s3
+        .list_objects_v2()
+        .bucket("later")
+        .send()
+        .await
+        .expect("list");
+    assert_eq!(listed.key_count(), Some(0));
 }
