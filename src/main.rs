@@ -45,6 +45,19 @@ struct Credentials {
     region: String,
 }
 
+/// Where the meta service is, for the roles that use it.
+#[derive(Args, Debug, Clone)]
+struct MetaEndpoints {
+    /// Meta service endpoints (http://HOST:PORT), comma-separated.
+    #[arg(
+        long = "meta",
+        env = "CAIRN_META",
+        value_delimiter = ',',
+        default_value = "http://127.0.0.1:7000"
+    )]
+    endpoints: Vec<String>,
+}
+
 #[derive(Args, Debug)]
 struct ServerArgs {
     /// Data directories, one per disk. Several give a single-node, multi-disk store.
@@ -84,14 +97,8 @@ struct BlobArgs {
     /// Address gateways reach this server at (default: the listen address).
     #[arg(long, env = "CAIRN_BLOB_ADVERTISE")]
     advertise: Option<String>,
-    /// Meta service endpoints (http://HOST:PORT), comma-separated.
-    #[arg(
-        long,
-        env = "CAIRN_META",
-        value_delimiter = ',',
-        default_value = "http://127.0.0.1:7000"
-    )]
-    meta: Vec<String>,
+    #[command(flatten)]
+    meta: MetaEndpoints,
 }
 
 #[derive(Args, Debug)]
@@ -99,14 +106,8 @@ struct GatewayArgs {
     /// S3 listen address.
     #[arg(long, env = "CAIRN_ADDRESS", default_value = "127.0.0.1:9000")]
     address: SocketAddr,
-    /// Meta service endpoints (http://HOST:PORT), comma-separated.
-    #[arg(
-        long,
-        env = "CAIRN_META",
-        value_delimiter = ',',
-        default_value = "http://127.0.0.1:7000"
-    )]
-    meta: Vec<String>,
+    #[command(flatten)]
+    meta: MetaEndpoints,
     #[command(flatten)]
     credentials: Credentials,
 }
@@ -138,11 +139,13 @@ fn main() -> anyhow::Result<()> {
                 .await
             }
             Command::Meta(a) => roles::run_meta(a.listen, a.advertise, a.dir, a.id).await,
-            Command::Blob(a) => roles::run_blob(a.dirs, a.listen, a.advertise, a.meta).await,
+            Command::Blob(a) => {
+                roles::run_blob(a.dirs, a.listen, a.advertise, a.meta.endpoints).await
+            }
             Command::Gateway(a) => {
                 roles::run_gateway(
                     a.address,
-                    a.meta,
+                    a.meta.endpoints,
                     a.credentials.access_key,
                     a.credentials.secret_key,
                     a.credentials.region,

@@ -33,6 +33,24 @@ impl CairnS3 {
 
     /// The current version of an object, after the version and conditional checks of a
     /// GET or HEAD.
+    /// The version a GET or HEAD reads (after its conditions), the range it asked for, if
+    /// any, and the byte span to serve.
+    async fn read_target(
+        &self,
+        t: ReadTarget<'_>,
+    ) -> S3Result<(
+        ObjectVersion,
+        Option<std::ops::Range<u64>>,
+        std::ops::Range<u64>,
+    )> {
+        let obj = self
+            .readable_version(t.bucket, t.key, t.version_id, &t.conds)
+            .await?;
+        let partial = range::resolve(t.range, t.part_number, obj.size)?;
+        let span = partial.clone().unwrap_or(0..obj.size);
+        Ok((obj, partial, span))
+    }
+
     async fn readable_version(
         &self,
         bucket: &str,
@@ -79,6 +97,16 @@ fn tag_condition(c: Option<&ETagCondition>) -> Option<TagCondition> {
         None => TagCondition::Any,
         Some(e) => TagCondition::Tag(e.value().to_string()),
     })
+}
+
+/// What a GET or HEAD asks to read.
+struct ReadTarget<'a> {
+    bucket: &'a str,
+    key: &'a str,
+    version_id: Option<&'a str>,
+    conds: Conditions,
+    range: Option<&'a s3s::dto::Range>,
+    part_number: Option<i32>,
 }
 
 fn conditions_of(
@@ -281,22 +309,21 @@ impl S3 for CairnS3 {
         req: S3Request<GetObjectInput>,
     ) -> S3Result<S3Response<GetObjectOutput>> {
         let input = req.input;
-        let conds = conditions_of(
-            input.if_match.as_ref(),
-            input.if_none_match.as_ref(),
-            input.if_modified_since.as_ref(),
-            input.if_unmodified_since.as_ref(),
-        );
-        let obj = self
-            .readable_version(
-                &input.bucket,
-                &input.key,
-                input.version_id.as_deref(),
-                &conds,
-            )
+        let (obj, partial, span) = self
+            .read_target(ReadTarget {
+                bucket: &input.bucket,
+                key: &input.key,
+                version_id: input.version_id.as_deref(),
+                conds: conditions_of(
+                    input.if_match.as_ref(),
+                    input.if_none_match.as_ref(),
+                    input.if_modified_since.as_ref(),
+                    input.if_unmodified_since.as_ref(),
+                ),
+                range: input.range.as_ref(),
+                part_number: input.part_number,
+            })
             .await?;
-        let partial = range::resolve(input.range.as_ref(), input.part_number, obj.size)?;
-        let span = partial.clone().unwrap_or(0..obj.size);
         let body = get::open_body(Arc::clone(&self.gw.blobs), &obj, span.clone()).await?;
         let output = GetObjectOutput {
             body: Some(StreamingBlob::new(body)),
@@ -317,22 +344,21 @@ impl S3 for CairnS3 {
         req: S3Request<HeadObjectInput>,
     ) -> S3Result<S3Response<HeadObjectOutput>> {
         let input = req.input;
-        let conds = conditions_of(
-            input.if_match.as_ref(),
-            input.if_none_match.as_ref(),
-            input.if_modified_since.as_ref(),
-            input.if_unmodified_since.as_ref(),
-        );
-        let obj = self
-            .readable_version(
-                &input.bucket,
-                &input.key,
-                input.version_id.as_deref(),
-                &conds,
-            )
+        let (obj, partial, span) = self
+            .read_target(ReadTarget {
+                bucket: &input.bucket,
+                key: &input.key,
+                version_id: input.version_id.as_deref(),
+                conds: conditions_of(
+                    input.if_match.as_ref(),
+                    input.if_none_match.as_ref(),
+                    input.if_modified_since.as_ref(),
+                    input.if_unmodified_since.as_ref(),
+                ),
+                range: input.range.as_ref(),
+                part_number: input.part_number,
+            })
             .await?;
-        let partial = range::resolve(input.range.as_ref(), input.part_number, obj.size)?;
-        let span = partial.clone().unwrap_or(0..obj.size);
         let output = HeadObjectOutput {
             content_length: Some(len_i64(span.end - span.start)),
             content_range: partial.map(|r| range::content_range(&r, obj.size)),

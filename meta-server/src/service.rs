@@ -13,7 +13,7 @@ use tonic::{Request, Response, Status};
 use crate::apply::refresh_addresses;
 use crate::group::{GroupError, GroupMap};
 use crate::placement;
-use crate::store::StoreError;
+use crate::store::{MetaReader, StoreError};
 use crate::types::{Command, Response as Applied};
 
 /// Serves `Meta` over the groups of this process.
@@ -25,6 +25,19 @@ impl MetaService {
     /// A service over `groups`.
     pub fn new(groups: GroupMap) -> Self {
         Self { groups }
+    }
+
+    /// A linearizable reader of the group that holds `bucket`, and the bucket's record
+    /// (`None` when it does not exist).
+    async fn bucket_view(&self, bucket: &str) -> Result<(&MetaReader, Option<Bucket>), Status> {
+        let reader = self
+            .groups
+            .for_bucket(bucket)
+            .linearizable_reader()
+            .await
+            .map_err(group_status)?;
+        let record = reader.bucket(bucket).map_err(store_status)?;
+        Ok((reader, record))
     }
 }
 
@@ -155,17 +168,8 @@ impl Meta for MetaService {
         request: Request<PlanPutRequest>,
     ) -> Result<Response<PlanPutResponse>, Status> {
         let request = request.into_inner();
-        let reader = self
-            .groups
-            .for_bucket(&request.bucket)
-            .linearizable_reader()
-            .await
-            .map_err(group_status)?;
-        if reader
-            .bucket(&request.bucket)
-            .map_err(store_status)?
-            .is_none()
-        {
+        let (reader, bucket) = self.bucket_view(&request.bucket).await?;
+        if bucket.is_none() {
             return Ok(Response::new(PlanPutResponse {
                 error: MetaError::NoSuchBucket as i32,
                 ..Default::default()
@@ -223,13 +227,8 @@ impl Meta for MetaService {
         request: Request<GetObjectRequest>,
     ) -> Result<Response<GetObjectResponse>, Status> {
         let request = request.into_inner();
-        let reader = self
-            .groups
-            .for_bucket(&request.bucket)
-            .linearizable_reader()
-            .await
-            .map_err(group_status)?;
-        let Some(bucket) = reader.bucket(&request.bucket).map_err(store_status)? else {
+        let (reader, bucket) = self.bucket_view(&request.bucket).await?;
+        let Some(bucket) = bucket else {
             return Ok(Response::new(GetObjectResponse {
                 error: MetaError::NoSuchBucket as i32,
                 object: None,
@@ -284,13 +283,8 @@ impl Meta for MetaService {
         request: Request<ListObjectsRequest>,
     ) -> Result<Response<ListObjectsResponse>, Status> {
         let request = request.into_inner();
-        let reader = self
-            .groups
-            .for_bucket(&request.bucket)
-            .linearizable_reader()
-            .await
-            .map_err(group_status)?;
-        let Some(bucket) = reader.bucket(&request.bucket).map_err(store_status)? else {
+        let (reader, bucket) = self.bucket_view(&request.bucket).await?;
+        let Some(bucket) = bucket else {
             return Ok(Response::new(ListObjectsResponse {
                 error: MetaError::NoSuchBucket as i32,
                 ..Default::default()
