@@ -46,6 +46,9 @@ pub enum StoreError {
     /// A stored record did not decode.
     #[error("bad record: {0}")]
     Record(#[from] crate::records::RecordError),
+    /// A lock was poisoned by a panic in another thread.
+    #[error("lock poisoned: {0}")]
+    LockPoisoned(&'static str),
     /// Serialized Raft state did not decode.
     #[error("bad raft state: {0}")]
     Json(#[from] serde_json::Error),

@@ -9,7 +9,7 @@
 //! - Applying is deterministic (see [`crate::apply`]): the same entries on any replica give
 //!   the same state.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use openraft::storage::RaftStateMachine;
 use openraft::{
@@ -25,7 +25,8 @@ use crate::types::{NodeId, Response, TypeConfig};
 
 const KEY_LAST_APPLIED: &[u8] = b"last_applied";
 const KEY_MEMBERSHIP: &[u8] = b"membership";
-const KEY_SNAPSHOT: &[u8] = b"snapshot";
+const KEY_SNAPSHOT_META: &[u8] = b"snapshot_meta";
+const KEY_SNAPSHOT_DATA: &[u8] = b"snapshot_data";
 
 type StorageResult<T> = Result<T, StorageError<NodeId>>;
 type Membership = StoredMembership<NodeId, openraft::BasicNode>;
@@ -42,18 +43,37 @@ fn sm_write_err(e: impl Into<StoreError>) -> StorageError<NodeId> {
 #[derive(Clone)]
 pub struct StateMachine {
     db: Arc<DB>,
+    /// Serializes the storing of snapshots: openraft builds snapshots in a task of their own,
+    /// concurrently with installs, and an older build must never replace a newer snapshot.
+    snapshot_store: Arc<Mutex<()>>,
 }
 
-/// A snapshot as it is kept on disk: its metadata and the serialized data.
-#[derive(serde::Serialize, serde::Deserialize)]
-struct StoredSnapshot {
-    meta: SnapshotMeta<NodeId, openraft::BasicNode>,
-    data: Vec<u8>,
-}
+type SnapMeta = SnapshotMeta<NodeId, openraft::BasicNode>;
 
 impl StateMachine {
     pub(crate) fn new(db: Arc<DB>) -> Result<Self, StoreError> {
-        Ok(Self { db })
+        Ok(Self {
+            db,
+            snapshot_store: Arc::new(Mutex::new(())),
+        })
+    }
+
+    /// Adds the snapshot to `batch` unless the stored one is at least as recent. Returns
+    /// whether it was added. The caller holds `snapshot_store`.
+    fn stage_snapshot(
+        &self,
+        batch: &mut WriteBatch,
+        meta: &SnapMeta,
+        data: &[u8],
+    ) -> Result<bool, StoreError> {
+        if let Some(stored) = self.get_json::<SnapMeta>(KEY_SNAPSHOT_META)? {
+            if stored.last_log_id >= meta.last_log_id {
+                return Ok(false);
+            }
+        }
+        self.put_json_in(batch, KEY_SNAPSHOT_META, meta)?;
+        batch.put_cf(cf(&self.db, CF_SM_STATE)?, KEY_SNAPSHOT_DATA, data);
+        Ok(true)
     }
 
     /// The database this state machine writes; readers share it.
@@ -131,15 +151,20 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
             snapshot_id,
         };
         drop(view);
-        let stored = StoredSnapshot {
-            meta: meta.clone(),
-            data: data.clone(),
-        };
-        let mut batch = WriteBatch::default();
-        self.put_json_in(&mut batch, KEY_SNAPSHOT, &stored)
-            .map_err(sm_write_err)?;
-        self.db.write(batch).map_err(sm_write_err)?;
-        self.db.flush_wal(true).map_err(sm_write_err)?;
+        {
+            let _guard = self
+                .snapshot_store
+                .lock()
+                .map_err(|_| sm_write_err(StoreError::LockPoisoned("snapshot store")))?;
+            let mut batch = WriteBatch::default();
+            if self
+                .stage_snapshot(&mut batch, &meta, &data)
+                .map_err(sm_write_err)?
+            {
+                self.db.write(batch).map_err(sm_write_err)?;
+                self.db.flush_wal(true).map_err(sm_write_err)?;
+            }
+        }
         Ok(Snapshot {
             meta,
             snapshot: Box::new(std::io::Cursor::new(data)),
@@ -203,21 +228,66 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             .map_err(sm_write_err)?;
         self.put_json_in(&mut batch, KEY_MEMBERSHIP, &meta.last_membership)
             .map_err(sm_write_err)?;
-        let stored = StoredSnapshot {
-            meta: meta.clone(),
-            data,
-        };
-        self.put_json_in(&mut batch, KEY_SNAPSHOT, &stored)
+        let _guard = self
+            .snapshot_store
+            .lock()
+            .map_err(|_| sm_write_err(StoreError::LockPoisoned("snapshot store")))?;
+        self.stage_snapshot(&mut batch, meta, &data)
             .map_err(sm_write_err)?;
         self.db.write(batch).map_err(sm_write_err)?;
         self.db.flush_wal(true).map_err(sm_write_err)
     }
 
     async fn get_current_snapshot(&mut self) -> StorageResult<Option<Snapshot<TypeConfig>>> {
-        let stored: Option<StoredSnapshot> = self.get_json(KEY_SNAPSHOT).map_err(sm_read_err)?;
-        Ok(stored.map(|s| Snapshot {
-            meta: s.meta,
-            snapshot: Box::new(std::io::Cursor::new(s.data)),
+        let Some(meta) = self
+            .get_json::<SnapMeta>(KEY_SNAPSHOT_META)
+            .map_err(sm_read_err)?
+        else {
+            return Ok(None);
+        };
+        let data = self
+            .db
+            .get_cf(
+                cf(&self.db, CF_SM_STATE).map_err(sm_read_err)?,
+                KEY_SNAPSHOT_DATA,
+            )
+            .map_err(sm_read_err)?
+            .unwrap_or_default();
+        Ok(Some(Snapshot {
+            meta,
+            snapshot: Box::new(std::io::Cursor::new(data)),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use openraft::{CommittedLeaderId, LogId};
+
+    fn meta_at(index: u64) -> SnapMeta {
+        SnapMeta {
+            last_log_id: Some(LogId::new(CommittedLeaderId::new(1, 1), index)),
+            last_membership: Membership::default(),
+            snapshot_id: format!("s-{index}"),
+        }
+    }
+
+    #[test]
+    fn an_older_snapshot_never_replaces_a_newer_one() -> Result<(), StoreError> {
+        let dir = tempfile::tempdir().map_err(|_| StoreError::LockPoisoned("tempdir"))?;
+        let (_, sm) = super::super::open(dir.path())?;
+        let mut batch = WriteBatch::default();
+        assert!(sm.stage_snapshot(&mut batch, &meta_at(200), b"new")?);
+        sm.db.write(batch)?;
+        let mut batch = WriteBatch::default();
+        assert!(!sm.stage_snapshot(&mut batch, &meta_at(100), b"old")?);
+        assert!(batch.is_empty());
+        let stored = sm.get_json::<SnapMeta>(KEY_SNAPSHOT_META)?;
+        assert_eq!(
+            stored.and_then(|m| m.last_log_id).map(|l| l.index),
+            Some(200)
+        );
+        Ok(())
     }
 }
