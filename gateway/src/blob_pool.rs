@@ -65,13 +65,10 @@ fn lazy_channel(address: &str) -> ApiResult<Channel> {
     Ok(endpoint.connect_lazy())
 }
 
-/// The identity of a stored shard file.
-fn shard_id(s: &ShardPlacement) -> (&str, &str, &str) {
-    (
-        s.node_address.as_str(),
-        s.disk_id.as_str(),
-        s.shard_key.as_str(),
-    )
+/// The identity of a stored shard file: its disk and name. Not the node address, which
+/// can change when a blob server restarts.
+fn shard_id(s: &ShardPlacement) -> (&str, &str) {
+    (s.disk_id.as_str(), s.shard_key.as_str())
 }
 
 /// Deletes `shards` in a background task, best effort: a failure only leaves garbage for
@@ -84,7 +81,7 @@ pub(crate) fn spawn_delete_shards(
     bucket: &str,
     key: &str,
 ) {
-    let keep: HashSet<(&str, &str, &str)> = keep.iter().map(shard_id).collect();
+    let keep: HashSet<(&str, &str)> = keep.iter().map(shard_id).collect();
     let shards: Vec<ShardPlacement> = shards
         .into_iter()
         .filter(|s| !keep.contains(&shard_id(s)))

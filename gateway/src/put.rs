@@ -77,6 +77,7 @@ where
         .meta
         .plan_put(&bucket, &key, content_length.unwrap_or(0))
         .await?;
+    let upload_id = plan.upload_id.clone();
     let (pb_scheme, scheme, placements) = check_plan(plan)?;
     let codec = Codec::new(scheme).map_err(|e| ApiError::Internal(e.to_string()))?;
     let quorum = scheme.write_quorum();
@@ -183,6 +184,7 @@ where
         last_modified_ms: 0,
         scheme: Some(pb_scheme),
         shards,
+        upload_id,
     };
     match gw.meta.commit_object(object).await {
         Ok(committed) => {
@@ -475,6 +477,7 @@ mod tests {
             error: 0,
             scheme: Some(scheme),
             shards: vec![placement(2), placement(0), placement(1)],
+            upload_id: "u".into(),
         };
         let (_, s, shards) = check_plan(ok).unwrap();
         assert_eq!((s.k, s.m), (2, 1));
@@ -486,12 +489,14 @@ mod tests {
             error: 0,
             scheme: Some(scheme),
             shards: vec![placement(0), placement(1)],
+            upload_id: "u".into(),
         };
         assert!(check_plan(short).is_err());
         let dup = pb::PlanPutResponse {
             error: 0,
             scheme: Some(scheme),
             shards: vec![placement(0), placement(0), placement(1)],
+            upload_id: "u".into(),
         };
         assert!(check_plan(dup).is_err());
     }

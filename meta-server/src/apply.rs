@@ -11,7 +11,7 @@ use rocksdb::{WriteBatch, DB};
 
 use crate::keys;
 use crate::records;
-use crate::store::{StoreError, CF_BLOB_NODES, CF_BUCKETS, CF_OBJECTS};
+use crate::store::{StoreError, CF_BLOB_NODES, CF_BUCKETS, CF_OBJECTS, CF_UPLOADS};
 use crate::types::{Command, Request, Response};
 
 /// The printable version id of the version committed at log index `index`.
@@ -73,6 +73,15 @@ pub fn apply(
             let Ok(mut object) = ObjectVersion::decode(object.as_slice()) else {
                 return Ok(error(MetaError::InvalidArgument));
             };
+            if let Some(first) = committed_upload(db, &object.upload_id)? {
+                // A retried commit whose first attempt already landed: answering with the
+                // first result (and replacing nothing) keeps a retry from re-committing
+                // shards that a later overwrite or delete may already have removed.
+                return Ok(Response::Committed {
+                    object: first.encode_to_vec(),
+                    replaced: None,
+                });
+            }
             let Some(bucket) = read_bucket(db, &object.bucket)? else {
                 return Ok(error(MetaError::NoSuchBucket));
             };
@@ -85,6 +94,19 @@ pub fn apply(
                 keys::object_key(bucket.id, &object.key, index),
                 records::encode(&object),
             );
+            if !object.upload_id.is_empty() {
+                // The version's identity without its placement: enough to answer a retry.
+                let summary = ObjectVersion {
+                    shards: Vec::new(),
+                    user_metadata: Default::default(),
+                    ..object.clone()
+                };
+                batch.put_cf(
+                    crate::store::cf(db, CF_UPLOADS)?,
+                    object.upload_id.as_bytes(),
+                    records::encode(&summary),
+                );
+            }
             Ok(Response::Committed {
                 object: object.encode_to_vec(),
                 replaced: replaced.map(|r| r.encode_to_vec()),
@@ -136,6 +158,17 @@ pub fn read_blob_nodes(db: &DB) -> Result<Vec<BlobNode>, StoreError> {
     Ok(out)
 }
 
+/// The version a commit with `upload_id` made, if one was committed.
+fn committed_upload(db: &DB, upload_id: &str) -> Result<Option<ObjectVersion>, StoreError> {
+    if upload_id.is_empty() {
+        return Ok(None);
+    }
+    match db.get_cf(crate::store::cf(db, CF_UPLOADS)?, upload_id.as_bytes())? {
+        Some(raw) => Ok(Some(records::decode(&raw)?)),
+        None => Ok(None),
+    }
+}
+
 /// Reads a bucket record by name.
 pub fn read_bucket(db: &DB, name: &str) -> Result<Option<Bucket>, StoreError> {
     match db.get_cf(crate::store::cf(db, CF_BUCKETS)?, name.as_bytes())? {
@@ -171,4 +204,90 @@ fn remove_versions(
         refresh_addresses(version, &read_blob_nodes(db)?);
     }
     Ok(newest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cairn_proto::meta::ShardPlacement;
+
+    /// Applies `command` at `index` and writes its batch, as the state machine does.
+    fn run(db: &DB, index: u64, command: Command) -> Result<Response, StoreError> {
+        let mut batch = WriteBatch::default();
+        let request = Request {
+            now_ms: 1_000 + index as i64,
+            command,
+        };
+        let response = apply(db, &mut batch, index, &request)?;
+        db.write(batch)?;
+        Ok(response)
+    }
+
+    fn commit(bucket: &str, key: &str, upload_id: &str) -> Command {
+        let object = ObjectVersion {
+            bucket: bucket.into(),
+            key: key.into(),
+            size: 3,
+            etag: "e".into(),
+            shards: vec![ShardPlacement {
+                shard_key: format!("{upload_id}.0"),
+                written: true,
+                ..Default::default()
+            }],
+            upload_id: upload_id.into(),
+            ..Default::default()
+        };
+        Command::CommitObject {
+            object: object.encode_to_vec(),
+        }
+    }
+
+    #[test]
+    fn a_retried_commit_after_a_delete_does_not_resurrect_the_object() -> Result<(), StoreError> {
+        let dir = tempfile::tempdir().map_err(|_| StoreError::LockPoisoned("tempdir"))?;
+        let (_, sm) = crate::store::open(dir.path())?;
+        let db = sm.db();
+        run(&db, 1, Command::CreateBucket { name: "b".into() })?;
+        let first = run(&db, 2, commit("b", "k", "u1"))?;
+        let Response::Committed {
+            object,
+            replaced: None,
+        } = first
+        else {
+            panic!("first commit: {first:?}");
+        };
+        let first_version =
+            ObjectVersion::decode(object.as_slice()).map_err(crate::records::RecordError::from)?;
+        assert_eq!(first_version.version_id, version_id(2));
+        run(
+            &db,
+            3,
+            Command::DeleteObject {
+                bucket: "b".into(),
+                key: "k".into(),
+            },
+        )?;
+
+        // The retry of upload u1 (its first reply was lost) changes nothing.
+        let retry = run(&db, 4, commit("b", "k", "u1"))?;
+        let Response::Committed {
+            object,
+            replaced: None,
+        } = retry
+        else {
+            panic!("retry: {retry:?}");
+        };
+        let retried =
+            ObjectVersion::decode(object.as_slice()).map_err(crate::records::RecordError::from)?;
+        assert_eq!(retried.version_id, version_id(2));
+        let reader = crate::store::MetaReader::new(db.clone());
+        // Bucket "b" has id 1: the index of the entry that created it.
+        assert_eq!(reader.object(1, "k")?, None);
+
+        // A new upload of the same key commits normally.
+        let next = run(&db, 5, commit("b", "k", "u2"))?;
+        assert!(matches!(next, Response::Committed { replaced: None, .. }));
+        assert!(reader.object(1, "k")?.is_some());
+        Ok(())
+    }
 }

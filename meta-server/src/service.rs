@@ -176,11 +176,13 @@ impl Meta for MetaService {
             }));
         }
         let nodes = reader.blob_nodes().map_err(store_status)?;
-        let reply = match placement::place(&nodes, None, request.size_hint, &new_upload_id()) {
+        let upload_id = new_upload_id();
+        let reply = match placement::place(&nodes, None, request.size_hint, &upload_id) {
             Ok((scheme, shards)) => PlanPutResponse {
                 error: MetaError::None as i32,
                 scheme: Some(scheme),
                 shards,
+                upload_id,
             },
             Err(e) => {
                 tracing::warn!(error = %e, bucket = %request.bucket, "cannot place object");

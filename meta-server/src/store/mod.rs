@@ -6,6 +6,7 @@
 //! | `raft_state` | vote, last purged log id, committed id     | [`LogStore`] |
 //! | `sm_state`   | last applied log id, membership, snapshot  | [`StateMachine`] |
 //! | `buckets`, `objects`, `blob_nodes` | the metadata itself | [`StateMachine`] |
+//! | `uploads`    | upload id -> the version its commit made (retries are no-ops) | [`StateMachine`] |
 //!
 //! The log and the state machine share the database (and so its write-ahead log) but never a
 //! column family: purging or truncating the log cannot touch applied state.
@@ -30,9 +31,10 @@ pub(crate) const CF_SM_STATE: &str = "sm_state";
 pub(crate) const CF_BUCKETS: &str = "buckets";
 pub(crate) const CF_OBJECTS: &str = "objects";
 pub(crate) const CF_BLOB_NODES: &str = "blob_nodes";
+pub(crate) const CF_UPLOADS: &str = "uploads";
 
 /// The column families that make up the replicated state (what a snapshot carries).
-pub(crate) const DATA_CFS: [&str; 3] = [CF_BUCKETS, CF_OBJECTS, CF_BLOB_NODES];
+pub(crate) const DATA_CFS: [&str; 4] = [CF_BUCKETS, CF_OBJECTS, CF_BLOB_NODES, CF_UPLOADS];
 
 /// Failure to open or use the meta store.
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +69,7 @@ pub fn open(dir: &Path) -> Result<(LogStore, StateMachine), StoreError> {
         CF_BUCKETS,
         CF_OBJECTS,
         CF_BLOB_NODES,
+        CF_UPLOADS,
     ]
     .into_iter()
     .map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
