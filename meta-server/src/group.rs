@@ -104,7 +104,7 @@ impl Group {
     }
 
     /// The local node that leads the group, waiting up to [`LEADER_WAIT`] for an election.
-    async fn leader(&self) -> Result<&LocalNode, GroupError> {
+    pub(crate) async fn leader(&self) -> Result<&LocalNode, GroupError> {
         let deadline = tokio::time::Instant::now() + LEADER_WAIT;
         loop {
             let mut remote_leader = None;

@@ -18,11 +18,12 @@ pub mod network;
 pub mod placement;
 pub mod raft_service;
 pub mod records;
+pub mod rejoin;
 pub mod service;
 pub mod store;
 pub mod types;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -33,9 +34,11 @@ use cairn_proto::meta::meta_server::MetaServer;
 use openraft::BasicNode;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 use crate::group::{Group, GroupMap, LocalNode};
 use crate::network::{LocalNodes, Network};
+use crate::rejoin::Rejoin;
 use crate::store::{MetaReader, StoreError};
 use crate::types::{NodeId, Raft};
 
@@ -62,7 +65,8 @@ pub enum MetaError {
 /// One meta node to run in this process.
 #[derive(Debug, Clone)]
 pub struct MetaNodeConfig {
-    /// Raft node id; never reused for another node.
+    /// Raft node id this directory takes when it creates a new cluster. A directory keeps the
+    /// id stored with its data afterwards; a wiped one rejoins under a new id ([`rejoin`]).
     pub id: NodeId,
     /// Directory of this node's RocksDB (log + state).
     pub dir: PathBuf,
@@ -115,6 +119,70 @@ fn new_cluster_id() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Starts Raft nodes of this process with a shared configuration and network.
+struct NodeStarter {
+    config: Arc<openraft::Config>,
+    network: Network,
+    local: LocalNodes,
+}
+
+impl NodeStarter {
+    async fn start(
+        &self,
+        id: NodeId,
+        log: store::LogStore,
+        sm: store::StateMachine,
+    ) -> Result<LocalNode, MetaError> {
+        let reader = MetaReader::new(sm.db());
+        let raft = Raft::new(id, self.config.clone(), self.network.clone(), log, sm)
+            .await
+            .map_err(|e| MetaError::Raft(e.to_string()))?;
+        self.local.insert(id, raft.clone());
+        Ok(LocalNode { id, raft, reader })
+    }
+}
+
+/// How the `wiped` pristine directories rejoin, from the membership the established nodes
+/// hold (see [`rejoin`]).
+async fn rejoin_plans(established: &[LocalNode], wiped: usize) -> Result<Vec<Rejoin>, MetaError> {
+    let Some(first) = established.first() else {
+        return Err(MetaError::Config(
+            "no meta directory with state to rejoin".into(),
+        ));
+    };
+    let metrics = first
+        .raft
+        .wait(Some(Duration::from_secs(10)))
+        .metrics(
+            |m| {
+                m.membership_config
+                    .membership()
+                    .voter_ids()
+                    .next()
+                    .is_some()
+            },
+            "membership loaded",
+        )
+        .await
+        .map_err(|e| MetaError::Raft(e.to_string()))?;
+    let membership = metrics.membership_config.membership();
+    let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+    let established_ids: BTreeSet<NodeId> = established.iter().map(|n| n.id).collect();
+    let known: BTreeSet<NodeId> = membership
+        .nodes()
+        .map(|(id, _)| *id)
+        .chain(established_ids.iter().copied())
+        .collect();
+    let plans = rejoin::plan(&voters, &known, &established_ids, wiped);
+    if plans.len() < wiped {
+        return Err(MetaError::Config(format!(
+            "{wiped} empty meta directories but only {} missing voters to replace",
+            plans.len()
+        )));
+    }
+    Ok(plans)
+}
+
 /// Opens the stores, starts the Raft nodes and serves gRPC.
 pub async fn start(config: MetaConfig) -> Result<RunningMeta, MetaError> {
     if config.nodes.is_empty() {
@@ -131,26 +199,26 @@ pub async fn start(config: MetaConfig) -> Result<RunningMeta, MetaError> {
     for node in &config.nodes {
         std::fs::create_dir_all(&node.dir)?;
         let (log, sm) = store::open(&node.dir)?;
-        opened.push((node.id, log, sm));
+        let pristine = log.is_pristine()?;
+        opened.push((node.id, log, sm, pristine));
     }
-    let mut pristine = true;
+    let all_pristine = opened.iter().all(|(_, _, _, pristine)| *pristine);
     let mut cluster_id = None;
-    for (_, log, _) in &opened {
-        pristine &= log.is_pristine()?;
+    for (_, log, _, _) in &opened {
         if cluster_id.is_none() {
             cluster_id = log.cluster_id()?;
         }
     }
     let cluster_id = match cluster_id {
         Some(id) => id,
-        None if pristine && config.bootstrap => new_cluster_id(),
+        None if all_pristine && config.bootstrap => new_cluster_id(),
         None => {
             return Err(MetaError::Config(
                 "no cluster id found and not bootstrapping a new cluster".into(),
             ))
         }
     };
-    for (_, log, _) in &opened {
+    for (_, log, _, _) in &opened {
         if log.cluster_id()?.as_deref() != Some(cluster_id.as_str()) {
             log.set_cluster_id(&cluster_id)?;
         }
@@ -159,17 +227,18 @@ pub async fn start(config: MetaConfig) -> Result<RunningMeta, MetaError> {
     let raft_config = raft_config(&cluster_id)?;
     let local = LocalNodes::default();
     let network = Network::new(local.clone(), &cluster_id);
+    let starter = NodeStarter {
+        config: raft_config,
+        network,
+        local: local.clone(),
+    };
     let mut nodes = Vec::new();
-    for (id, log, sm) in opened {
-        let reader = MetaReader::new(sm.db());
-        let raft = Raft::new(id, raft_config.clone(), network.clone(), log, sm)
-            .await
-            .map_err(|e| MetaError::Raft(e.to_string()))?;
-        local.insert(id, raft.clone());
-        nodes.push(LocalNode { id, raft, reader });
-    }
-
-    if pristine && config.bootstrap {
+    let mut replacements = Vec::new();
+    if all_pristine && config.bootstrap {
+        for (id, log, sm, _) in opened {
+            log.set_node_id(id)?;
+            nodes.push(starter.start(id, log, sm).await?);
+        }
         let members: BTreeMap<NodeId, BasicNode> = nodes
             .iter()
             .map(|n| (n.id, BasicNode::new(advertise.clone())))
@@ -180,9 +249,48 @@ pub async fn start(config: MetaConfig) -> Result<RunningMeta, MetaError> {
             .initialize(members)
             .await
             .map_err(|e| MetaError::Raft(e.to_string()))?;
+    } else {
+        // Directories that kept their data start first, under the id stored with it.
+        let mut wiped = Vec::new();
+        for (configured_id, log, sm, pristine) in opened {
+            if pristine {
+                wiped.push((log, sm));
+                continue;
+            }
+            let id = match log.node_id()? {
+                Some(id) => id,
+                None => {
+                    log.set_node_id(configured_id)?;
+                    configured_id
+                }
+            };
+            nodes.push(starter.start(id, log, sm).await?);
+        }
+        if !wiped.is_empty() {
+            let plans = rejoin_plans(&nodes, wiped.len()).await?;
+            for ((log, sm), plan) in wiped.into_iter().zip(plans) {
+                let id = match plan {
+                    Rejoin::Replace { old, new } => {
+                        tracing::warn!(old, new, "a meta directory was wiped; it rejoins as a new node that will replace the old voter");
+                        replacements.push((old, new));
+                        new
+                    }
+                    Rejoin::SameId { id } => {
+                        tracing::warn!(id, "a meta directory was wiped and the survivors are no majority; it rejoins under its old id");
+                        id
+                    }
+                };
+                log.set_node_id(id)?;
+                nodes.push(starter.start(id, log, sm).await?);
+            }
+        }
     }
 
-    let groups = GroupMap::single(Group::new(nodes));
+    let group = Group::new(nodes);
+    for (old, new) in replacements {
+        rejoin::spawn_replacement(group.clone(), old, new, advertise.clone());
+    }
+    let groups = GroupMap::single(group);
     let meta_service = MetaServer::new(service::MetaService::new(groups.clone()))
         .max_decoding_message_size(16 << 20)
         .max_encoding_message_size(16 << 20);
@@ -192,17 +300,15 @@ pub async fn start(config: MetaConfig) -> Result<RunningMeta, MetaError> {
             .max_encoding_message_size(64 << 20);
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-    let server = tokio::spawn(async move {
-        let span = tracing::info_span!("meta-grpc", %local_addr);
-        let _guard = span.enter();
+    let server = tokio::spawn(
         tonic::transport::Server::builder()
             .add_service(meta_service)
             .add_service(raft_service)
             .serve_with_incoming_shutdown(incoming, async {
                 let _ = stop_rx.await;
             })
-            .await
-    });
+            .instrument(tracing::info_span!("meta-grpc", %local_addr)),
+    );
     tracing::info!(%local_addr, %cluster_id, "meta service listening");
     Ok(RunningMeta {
         local_addr,

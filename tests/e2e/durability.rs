@@ -1,5 +1,6 @@
 use std::collections::HashSet;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use crate::harness::*;
 
@@ -139,5 +140,19 @@ async fn wiping_any_one_of_four_disks_loses_nothing() {
         }
         put(&s3, "wipe", "new", b"new write".to_vec()).await;
         assert_eq!(get(&s3, "wipe", "new").await, b"new write");
+        if wiped < 3 {
+            // Disks 0..3 hold the three meta voters: the wiped one must come back as a new
+            // node that replaces the old voter (never under its old id, with no vote).
+            let replaced = server.wait_for_log("replaced meta voter", Duration::from_secs(60));
+            assert!(
+                replaced,
+                "disk {wiped}: the wiped meta voter was not replaced"
+            );
+        }
+        // The new identities survive another restart.
+        server.restart();
+        let s3 = server.client();
+        assert_eq!(get(&s3, "wipe", "new").await, b"new write");
+        assert_eq!(get(&s3, "wipe", "o3").await, data(200_003, 3));
     }
 }

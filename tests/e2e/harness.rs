@@ -194,6 +194,21 @@ impl Server {
         client_for(&self.endpoint, ACCESS_KEY, SECRET_KEY)
     }
 
+    /// Waits (bounded) until the server's log has a line containing `needle`.
+    pub fn wait_for_log(&self, needle: &str, timeout: Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        let log = self.tmp.path().join("server.log");
+        loop {
+            if std::fs::read_to_string(&log).is_ok_and(|l| l.contains(needle)) {
+                return true;
+            }
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// The server's process id.
     pub fn pid(&self) -> u32 {
         self.proc.as_ref().map_or(0, Proc::pid)

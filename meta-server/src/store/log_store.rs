@@ -25,6 +25,7 @@ const KEY_VOTE: &[u8] = b"vote";
 const KEY_LAST_PURGED: &[u8] = b"last_purged";
 const KEY_COMMITTED: &[u8] = b"committed";
 const KEY_CLUSTER_ID: &[u8] = b"cluster_id";
+const KEY_NODE_ID: &[u8] = b"node_id";
 
 /// The log store of one meta node. Cheap to clone (shares the database).
 #[derive(Clone)]
@@ -96,6 +97,17 @@ impl LogStore {
     /// Records the cluster id (fsynced): set once, when the node first joins a cluster.
     pub fn set_cluster_id(&self, id: &str) -> Result<(), StoreError> {
         self.put_state_synced(KEY_CLUSTER_ID, &id)
+    }
+
+    /// The Raft id of the node this directory belongs to, once it has one. Stored with the
+    /// data so that a directory keeps its identity whatever order directories are given in.
+    pub fn node_id(&self) -> Result<Option<NodeId>, StoreError> {
+        self.get_state(KEY_NODE_ID)
+    }
+
+    /// Records this directory's node id (fsynced).
+    pub fn set_node_id(&self, id: NodeId) -> Result<(), StoreError> {
+        self.put_state_synced(KEY_NODE_ID, &id)
     }
 
     fn last_log_id(&self) -> Result<Option<LogId<NodeId>>, StoreError> {
