@@ -31,7 +31,7 @@ enum Command {
     Gateway(GatewayArgs),
 }
 
-/// S3 credentials, shared by every role that serves S3.
+/// S3 endpoint settings, shared by every role that serves S3.
 #[derive(Args, Debug, Clone)]
 struct Credentials {
     /// S3 access key.
@@ -43,6 +43,9 @@ struct Credentials {
     /// Region name reported to clients.
     #[arg(long, env = "CAIRN_REGION", default_value = "us-east-1")]
     region: String,
+    /// Seconds a PUT body may deliver nothing before the request fails (RequestTimeout).
+    #[arg(long, env = "CAIRN_BODY_IDLE_TIMEOUT", default_value_t = 60)]
+    body_idle_timeout: u64,
 }
 
 /// Where the meta service is, for the roles that use it.
@@ -56,6 +59,18 @@ struct MetaEndpoints {
         default_value = "http://127.0.0.1:7000"
     )]
     endpoints: Vec<String>,
+}
+
+impl Credentials {
+    fn options(self, address: SocketAddr) -> roles::S3Options {
+        roles::S3Options {
+            address,
+            access_key: self.access_key,
+            secret_key: self.secret_key,
+            region: self.region,
+            body_idle_timeout: std::time::Duration::from_secs(self.body_idle_timeout),
+        }
+    }
 }
 
 #[derive(Args, Debug)]
@@ -129,28 +144,14 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(async move {
         match cli.command {
             Command::Server(a) => {
-                roles::run_embedded(roles::EmbeddedOptions {
-                    dirs: a.dirs,
-                    address: a.address,
-                    access_key: a.credentials.access_key,
-                    secret_key: a.credentials.secret_key,
-                    region: a.credentials.region,
-                })
-                .await
+                roles::run_embedded(a.dirs, a.credentials.options(a.address)).await
             }
             Command::Meta(a) => roles::run_meta(a.listen, a.advertise, a.dir, a.id).await,
             Command::Blob(a) => {
                 roles::run_blob(a.dirs, a.listen, a.advertise, a.meta.endpoints).await
             }
             Command::Gateway(a) => {
-                roles::run_gateway(
-                    a.address,
-                    a.meta.endpoints,
-                    a.credentials.access_key,
-                    a.credentials.secret_key,
-                    a.credentials.region,
-                )
-                .await
+                roles::run_gateway(a.meta.endpoints, a.credentials.options(a.address)).await
             }
         }
     })

@@ -20,13 +20,27 @@ const MAX_EMBEDDED_VOTERS: usize = 3;
 /// How long start-up waits for the pieces to find each other.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Options of `cairn server`.
-pub struct EmbeddedOptions {
-    pub dirs: Vec<PathBuf>,
+/// How the S3 endpoint behaves, for every role that serves S3.
+pub struct S3Options {
     pub address: SocketAddr,
     pub access_key: String,
     pub secret_key: String,
     pub region: String,
+    pub body_idle_timeout: Duration,
+}
+
+impl S3Options {
+    /// The gateway configuration for these options over `meta_endpoints`.
+    fn gateway_config(&self, meta_endpoints: Vec<String>) -> cairn_gateway::GatewayConfig {
+        cairn_gateway::GatewayConfig {
+            listen: self.address,
+            meta_endpoints,
+            access_key: self.access_key.clone(),
+            secret_key: self.secret_key.clone(),
+            region: self.region.clone(),
+            body_idle_timeout: self.body_idle_timeout,
+        }
+    }
 }
 
 fn warn_default_credentials(access_key: &str, secret_key: &str) {
@@ -81,11 +95,10 @@ async fn wait_for_blob_registration(meta_endpoint: &str, node_id: &str) -> anyho
 
 /// `cairn server DIR...`: meta (one voter per disk, up to three) + blob server over every
 /// disk + S3 gateway, in one process.
-pub async fn run_embedded(opts: EmbeddedOptions) -> anyhow::Result<()> {
-    warn_default_credentials(&opts.access_key, &opts.secret_key);
+pub async fn run_embedded(dirs: Vec<PathBuf>, s3: S3Options) -> anyhow::Result<()> {
+    warn_default_credentials(&s3.access_key, &s3.secret_key);
     let loopback: SocketAddr = ([127, 0, 0, 1], 0).into();
-    let meta_nodes = opts
-        .dirs
+    let meta_nodes = dirs
         .iter()
         .take(MAX_EMBEDDED_VOTERS)
         .enumerate()
@@ -107,7 +120,7 @@ pub async fn run_embedded(opts: EmbeddedOptions) -> anyhow::Result<()> {
         .context("waiting for a meta leader")?;
 
     let blob = cairn_blob::start(cairn_blob::BlobServerConfig {
-        data_dirs: opts.dirs.iter().map(|d| d.join("blob")).collect(),
+        data_dirs: dirs.iter().map(|d| d.join("blob")).collect(),
         listen: loopback,
         advertise: None,
         meta_endpoints: vec![meta.endpoint()],
@@ -117,27 +130,21 @@ pub async fn run_embedded(opts: EmbeddedOptions) -> anyhow::Result<()> {
     .context("starting the blob server")?;
     wait_for_blob_registration(&meta.endpoint(), blob.node_id()).await?;
 
-    let gateway = cairn_gateway::start(cairn_gateway::GatewayConfig {
-        listen: opts.address,
-        meta_endpoints: vec![meta.endpoint()],
-        access_key: opts.access_key.clone(),
-        secret_key: opts.secret_key.clone(),
-        region: opts.region.clone(),
-    })
-    .await
-    .context("starting the S3 gateway")?;
+    let gateway = cairn_gateway::start(s3.gateway_config(vec![meta.endpoint()]))
+        .await
+        .context("starting the S3 gateway")?;
 
     let endpoint = format!("http://{}", gateway.local_addr());
     println!("Cairn is running.");
     println!("  S3 endpoint: {endpoint}");
-    println!("  Access key:  {}", opts.access_key);
-    println!("  Secret key:  {}", opts.secret_key);
-    println!("  Region:      {}", opts.region);
-    println!("  Disks:       {}", opts.dirs.len());
+    println!("  Access key:  {}", s3.access_key);
+    println!("  Secret key:  {}", s3.secret_key);
+    println!("  Region:      {}", s3.region);
+    println!("  Disks:       {}", dirs.len());
     println!("Try:");
     println!(
         "  AWS_ACCESS_KEY_ID={} AWS_SECRET_ACCESS_KEY={} aws --endpoint-url {endpoint} s3 mb s3://my-bucket",
-        opts.access_key, opts.secret_key
+        s3.access_key, s3.secret_key
     );
 
     shutdown_signal().await;
@@ -191,23 +198,11 @@ pub async fn run_blob(
 }
 
 /// `cairn gateway`: one stateless S3 gateway.
-pub async fn run_gateway(
-    address: SocketAddr,
-    meta: Vec<String>,
-    access_key: String,
-    secret_key: String,
-    region: String,
-) -> anyhow::Result<()> {
-    warn_default_credentials(&access_key, &secret_key);
-    let gateway = cairn_gateway::start(cairn_gateway::GatewayConfig {
-        listen: address,
-        meta_endpoints: meta,
-        access_key,
-        secret_key,
-        region,
-    })
-    .await
-    .context("starting the S3 gateway")?;
+pub async fn run_gateway(meta: Vec<String>, s3: S3Options) -> anyhow::Result<()> {
+    warn_default_credentials(&s3.access_key, &s3.secret_key);
+    let gateway = cairn_gateway::start(s3.gateway_config(meta))
+        .await
+        .context("starting the S3 gateway")?;
     println!("S3 http://{}", gateway.local_addr());
     shutdown_signal().await;
     gateway.shutdown().await.context("stopping the gateway")?;

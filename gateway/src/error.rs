@@ -51,6 +51,9 @@ pub(crate) enum ApiError {
     BadDigest(String),
     #[error("{0}")]
     IncompleteBody(String),
+    /// The client sent nothing for too long in the middle of a body (S3's RequestTimeout).
+    #[error("no data from the client for {0:?}")]
+    RequestTimeout(std::time::Duration),
     #[error("the body does not match x-amz-content-sha256")]
     ContentSha256Mismatch,
     #[error("the request signature does not match")]
@@ -84,6 +87,7 @@ impl From<ApiError> for S3Error {
             ApiError::InvalidDigest => S3ErrorCode::InvalidDigest,
             ApiError::BadDigest(_) => S3ErrorCode::BadDigest,
             ApiError::IncompleteBody(_) => S3ErrorCode::IncompleteBody,
+            ApiError::RequestTimeout(_) => S3ErrorCode::RequestTimeout,
             ApiError::ContentSha256Mismatch => {
                 return custom("XAmzContentSHA256Mismatch", StatusCode::BAD_REQUEST, &e);
             }

@@ -64,6 +64,9 @@ pub struct GatewayConfig {
     pub secret_key: String,
     /// The region this endpoint serves, e.g. `us-east-1`.
     pub region: String,
+    /// How long a PUT body may deliver nothing before the request fails with
+    /// `RequestTimeout` (a stalled client must not hold shard streams open forever).
+    pub body_idle_timeout: std::time::Duration,
 }
 
 /// A gateway that is serving; stop it with [`RunningGateway::shutdown`]. Dropping it also
@@ -100,6 +103,7 @@ pub(crate) struct Gateway {
     pub(crate) meta: meta_client::Meta,
     pub(crate) blobs: Arc<blob_pool::BlobPool>,
     pub(crate) region: String,
+    pub(crate) body_idle_timeout: std::time::Duration,
 }
 
 /// Binds the listener and starts serving S3 (path-style requests, SigV4 with the configured
@@ -117,6 +121,7 @@ pub async fn start(config: GatewayConfig) -> Result<RunningGateway, GatewayError
         meta: meta_client::Meta::new(&config.meta_endpoints)?,
         blobs: Arc::new(blob_pool::BlobPool::default()),
         region: config.region.clone(),
+        body_idle_timeout: config.body_idle_timeout,
     });
 
     let mut builder = S3ServiceBuilder::new(s3::CairnS3::new(gateway));

@@ -87,7 +87,13 @@ where
     let mut pending = BytesMut::with_capacity(stripe_size);
     let mut received: u64 = 0;
     let mut md5 = Md5::new();
-    while let Some(chunk) = body.next().await {
+    // A client that stalls mid-body would otherwise hold k+m shard streams (and a blob-server
+    // thread each) open forever.
+    let idle = gw.body_idle_timeout;
+    while let Some(chunk) = tokio::time::timeout(idle, body.next())
+        .await
+        .map_err(|_| ApiError::RequestTimeout(idle))?
+    {
         let mut chunk = chunk.map_err(|e| body_error(&e.to_string()))?;
         received += chunk.len() as u64;
         if content_length.is_some_and(|len| received > len) {

@@ -139,10 +139,16 @@ pub struct Server {
     pub tmp: tempfile::TempDir,
     pub dirs: Vec<PathBuf>,
     pub endpoint: String,
+    env: Vec<(&'static str, String)>,
 }
 
 impl Server {
     pub fn start(disks: usize) -> Server {
+        Self::start_with_env(disks, &[])
+    }
+
+    /// Starts a server with extra environment variables (its settings).
+    pub fn start_with_env(disks: usize, env: &[(&'static str, &str)]) -> Server {
         let tmp = tempfile::tempdir().expect("tempdir");
         let dirs = (0..disks)
             .map(|i| tmp.path().join(format!("disk{i}")))
@@ -152,6 +158,7 @@ impl Server {
             dirs,
             endpoint: String::new(),
             proc: None,
+            env: env.iter().map(|(k, v)| (*k, v.to_string())).collect(),
         };
         server.boot();
         server
@@ -164,7 +171,8 @@ impl Server {
             "127.0.0.1:0".into(),
         ];
         args.extend(self.dirs.iter().map(|d| d.display().to_string()));
-        let mut proc = Proc::spawn(&args, &self.tmp.path().join("server.log"), &[]);
+        let env: Vec<(&str, &str)> = self.env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let mut proc = Proc::spawn(&args, &self.tmp.path().join("server.log"), &env);
         self.endpoint = proc.wait_line("S3 endpoint:");
         self.proc = Some(proc);
     }

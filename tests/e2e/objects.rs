@@ -586,3 +586,52 @@ async fn operations_not_built_yet_answer_not_implemented() {
         .expect("list");
     assert_eq!(listed.key_count(), Some(0));
 }
+
+#[tokio::test]
+async fn a_stalled_upload_times_out_and_leaves_nothing() {
+    use aws_sdk_s3::presigning::PresigningConfig;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = Server::start_with_env(4, &[("CAIRN_BODY_IDLE_TIMEOUT", "2")]);
+    let s3 = server.client();
+    s3.create_bucket()
+        .bucket("stall")
+        .send()
+        .await
+        .expect("create");
+    let cfg = PresigningConfig::expires_in(std::time::Duration::from_secs(300)).expect("cfg");
+    let url = s3
+        .put_object()
+        .bucket("stall")
+        .key("slow")
+        .presigned(cfg)
+        .await
+        .expect("presign put");
+    let uri = url.uri().trim_start_matches("http://").to_string();
+    let (host, path) = uri.split_at(uri.find('/').expect("path"));
+    let mut stream = tokio::net::TcpStream::connect(host).await.expect("connect");
+    let head = format!("PUT {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 3000000\r\n\r\n");
+    stream.write_all(head.as_bytes()).await.expect("write head");
+    stream
+        .write_all(&data(1_500_000, 8))
+        .await
+        .expect("write part");
+    // Now send nothing more and keep the connection open: the server must give up by itself.
+    let mut reply = vec![0u8; 4096];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(20), stream.read(&mut reply))
+        .await
+        .expect("the server answered a stalled upload within 20 s")
+        .expect("read");
+    let reply = String::from_utf8_lossy(&reply[..n]);
+    assert!(
+        reply.starts_with("HTTP/1.1 400") && reply.contains("RequestTimeout"),
+        "{reply}"
+    );
+    let err = s3
+        .head_object()
+        .bucket("stall")
+        .key("slow")
+        .send()
+        .await
+        .expect_err("absent");
+    assert_eq!(status(&err), 404);
+}
