@@ -96,9 +96,12 @@ struct MetaArgs {
     /// Directory of this node's RocksDB.
     #[arg(long, env = "CAIRN_META_DIR")]
     dir: PathBuf,
-    /// Raft node id (never reuse one).
+    /// Raft node id for a new cluster (a directory keeps the id it was created with).
     #[arg(long, env = "CAIRN_META_ID", default_value_t = 1)]
     id: u64,
+    /// Seconds without a heartbeat after which a blob node is down (gets no new shards).
+    #[arg(long, env = "CAIRN_BLOB_DOWN_AFTER", default_value_t = 30)]
+    blob_down_after: u64,
 }
 
 #[derive(Args, Debug)]
@@ -146,7 +149,10 @@ fn main() -> anyhow::Result<()> {
             Command::Server(a) => {
                 roles::run_embedded(a.dirs, a.credentials.options(a.address)).await
             }
-            Command::Meta(a) => roles::run_meta(a.listen, a.advertise, a.dir, a.id).await,
+            Command::Meta(a) => {
+                let down_after = std::time::Duration::from_secs(a.blob_down_after);
+                roles::run_meta(a.listen, a.advertise, a.dir, a.id, down_after).await
+            }
             Command::Blob(a) => {
                 roles::run_blob(a.dirs, a.listen, a.advertise, a.meta.endpoints).await
             }

@@ -17,6 +17,9 @@ pub const DEFAULT_SECRET_KEY: &str = "cairnadmin";
 /// full copy of the metadata on its own disk, so wiping one disk loses no metadata.
 const MAX_EMBEDDED_VOTERS: usize = 3;
 
+/// A blob node silent for this long is down (it heartbeats every 10 s).
+pub const DEFAULT_BLOB_DOWN_AFTER: Duration = Duration::from_secs(30);
+
 /// How long start-up waits for the pieces to find each other.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -112,6 +115,7 @@ pub async fn run_embedded(dirs: Vec<PathBuf>, s3: S3Options) -> anyhow::Result<(
         advertise: None,
         nodes: meta_nodes,
         bootstrap: true,
+        blob_down_after: DEFAULT_BLOB_DOWN_AFTER,
     })
     .await
     .context("starting the meta service")?;
@@ -160,12 +164,14 @@ pub async fn run_meta(
     advertise: Option<String>,
     dir: PathBuf,
     id: u64,
+    blob_down_after: Duration,
 ) -> anyhow::Result<()> {
     let meta = cairn_meta::start(cairn_meta::MetaConfig {
         listen,
         advertise,
         nodes: vec![cairn_meta::MetaNodeConfig { id, dir }],
         bootstrap: true,
+        blob_down_after,
     })
     .await
     .context("starting the meta service")?;

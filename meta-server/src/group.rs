@@ -85,7 +85,8 @@ impl GroupMap {
     }
 }
 
-fn now_ms() -> i64 {
+/// The local wall clock in milliseconds since the Unix epoch (only ever read by a proposer).
+pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)

@@ -85,6 +85,9 @@ pub struct MetaConfig {
     /// Initialize a new cluster made of `nodes` when none of them has any Raft state.
     /// Never runs where any state exists.
     pub bootstrap: bool,
+    /// A blob node that has not registered (heartbeat) for this long is down: no new shards
+    /// are placed on it.
+    pub blob_down_after: Duration,
 }
 
 /// A running meta service.
@@ -291,9 +294,12 @@ pub async fn start(config: MetaConfig) -> Result<RunningMeta, MetaError> {
         rejoin::spawn_replacement(group.clone(), old, new, advertise.clone());
     }
     let groups = GroupMap::single(group);
-    let meta_service = MetaServer::new(service::MetaService::new(groups.clone()))
-        .max_decoding_message_size(16 << 20)
-        .max_encoding_message_size(16 << 20);
+    let meta_service = MetaServer::new(service::MetaService::new(
+        groups.clone(),
+        config.blob_down_after,
+    ))
+    .max_decoding_message_size(16 << 20)
+    .max_encoding_message_size(16 << 20);
     let raft_service =
         MetaRaftServer::new(raft_service::RaftService::new(local, cluster_id.clone()))
             .max_decoding_message_size(64 << 20)

@@ -15,6 +15,16 @@ const STRIPE_TARGET_BYTES: u32 = 1 << 20;
 /// shard: a full disk must never be the reason a PUT fails.
 const FREE_SPACE_RESERVE: u64 = 16 << 20;
 
+/// The blob nodes that are alive at `now_ms`: those whose last registration (their heartbeat,
+/// stamped by the leader's clock) is at most `down_after_ms` old. A silent node is down and
+/// gets no new shards until it registers again.
+pub fn live_nodes(nodes: Vec<BlobNode>, now_ms: i64, down_after_ms: i64) -> Vec<BlobNode> {
+    nodes
+        .into_iter()
+        .filter(|n| now_ms.saturating_sub(n.registered_ms) <= down_after_ms)
+        .collect()
+}
+
 /// Why no placement could be made.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum PlacementError {
@@ -187,6 +197,17 @@ mod tests {
         assert!(shards
             .iter()
             .all(|s| s.disk_id == "a-d2" || s.disk_id == "a-d3"));
+    }
+
+    #[test]
+    fn silent_nodes_are_down() {
+        let mut fresh = node("fresh", 1);
+        fresh.registered_ms = 100_000;
+        let mut silent = node("silent", 1);
+        silent.registered_ms = 60_000;
+        let live = live_nodes(vec![fresh, silent], 100_500, 30_000);
+        let ids: Vec<_> = live.iter().map(|n| n.node_id.as_str()).collect();
+        assert_eq!(ids, vec!["fresh"]);
     }
 
     #[test]

@@ -19,12 +19,17 @@ use crate::types::{Command, Response as Applied};
 /// Serves `Meta` over the groups of this process.
 pub struct MetaService {
     groups: GroupMap,
+    blob_down_after: std::time::Duration,
 }
 
 impl MetaService {
-    /// A service over `groups`.
-    pub fn new(groups: GroupMap) -> Self {
-        Self { groups }
+    /// A service over `groups` that considers a blob node down once it has not registered
+    /// for `blob_down_after`.
+    pub fn new(groups: GroupMap, blob_down_after: std::time::Duration) -> Self {
+        Self {
+            groups,
+            blob_down_after,
+        }
     }
 
     /// A linearizable reader of the group that holds `bucket`, and the bucket's record
@@ -175,7 +180,11 @@ impl Meta for MetaService {
                 ..Default::default()
             }));
         }
-        let nodes = reader.blob_nodes().map_err(store_status)?;
+        let nodes = placement::live_nodes(
+            reader.blob_nodes().map_err(store_status)?,
+            crate::group::now_ms(),
+            self.blob_down_after.as_millis() as i64,
+        );
         let upload_id = new_upload_id();
         let reply = match placement::place(&nodes, None, request.size_hint, &upload_id) {
             Ok((scheme, shards)) => PlanPutResponse {
