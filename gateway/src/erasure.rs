@@ -13,7 +13,7 @@ use reed_solomon_erasure::galois_8::ReedSolomon;
 
 /// Why a scheme was rejected or a stripe could not be encoded or decoded.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum ErasureError {
+pub enum ErasureError {
     /// The scheme's parameters cannot describe an object.
     #[error("invalid erasure scheme: {0}")]
     InvalidScheme(String),
@@ -35,7 +35,7 @@ pub(crate) enum ErasureError {
 
 /// The erasure parameters of one object: `k` data shards, `m` parity shards, block size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Scheme {
+pub struct Scheme {
     /// Data shards.
     pub k: usize,
     /// Parity shards.
@@ -46,7 +46,7 @@ pub(crate) struct Scheme {
 
 /// The part of the shards that a byte range of the object needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct StripeSpan {
+pub struct StripeSpan {
     /// First stripe touched by the range.
     pub first_stripe: u64,
     /// Last stripe touched by the range (inclusive).
@@ -140,7 +140,7 @@ impl Scheme {
 }
 
 /// Encoder/decoder for one scheme. With no parity (`m == 0`) it only splits and joins.
-pub(crate) struct Codec {
+pub struct Codec {
     scheme: Scheme,
     rs: Option<ReedSolomon>,
 }

@@ -28,7 +28,7 @@ mod blob_pool;
 mod checksum;
 mod conditions;
 mod dto;
-mod erasure;
+pub mod erasure;
 mod error;
 mod get;
 mod list;
