@@ -9,7 +9,9 @@ const SIZE: usize = 1 << 20;
 const CHUNK: usize = 64 * 1024;
 
 fn checksum(c: &mut Criterion) {
-    let data: Vec<u8> = (0..SIZE).map(|i| (i.wrapping_mul(17) % 253) as u8).collect();
+    let data: Vec<u8> = (0..SIZE)
+        .map(|i| (i.wrapping_mul(17) % 253) as u8)
+        .collect();
     let mut group = c.benchmark_group("shard_1MiB");
     group.throughput(Throughput::Bytes(SIZE as u64));
     group.bench_function("memcpy (baseline)", |b| {

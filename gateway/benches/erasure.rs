@@ -11,7 +11,9 @@ use md5::{Digest, Md5};
 const STRIPE: usize = 1 << 20;
 
 fn stripe_data() -> Vec<u8> {
-    (0..STRIPE).map(|i| (i.wrapping_mul(31) % 251) as u8).collect()
+    (0..STRIPE)
+        .map(|i| (i.wrapping_mul(31) % 251) as u8)
+        .collect()
 }
 
 fn erasure(c: &mut Criterion) {
