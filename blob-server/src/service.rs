@@ -14,6 +14,7 @@ use tokio::sync::mpsc;
 use tokio::task::spawn_blocking;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
+use tracing::Instrument;
 
 use crate::body_end::BodyEnd;
 use crate::disk::DiskSet;
@@ -181,7 +182,8 @@ impl Blob for BlobService {
             .await?
         };
         let (tx, rx) = mpsc::channel(GET_QUEUE_DEPTH);
-        spawn_blocking(move || stream_range(reader, offset, len, &tx, &disk_id, &key));
+        let span = tracing::debug_span!("blob-get-stream", %disk_id, shard_key = %key);
+        tokio::spawn(stream_range(reader, offset, len, tx, disk_id, key).instrument(span));
         Ok(Response::new(ReceiverStream::new(rx)))
     }
 
@@ -235,45 +237,57 @@ impl Blob for BlobService {
     }
 }
 
-/// Reads `[offset, offset + len)` chunk by chunk (each verified before use) and sends it in
-/// messages of up to [`GET_MESSAGE_SIZE`]. Runs on the blocking pool; the bounded channel
-/// keeps memory bounded when the client reads slowly, and a closed channel (client gone)
-/// stops the read.
-fn stream_range(
+/// Streams `[offset, offset + len)` in messages of at most [`GET_MESSAGE_SIZE`], each read
+/// and verified by a short job on the blocking pool. Between messages no thread is held, so a
+/// client that stops reading costs a parked task and a bounded queue, not a blocking thread;
+/// a closed channel (client gone) stops the read. Message boundaries are multiples of
+/// [`GET_MESSAGE_SIZE`] in shard coordinates, which the 64 KiB chunks divide, so no chunk is
+/// read (and hashed) twice.
+async fn stream_range(
     mut reader: ShardReader,
     offset: u64,
     len: u64,
-    tx: &mpsc::Sender<Result<GetShardResponse, Status>>,
-    disk_id: &str,
-    key: &str,
+    tx: mpsc::Sender<Result<GetShardResponse, Status>>,
+    disk_id: String,
+    key: String,
 ) {
-    // `len` is at most GET_MESSAGE_SIZE here, so the cast cannot truncate.
-    let capacity = || len.min(GET_MESSAGE_SIZE as u64) as usize;
-    let mut out = BytesMut::with_capacity(capacity());
-    let result = reader.read_range(offset, len, |mut piece| {
-        while !piece.is_empty() {
-            let take = (GET_MESSAGE_SIZE - out.len()).min(piece.len());
-            out.extend_from_slice(&piece[..take]);
-            piece = &piece[take..];
-            if out.len() == GET_MESSAGE_SIZE {
-                let data = out.split().freeze();
-                if tx.blocking_send(Ok(GetShardResponse { data })).is_err() {
-                    return ControlFlow::Break(());
+    let window = GET_MESSAGE_SIZE as u64;
+    let end = offset.saturating_add(len);
+    let mut pos = offset;
+    while pos < end {
+        let next = (pos / window + 1).saturating_mul(window).min(end);
+        let job = spawn_blocking(move || {
+            // At most GET_MESSAGE_SIZE bytes, so the cast cannot truncate.
+            let mut buf = BytesMut::with_capacity((next - pos) as usize);
+            let read = reader.read_range(pos, next - pos, |piece| {
+                buf.extend_from_slice(piece);
+                ControlFlow::Continue(())
+            });
+            (reader, read.map(|_| buf.freeze()))
+        });
+        let (back, read) = match job.await {
+            Ok(done) => done,
+            Err(e) => {
+                let _ = tx
+                    .send(Err(Status::internal(format!("shard reader failed: {e}"))))
+                    .await;
+                return;
+            }
+        };
+        reader = back;
+        match read {
+            Ok(data) => {
+                if tx.send(Ok(GetShardResponse { data })).await.is_err() {
+                    return; // The client is gone.
                 }
-                out.reserve(capacity());
+            }
+            Err(e) => {
+                log_corruption(&e, &disk_id, &key);
+                // Ignored error: the client may be gone; there is no one left to tell.
+                let _ = tx.send(Err(e.into())).await;
+                return;
             }
         }
-        ControlFlow::Continue(())
-    });
-    match result {
-        Ok(true) if !out.is_empty() => {
-            // Ignored error: the client is gone, there is no one left to tell.
-            let _ = tx.blocking_send(Ok(GetShardResponse { data: out.freeze() }));
-        }
-        Ok(_) => {}
-        Err(e) => {
-            log_corruption(&e, disk_id, key);
-            let _ = tx.blocking_send(Err(e.into()));
-        }
+        pos = next;
     }
 }
