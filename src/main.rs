@@ -46,6 +46,10 @@ struct Credentials {
     /// Seconds a PUT body may deliver nothing before the request fails (RequestTimeout).
     #[arg(long, env = "CAIRN_BODY_IDLE_TIMEOUT", default_value_t = 60)]
     body_idle_timeout: u64,
+    /// Seconds the shards of an overwritten or deleted version are kept, so that GETs
+    /// already streaming it can finish.
+    #[arg(long, env = "CAIRN_SHARD_DELETE_GRACE", default_value_t = 30)]
+    shard_delete_grace: u64,
 }
 
 /// Where the meta service is, for the roles that use it.
@@ -69,6 +73,7 @@ impl Credentials {
             secret_key: self.secret_key,
             region: self.region,
             body_idle_timeout: std::time::Duration::from_secs(self.body_idle_timeout),
+            shard_delete_grace: std::time::Duration::from_secs(self.shard_delete_grace),
         }
     }
 }

@@ -30,6 +30,7 @@ pub struct S3Options {
     pub secret_key: String,
     pub region: String,
     pub body_idle_timeout: Duration,
+    pub shard_delete_grace: Duration,
 }
 
 impl S3Options {
@@ -42,6 +43,7 @@ impl S3Options {
             secret_key: self.secret_key.clone(),
             region: self.region.clone(),
             body_idle_timeout: self.body_idle_timeout,
+            shard_delete_grace: self.shard_delete_grace,
         }
     }
 }

@@ -71,12 +71,17 @@ fn shard_id(s: &ShardPlacement) -> (&str, &str) {
     (s.disk_id.as_str(), s.shard_key.as_str())
 }
 
-/// Deletes `shards` in a background task, best effort: a failure only leaves garbage for
-/// the healer. Shards that also appear in `keep` are never touched (see the PUT commit).
+/// Deletes `shards` in a background task after `grace`, best effort: a failure (or a gateway
+/// stopped before the grace ends) only leaves garbage for garbage collection. Shards that also
+/// appear in `keep` are never touched (see the PUT commit).
+///
+/// The grace is for versions that were visible: a GET that started before the overwrite or
+/// DELETE keeps streaming the old version's shards and must be able to finish, as in S3.
 pub(crate) fn spawn_delete_shards(
     pool: Arc<BlobPool>,
     shards: Vec<ShardPlacement>,
     keep: &[ShardPlacement],
+    grace: std::time::Duration,
     reason: &'static str,
     bucket: &str,
     key: &str,
@@ -92,6 +97,7 @@ pub(crate) fn spawn_delete_shards(
     let span = info_span!("delete_shards", reason, bucket, key, count = shards.len());
     tokio::spawn(
         async move {
+            tokio::time::sleep(grace).await;
             let deletes = shards.into_iter().map(|s| {
                 let pool = Arc::clone(&pool);
                 async move { delete_one(&pool, s).await }

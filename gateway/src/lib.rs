@@ -67,6 +67,9 @@ pub struct GatewayConfig {
     /// How long a PUT body may deliver nothing before the request fails with
     /// `RequestTimeout` (a stalled client must not hold shard streams open forever).
     pub body_idle_timeout: std::time::Duration,
+    /// How long the shards of an overwritten or deleted version are kept before they are
+    /// deleted, so that GETs already streaming that version can finish.
+    pub shard_delete_grace: std::time::Duration,
 }
 
 /// A gateway that is serving; stop it with [`RunningGateway::shutdown`]. Dropping it also
@@ -104,6 +107,7 @@ pub(crate) struct Gateway {
     pub(crate) blobs: Arc<blob_pool::BlobPool>,
     pub(crate) region: String,
     pub(crate) body_idle_timeout: std::time::Duration,
+    pub(crate) shard_delete_grace: std::time::Duration,
 }
 
 /// Binds the listener and starts serving S3 (path-style requests, SigV4 with the configured
@@ -122,6 +126,7 @@ pub async fn start(config: GatewayConfig) -> Result<RunningGateway, GatewayError
         blobs: Arc::new(blob_pool::BlobPool::default()),
         region: config.region.clone(),
         body_idle_timeout: config.body_idle_timeout,
+        shard_delete_grace: config.shard_delete_grace,
     });
 
     let mut builder = S3ServiceBuilder::new(s3::CairnS3::new(gateway));

@@ -392,6 +392,7 @@ impl S3 for CairnS3 {
                     Arc::clone(&self.gw.blobs),
                     deleted.shards,
                     &[],
+                    self.gw.shard_delete_grace,
                     "deleted",
                     &input.bucket,
                     &input.key,

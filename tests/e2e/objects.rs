@@ -339,7 +339,7 @@ async fn conditional_gets_follow_s3_rules() {
 
 #[tokio::test]
 async fn missing_keys_overwrites_and_deletes() {
-    let server = Server::start(4);
+    let server = Server::start_with_env(4, &[("CAIRN_SHARD_DELETE_GRACE", "3")]);
     let s3 = server.client();
     s3.create_bucket()
         .bucket("overwrite")
@@ -381,7 +381,10 @@ async fn missing_keys_overwrites_and_deletes() {
         .await
         .expect_err("deleted");
     assert_eq!(code(&err), "NoSuchKey");
-    // The replaced and deleted versions' shards are removed (in the background).
+    // Within the grace both versions' shards are still there, for GETs that were already
+    // streaming them...
+    assert_eq!(server.shard_files().len(), 8, "shards deleted before the grace ended");
+    // ...and afterwards they are removed (in the background).
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while !server.shard_files().is_empty() && std::time::Instant::now() < deadline {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
