@@ -14,6 +14,8 @@
 //!     access_key: "AKIDEXAMPLE".into(),
 //!     secret_key: "secret".into(),
 //!     region: "us-east-1".into(),
+//!     body_idle_timeout: std::time::Duration::from_secs(60),
+//!     shard_delete_grace: std::time::Duration::from_secs(30),
 //! })
 //! .await?;
 //! println!("S3 on http://{}", gw.local_addr());
