@@ -383,7 +383,11 @@ async fn missing_keys_overwrites_and_deletes() {
     assert_eq!(code(&err), "NoSuchKey");
     // Within the grace both versions' shards are still there, for GETs that were already
     // streaming them...
-    assert_eq!(server.shard_files().len(), 8, "shards deleted before the grace ended");
+    assert_eq!(
+        server.shard_files().len(),
+        8,
+        "shards deleted before the grace ended"
+    );
     // ...and afterwards they are removed (in the background).
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while !server.shard_files().is_empty() && std::time::Instant::now() < deadline {
