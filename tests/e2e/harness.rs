@@ -318,3 +318,32 @@ pub fn status<E>(
 ) -> u16 {
     err.raw_response().map(|r| r.status().as_u16()).unwrap_or(0)
 }
+
+/// Starts a presigned PUT of `bucket/key` over a raw socket, declaring `content_length` but
+/// sending only `partial`, and returns the open connection: for bodies the SDK cannot cut short.
+pub async fn partial_presigned_put(
+    s3: &Client,
+    bucket: &str,
+    key: &str,
+    content_length: usize,
+    partial: &[u8],
+) -> tokio::net::TcpStream {
+    use aws_sdk_s3::presigning::PresigningConfig;
+    use tokio::io::AsyncWriteExt;
+    let cfg = PresigningConfig::expires_in(Duration::from_secs(300)).expect("presigning config");
+    let url = s3
+        .put_object()
+        .bucket(bucket)
+        .key(key)
+        .presigned(cfg)
+        .await
+        .expect("presign put");
+    let uri = url.uri().trim_start_matches("http://").to_string();
+    let (host, path) = uri.split_at(uri.find('/').expect("path"));
+    let mut stream = tokio::net::TcpStream::connect(host).await.expect("connect");
+    let head =
+        format!("PUT {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: {content_length}\r\n\r\n");
+    stream.write_all(head.as_bytes()).await.expect("write head");
+    stream.write_all(partial).await.expect("write partial body");
+    stream
+}

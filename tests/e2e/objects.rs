@@ -415,22 +415,7 @@ async fn presigned_urls_and_cut_off_uploads() {
     let cfg = PresigningConfig::expires_in(std::time::Duration::from_secs(300)).expect("cfg");
 
     // A presigned PUT whose body stops halfway: no object may appear.
-    let url = s3
-        .put_object()
-        .bucket("pre")
-        .key("cut")
-        .presigned(cfg.clone())
-        .await
-        .expect("presign put");
-    let uri = url.uri().trim_start_matches("http://").to_string();
-    let (host, path) = uri.split_at(uri.find('/').expect("path"));
-    let mut stream = tokio::net::TcpStream::connect(host).await.expect("connect");
-    let head = format!("PUT {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 100000\r\n\r\n");
-    stream.write_all(head.as_bytes()).await.expect("write head");
-    stream
-        .write_all(&data(50_000, 5))
-        .await
-        .expect("write half");
+    let mut stream = partial_presigned_put(&s3, "pre", "cut", 100_000, &data(50_000, 5)).await;
     stream.shutdown().await.expect("shutdown");
     let mut sink = Vec::new();
     let _ = tokio::time::timeout(
@@ -596,8 +581,7 @@ async fn operations_not_built_yet_answer_not_implemented() {
 
 #[tokio::test]
 async fn a_stalled_upload_times_out_and_leaves_nothing() {
-    use aws_sdk_s3::presigning::PresigningConfig;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncReadExt;
     let server = Server::start_with_env(4, &[("CAIRN_BODY_IDLE_TIMEOUT", "2")]);
     let s3 = server.client();
     s3.create_bucket()
@@ -605,23 +589,8 @@ async fn a_stalled_upload_times_out_and_leaves_nothing() {
         .send()
         .await
         .expect("create");
-    let cfg = PresigningConfig::expires_in(std::time::Duration::from_secs(300)).expect("cfg");
-    let url = s3
-        .put_object()
-        .bucket("stall")
-        .key("slow")
-        .presigned(cfg)
-        .await
-        .expect("presign put");
-    let uri = url.uri().trim_start_matches("http://").to_string();
-    let (host, path) = uri.split_at(uri.find('/').expect("path"));
-    let mut stream = tokio::net::TcpStream::connect(host).await.expect("connect");
-    let head = format!("PUT {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 3000000\r\n\r\n");
-    stream.write_all(head.as_bytes()).await.expect("write head");
-    stream
-        .write_all(&data(1_500_000, 8))
-        .await
-        .expect("write part");
+    let mut stream =
+        partial_presigned_put(&s3, "stall", "slow", 3_000_000, &data(1_500_000, 8)).await;
     // Now send nothing more and keep the connection open: the server must give up by itself.
     let mut reply = vec![0u8; 4096];
     let n = tokio::time::timeout(std::time::Duration::from_secs(20), stream.read(&mut reply))
