@@ -1,6 +1,6 @@
 //! Compiles every `.proto` under `proto/` with `protox` (pure Rust): no system `protoc`.
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let files = ["proto/blob.proto", "proto/meta.proto"];
+    let files = ["proto/blob.proto", "proto/meta.proto", "proto/admin.proto"];
     for f in files {
         println!("cargo:rerun-if-changed={f}");
     }

@@ -4,17 +4,23 @@
 //! `cairn meta`, `cairn blob` and `cairn gateway` run one role each. This file only parses
 //! flags and composes the three server libraries; everything else lives in them.
 
+mod admin;
+mod config;
 mod roles;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 
 /// Cairn: an S3-compatible, distributed, erasure-coded object store.
 #[derive(Parser, Debug)]
 #[command(name = "cairn", version, about)]
 struct Cli {
+    /// TOML file with defaults for the role's flags (see docs/configuration.md). Command-line
+    /// flags and environment variables take precedence over it.
+    #[arg(long, global = true, env = "CAIRN_CONFIG")]
+    config: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -29,17 +35,35 @@ enum Command {
     Blob(BlobArgs),
     /// Run a stateless S3 gateway.
     Gateway(GatewayArgs),
+    /// Administer a cluster: status, meta membership.
+    Admin(admin::AdminArgs),
+}
+
+/// The root key pair: S3 requests and the admin API are signed with it.
+#[derive(Args, Debug, Clone)]
+struct Keys {
+    /// Root access key (S3 and admin API).
+    #[arg(long, env = "CAIRN_ACCESS_KEY", default_value = roles::DEFAULT_ACCESS_KEY)]
+    access_key: String,
+    /// Root secret key (S3 and admin API).
+    #[arg(long, env = "CAIRN_SECRET_KEY", default_value = roles::DEFAULT_SECRET_KEY, hide_default_value = true)]
+    secret_key: String,
+}
+
+impl Keys {
+    fn admin(self) -> cairn_meta::AdminCredentials {
+        cairn_meta::AdminCredentials {
+            access_key: self.access_key,
+            secret_key: self.secret_key,
+        }
+    }
 }
 
 /// S3 endpoint settings, shared by every role that serves S3.
 #[derive(Args, Debug, Clone)]
 struct Credentials {
-    /// S3 access key.
-    #[arg(long, env = "CAIRN_ACCESS_KEY", default_value = roles::DEFAULT_ACCESS_KEY)]
-    access_key: String,
-    /// S3 secret key.
-    #[arg(long, env = "CAIRN_SECRET_KEY", default_value = roles::DEFAULT_SECRET_KEY, hide_default_value = true)]
-    secret_key: String,
+    #[command(flatten)]
+    keys: Keys,
     /// Region name reported to clients.
     #[arg(long, env = "CAIRN_REGION", default_value = "us-east-1")]
     region: String,
@@ -69,8 +93,8 @@ impl Credentials {
     fn options(self, address: SocketAddr) -> roles::S3Options {
         roles::S3Options {
             address,
-            access_key: self.access_key,
-            secret_key: self.secret_key,
+            access_key: self.keys.access_key,
+            secret_key: self.keys.secret_key,
             region: self.region,
             body_idle_timeout: std::time::Duration::from_secs(self.body_idle_timeout),
             shard_delete_grace: std::time::Duration::from_secs(self.shard_delete_grace),
@@ -81,7 +105,7 @@ impl Credentials {
 #[derive(Args, Debug)]
 struct ServerArgs {
     /// Data directories, one per disk. Several give a single-node, multi-disk store.
-    #[arg(required = true)]
+    #[arg(required = true, env = "CAIRN_DATA_DIRS", value_delimiter = ',')]
     dirs: Vec<PathBuf>,
     /// S3 listen address.
     #[arg(long, env = "CAIRN_ADDRESS", default_value = "127.0.0.1:9000")]
@@ -101,18 +125,21 @@ struct MetaArgs {
     /// Directory of this node's RocksDB.
     #[arg(long, env = "CAIRN_META_DIR")]
     dir: PathBuf,
-    /// Raft node id for a new cluster (a directory keeps the id it was created with).
-    #[arg(long, env = "CAIRN_META_ID", default_value_t = 1)]
-    id: u64,
+    /// On a pristine directory, create a new one-node cluster at once. Without it a pristine
+    /// node waits for `cairn admin init` or to be added with `cairn admin meta add`.
+    #[arg(long, env = "CAIRN_META_INIT")]
+    init: bool,
     /// Seconds without a heartbeat after which a blob node is down (gets no new shards).
     #[arg(long, env = "CAIRN_BLOB_DOWN_AFTER", default_value_t = 30)]
     blob_down_after: u64,
+    #[command(flatten)]
+    keys: Keys,
 }
 
 #[derive(Args, Debug)]
 struct BlobArgs {
     /// Data directories, one per disk.
-    #[arg(required = true)]
+    #[arg(required = true, env = "CAIRN_BLOB_DIRS", value_delimiter = ',')]
     dirs: Vec<PathBuf>,
     /// gRPC listen address.
     #[arg(long, env = "CAIRN_BLOB_LISTEN", default_value = "127.0.0.1:7100")]
@@ -136,7 +163,9 @@ struct GatewayArgs {
 }
 
 fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    config::load(&args, &Cli::command())?;
+    let cli = Cli::parse_from(args);
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("CAIRN_LOG")
@@ -155,8 +184,15 @@ fn main() -> anyhow::Result<()> {
                 roles::run_embedded(a.dirs, a.credentials.options(a.address)).await
             }
             Command::Meta(a) => {
-                let down_after = std::time::Duration::from_secs(a.blob_down_after);
-                roles::run_meta(a.listen, a.advertise, a.dir, a.id, down_after).await
+                roles::run_meta(roles::MetaOptions {
+                    listen: a.listen,
+                    advertise: a.advertise,
+                    dir: a.dir,
+                    init: a.init,
+                    blob_down_after: std::time::Duration::from_secs(a.blob_down_after),
+                    admin: a.keys.admin(),
+                })
+                .await
             }
             Command::Blob(a) => {
                 roles::run_blob(a.dirs, a.listen, a.advertise, a.meta.endpoints).await
@@ -164,6 +200,92 @@ fn main() -> anyhow::Result<()> {
             Command::Gateway(a) => {
                 roles::run_gateway(a.meta.endpoints, a.credentials.options(a.address)).await
             }
+            Command::Admin(a) => admin::run(a).await,
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn config_file_settings_map_to_the_flags_environment_variables() {
+        let text = r#"
+access_key = "root"
+[meta]
+listen = "10.0.0.1:7000"
+dir = "/var/lib/cairn/meta"
+blob_down_after = 45
+init = true
+[blob]
+dirs = ["/d1", "/d2"]
+meta = ["http://a:7000", "http://b:7000"]
+"#;
+        let command = Cli::command();
+        let meta = config::settings(text, "meta", &command).expect("meta settings");
+        let get = |pairs: &[(String, String)], env: &str| {
+            pairs.iter().find(|(e, _)| e == env).map(|(_, v)| v.clone())
+        };
+        assert_eq!(
+            get(&meta, "CAIRN_META_LISTEN").as_deref(),
+            Some("10.0.0.1:7000")
+        );
+        assert_eq!(
+            get(&meta, "CAIRN_META_DIR").as_deref(),
+            Some("/var/lib/cairn/meta")
+        );
+        assert_eq!(get(&meta, "CAIRN_BLOB_DOWN_AFTER").as_deref(), Some("45"));
+        assert_eq!(get(&meta, "CAIRN_META_INIT").as_deref(), Some("true"));
+        assert_eq!(get(&meta, "CAIRN_ACCESS_KEY").as_deref(), Some("root"));
+        let blob = config::settings(text, "blob", &command).expect("blob settings");
+        assert_eq!(get(&blob, "CAIRN_BLOB_DIRS").as_deref(), Some("/d1,/d2"));
+        assert_eq!(
+            get(&blob, "CAIRN_META").as_deref(),
+            Some("http://a:7000,http://b:7000")
+        );
+    }
+
+    #[test]
+    fn shipped_example_configs_are_valid() {
+        let command = Cli::command();
+        for (role, text) in [
+            ("meta", include_str!("../deploy/config/meta.toml")),
+            ("blob", include_str!("../deploy/config/blob.toml")),
+            ("gateway", include_str!("../deploy/config/gateway.toml")),
+        ] {
+            let pairs = config::settings(text, role, &command)
+                .unwrap_or_else(|e| panic!("deploy/config/{role}.toml: {e:#}"));
+            assert!(pairs.len() >= 2, "{role}: {pairs:?}");
+        }
+    }
+
+    #[test]
+    fn config_file_errors_name_the_bad_setting() {
+        let command = Cli::command();
+        let err = config::settings("[meta]\nlisten_port = 1\n", "meta", &command)
+            .expect_err("unknown key");
+        assert!(err.to_string().contains("listen_port"), "{err}");
+        let err = config::settings("[metta]\n", "meta", &command).expect_err("unknown table");
+        assert!(err.to_string().contains("metta"), "{err}");
+        assert!(config::settings("not toml [", "meta", &command).is_err());
+    }
+
+    #[test]
+    fn config_path_and_role_come_from_the_arguments() {
+        let args: Vec<std::ffi::OsString> = ["cairn", "--config", "/etc/c.toml", "meta", "--init"]
+            .iter()
+            .map(Into::into)
+            .collect();
+        assert_eq!(
+            config::config_path(&args),
+            Some(PathBuf::from("/etc/c.toml"))
+        );
+        assert_eq!(config::role(&args).as_deref(), Some("meta"));
+    }
 }

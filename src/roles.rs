@@ -118,6 +118,10 @@ pub async fn run_embedded(dirs: Vec<PathBuf>, s3: S3Options) -> anyhow::Result<(
         nodes: meta_nodes,
         bootstrap: true,
         blob_down_after: DEFAULT_BLOB_DOWN_AFTER,
+        admin: Some(cairn_meta::AdminCredentials {
+            access_key: s3.access_key.clone(),
+            secret_key: s3.secret_key.clone(),
+        }),
     })
     .await
     .context("starting the meta service")?;
@@ -160,24 +164,41 @@ pub async fn run_embedded(dirs: Vec<PathBuf>, s3: S3Options) -> anyhow::Result<(
     Ok(())
 }
 
-/// `cairn meta`: one meta node; bootstraps a single-voter cluster on first start.
-pub async fn run_meta(
-    listen: SocketAddr,
-    advertise: Option<String>,
-    dir: PathBuf,
-    id: u64,
-    blob_down_after: Duration,
-) -> anyhow::Result<()> {
+/// How `cairn meta` runs.
+pub struct MetaOptions {
+    pub listen: SocketAddr,
+    pub advertise: Option<String>,
+    pub dir: PathBuf,
+    /// Create a one-node cluster at once when `dir` is pristine.
+    pub init: bool,
+    pub blob_down_after: Duration,
+    pub admin: cairn_meta::AdminCredentials,
+}
+
+/// `cairn meta`: one meta node. On a pristine directory it creates a one-node cluster when
+/// asked to (`--init`), and otherwise waits for `cairn admin init` or `cairn admin meta add`.
+pub async fn run_meta(options: MetaOptions) -> anyhow::Result<()> {
+    warn_default_credentials(&options.admin.access_key, &options.admin.secret_key);
     let meta = cairn_meta::start(cairn_meta::MetaConfig {
-        listen,
-        advertise,
-        nodes: vec![cairn_meta::MetaNodeConfig { id, dir }],
-        bootstrap: true,
-        blob_down_after,
+        listen: options.listen,
+        advertise: options.advertise,
+        nodes: vec![cairn_meta::MetaNodeConfig {
+            id: 1,
+            dir: options.dir,
+        }],
+        bootstrap: options.init,
+        blob_down_after: options.blob_down_after,
+        admin: Some(options.admin),
     })
     .await
     .context("starting the meta service")?;
-    println!("META {}", meta.local_addr());
+    match meta.cluster_id() {
+        Some(cluster) => println!("META {} cluster {cluster}", meta.local_addr()),
+        None => println!(
+            "META {} waiting to be initialized or added",
+            meta.local_addr()
+        ),
+    }
     shutdown_signal().await;
     meta.shutdown().await.context("stopping the meta service")?;
     Ok(())

@@ -32,6 +32,7 @@ pub fn apply(
 ) -> Result<Response, StoreError> {
     let now = request.now_ms;
     match &request.command {
+        Command::AllocateNodeId => Ok(Response::NodeId { id: index }),
         Command::CreateBucket { name } => {
             if read_bucket(db, name)?.is_some() {
                 return Ok(error(MetaError::BucketAlreadyExists));

@@ -11,8 +11,10 @@
 //! - [`service`]: the `Meta` gRPC API;
 //! - [`placement`]: erasure scheme and disk choice for new objects.
 
+pub mod admin;
 pub mod apply;
 pub mod group;
+pub mod joined;
 pub mod keys;
 pub mod network;
 pub mod placement;
@@ -29,6 +31,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use cairn_proto::admin::admin_server::AdminServer;
+pub use cairn_proto::admin_auth::AdminCredentials;
 use cairn_proto::meta::meta_raft_server::MetaRaftServer;
 use cairn_proto::meta::meta_server::MetaServer;
 use openraft::BasicNode;
@@ -37,6 +41,7 @@ use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 use crate::group::{Group, GroupMap, LocalNode};
+use crate::joined::{JoinState, Joined};
 use crate::network::{LocalNodes, Network};
 use crate::rejoin::Rejoin;
 use crate::store::{MetaReader, StoreError};
@@ -83,18 +88,20 @@ pub struct MetaConfig {
     /// multi-disk mode (one per disk).
     pub nodes: Vec<MetaNodeConfig>,
     /// Initialize a new cluster made of `nodes` when none of them has any Raft state.
-    /// Never runs where any state exists.
+    /// Never runs where any state exists. Without it, a single pristine node waits for the
+    /// admin API to initialize it or add it to a cluster.
     pub bootstrap: bool,
     /// A blob node that has not registered (heartbeat) for this long is down: no new shards
     /// are placed on it.
     pub blob_down_after: Duration,
+    /// Credentials the admin API requires; `None` refuses every admin call.
+    pub admin: Option<AdminCredentials>,
 }
 
 /// A running meta service.
 pub struct RunningMeta {
     local_addr: SocketAddr,
-    cluster_id: String,
-    groups: GroupMap,
+    joined: JoinState,
     stop: Option<oneshot::Sender<()>>,
     server: JoinHandle<Result<(), tonic::transport::Error>>,
 }
@@ -130,6 +137,15 @@ struct NodeStarter {
 }
 
 impl NodeStarter {
+    /// A starter for nodes of cluster `cluster_id` that reach in-process peers via `local`.
+    fn new(cluster_id: &str, local: LocalNodes) -> Result<Self, MetaError> {
+        Ok(Self {
+            config: raft_config(cluster_id)?,
+            network: Network::new(local.clone(), cluster_id),
+            local,
+        })
+    }
+
     async fn start(
         &self,
         id: NodeId,
@@ -186,7 +202,109 @@ async fn rejoin_plans(established: &[LocalNode], wiped: usize) -> Result<Vec<Rej
     Ok(plans)
 }
 
-/// Opens the stores, starts the Raft nodes and serves gRPC.
+/// A directory opened at start-up: its configured id, its stores, and whether Raft has ever
+/// written to it.
+struct OpenedDir {
+    configured_id: NodeId,
+    log: store::LogStore,
+    sm: store::StateMachine,
+    pristine: bool,
+}
+
+/// Starts the Raft nodes of directories that already belong to a cluster (or creates a new
+/// cluster of them when `bootstrap` and all are pristine). Returns the cluster id, the group,
+/// and the (old, new) voter replacements to run for wiped directories.
+async fn start_member_nodes(
+    opened: Vec<OpenedDir>,
+    config: &MetaConfig,
+    advertise: &str,
+    local: &LocalNodes,
+) -> Result<(String, Group, Vec<(NodeId, NodeId)>), MetaError> {
+    let all_pristine = opened.iter().all(|d| d.pristine);
+    let mut cluster_id = None;
+    for dir in &opened {
+        if cluster_id.is_none() {
+            cluster_id = dir.log.cluster_id()?;
+        }
+    }
+    let cluster_id = match cluster_id {
+        Some(id) => id,
+        None if all_pristine && config.bootstrap => new_cluster_id(),
+        None => {
+            return Err(MetaError::Config(
+                "no cluster id found and not bootstrapping a new cluster".into(),
+            ))
+        }
+    };
+    for dir in &opened {
+        if dir.log.cluster_id()?.as_deref() != Some(cluster_id.as_str()) {
+            dir.log.set_cluster_id(&cluster_id)?;
+        }
+    }
+
+    let starter = NodeStarter::new(&cluster_id, local.clone())?;
+    let mut nodes = Vec::new();
+    let mut replacements = Vec::new();
+    if all_pristine && config.bootstrap {
+        for dir in opened {
+            dir.log.set_node_id(dir.configured_id)?;
+            nodes.push(starter.start(dir.configured_id, dir.log, dir.sm).await?);
+        }
+        let members: BTreeMap<NodeId, BasicNode> = nodes
+            .iter()
+            .map(|n| (n.id, BasicNode::new(advertise.to_string())))
+            .collect();
+        tracing::info!(%cluster_id, voters = ?members.keys().collect::<Vec<_>>(), "initializing a new meta cluster");
+        nodes[0]
+            .raft
+            .initialize(members)
+            .await
+            .map_err(|e| MetaError::Raft(e.to_string()))?;
+        return Ok((cluster_id, Group::new(nodes), replacements));
+    }
+    // Directories that kept their data start first, under the id stored with it. A directory
+    // with a stored id but no Raft state yet joined a cluster and waits for its leader.
+    let mut wiped = Vec::new();
+    for dir in opened {
+        let stored_id = dir.log.node_id()?;
+        if dir.pristine && stored_id.is_none() {
+            wiped.push((dir.log, dir.sm));
+            continue;
+        }
+        let id = match stored_id {
+            Some(id) => id,
+            None => {
+                dir.log.set_node_id(dir.configured_id)?;
+                dir.configured_id
+            }
+        };
+        nodes.push(starter.start(id, dir.log, dir.sm).await?);
+    }
+    if !wiped.is_empty() {
+        let plans = rejoin_plans(&nodes, wiped.len()).await?;
+        for ((log, sm), plan) in wiped.into_iter().zip(plans) {
+            let id = match plan {
+                Rejoin::Replace { old, new } => {
+                    tracing::warn!(old, new, "a meta directory was wiped; it rejoins as a new node that will replace the old voter");
+                    replacements.push((old, new));
+                    new
+                }
+                Rejoin::SameId { id } => {
+                    tracing::warn!(id, "a meta directory was wiped and the survivors are no majority; it rejoins under its old id");
+                    id
+                }
+            };
+            log.set_node_id(id)?;
+            nodes.push(starter.start(id, log, sm).await?);
+        }
+    }
+    Ok((cluster_id, Group::new(nodes), replacements))
+}
+
+/// Opens the stores, starts the Raft nodes and serves gRPC (`Meta`, `MetaRaft`, `Admin`).
+///
+/// A single pristine directory without `bootstrap` starts no Raft node: the process waits for
+/// the admin API's `Initialize` or `Join` ([`joined`]).
 pub async fn start(config: MetaConfig) -> Result<RunningMeta, MetaError> {
     if config.nodes.is_empty() {
         return Err(MetaError::Config("no meta node configured".into()));
@@ -203,123 +321,81 @@ pub async fn start(config: MetaConfig) -> Result<RunningMeta, MetaError> {
         std::fs::create_dir_all(&node.dir)?;
         let (log, sm) = store::open(&node.dir)?;
         let pristine = log.is_pristine()?;
-        opened.push((node.id, log, sm, pristine));
+        opened.push(OpenedDir {
+            configured_id: node.id,
+            log,
+            sm,
+            pristine,
+        });
     }
-    let all_pristine = opened.iter().all(|(_, _, _, pristine)| *pristine);
-    let mut cluster_id = None;
-    for (_, log, _, _) in &opened {
-        if cluster_id.is_none() {
-            cluster_id = log.cluster_id()?;
-        }
-    }
-    let cluster_id = match cluster_id {
-        Some(id) => id,
-        None if all_pristine && config.bootstrap => new_cluster_id(),
-        None => {
-            return Err(MetaError::Config(
-                "no cluster id found and not bootstrapping a new cluster".into(),
-            ))
-        }
-    };
-    for (_, log, _, _) in &opened {
-        if log.cluster_id()?.as_deref() != Some(cluster_id.as_str()) {
-            log.set_cluster_id(&cluster_id)?;
+    let mut unclaimed = true;
+    for dir in &opened {
+        if !dir.pristine || dir.log.cluster_id()?.is_some() {
+            unclaimed = false;
         }
     }
 
-    let raft_config = raft_config(&cluster_id)?;
     let local = LocalNodes::default();
-    let network = Network::new(local.clone(), &cluster_id);
-    let starter = NodeStarter {
-        config: raft_config,
-        network,
-        local: local.clone(),
-    };
-    let mut nodes = Vec::new();
-    let mut replacements = Vec::new();
-    if all_pristine && config.bootstrap {
-        for (id, log, sm, _) in opened {
-            log.set_node_id(id)?;
-            nodes.push(starter.start(id, log, sm).await?);
-        }
-        let members: BTreeMap<NodeId, BasicNode> = nodes
-            .iter()
-            .map(|n| (n.id, BasicNode::new(advertise.clone())))
-            .collect();
-        tracing::info!(%cluster_id, voters = ?members.keys().collect::<Vec<_>>(), "initializing a new meta cluster");
-        nodes[0]
-            .raft
-            .initialize(members)
-            .await
-            .map_err(|e| MetaError::Raft(e.to_string()))?;
+    let joined = JoinState::default();
+    let waiting = admin::WaitingNode::default();
+    if unclaimed && !config.bootstrap {
+        let mut opened = opened;
+        let (Some(dir), true) = (opened.pop(), opened.is_empty()) else {
+            return Err(MetaError::Config(
+                "a meta process that waits to be initialized or added runs exactly one node".into(),
+            ));
+        };
+        waiting.put(dir.log, dir.sm)?;
+        tracing::info!(%advertise, "pristine meta node: waiting for `cairn admin init` or to be added to a cluster");
     } else {
-        // Directories that kept their data start first, under the id stored with it.
-        let mut wiped = Vec::new();
-        for (configured_id, log, sm, pristine) in opened {
-            if pristine {
-                wiped.push((log, sm));
-                continue;
-            }
-            let id = match log.node_id()? {
-                Some(id) => id,
-                None => {
-                    log.set_node_id(configured_id)?;
-                    configured_id
-                }
-            };
-            nodes.push(starter.start(id, log, sm).await?);
+        let (cluster_id, group, replacements) =
+            start_member_nodes(opened, &config, &advertise, &local).await?;
+        for (old, new) in replacements {
+            rejoin::spawn_replacement(group.clone(), old, new, advertise.clone());
         }
-        if !wiped.is_empty() {
-            let plans = rejoin_plans(&nodes, wiped.len()).await?;
-            for ((log, sm), plan) in wiped.into_iter().zip(plans) {
-                let id = match plan {
-                    Rejoin::Replace { old, new } => {
-                        tracing::warn!(old, new, "a meta directory was wiped; it rejoins as a new node that will replace the old voter");
-                        replacements.push((old, new));
-                        new
-                    }
-                    Rejoin::SameId { id } => {
-                        tracing::warn!(id, "a meta directory was wiped and the survivors are no majority; it rejoins under its old id");
-                        id
-                    }
-                };
-                log.set_node_id(id)?;
-                nodes.push(starter.start(id, log, sm).await?);
-            }
-        }
+        joined.set(Joined {
+            cluster_id: Arc::from(cluster_id.as_str()),
+            groups: GroupMap::single(group),
+        });
     }
 
-    let group = Group::new(nodes);
-    for (old, new) in replacements {
-        rejoin::spawn_replacement(group.clone(), old, new, advertise.clone());
-    }
-    let groups = GroupMap::single(group);
     let meta_service = MetaServer::new(service::MetaService::new(
-        groups.clone(),
+        joined.clone(),
         config.blob_down_after,
     ))
     .max_decoding_message_size(16 << 20)
     .max_encoding_message_size(16 << 20);
-    let raft_service =
-        MetaRaftServer::new(raft_service::RaftService::new(local, cluster_id.clone()))
-            .max_decoding_message_size(64 << 20)
-            .max_encoding_message_size(64 << 20);
+    let raft_service = MetaRaftServer::new(raft_service::RaftService::new(
+        local.clone(),
+        joined.clone(),
+    ))
+    .max_decoding_message_size(64 << 20)
+    .max_encoding_message_size(64 << 20);
+    let admin_service = AdminServer::new(admin::AdminService::new(admin::AdminContext {
+        joined: joined.clone(),
+        local,
+        waiting,
+        advertise,
+        credentials: config.admin.clone(),
+        blob_down_after: config.blob_down_after,
+    }));
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
     let server = tokio::spawn(
         tonic::transport::Server::builder()
             .add_service(meta_service)
             .add_service(raft_service)
+            .add_service(admin_service)
             .serve_with_incoming_shutdown(incoming, async {
                 let _ = stop_rx.await;
             })
             .instrument(tracing::info_span!("meta-grpc", %local_addr)),
     );
-    tracing::info!(%local_addr, %cluster_id, "meta service listening");
+    let cluster_id = joined.get().map(|j| j.cluster_id.to_string());
+    tracing::info!(%local_addr, cluster_id = cluster_id.as_deref().unwrap_or("none yet"), "meta service listening");
     Ok(RunningMeta {
         local_addr,
-        cluster_id,
-        groups,
+        joined,
         stop: Some(stop_tx),
         server,
     })
@@ -336,14 +412,19 @@ impl RunningMeta {
         format!("http://{}", self.local_addr)
     }
 
-    /// The cluster's id.
-    pub fn cluster_id(&self) -> &str {
-        &self.cluster_id
+    /// The cluster's id, once this process belongs to a cluster.
+    pub fn cluster_id(&self) -> Option<&str> {
+        self.joined.get().map(|j| &*j.cluster_id)
     }
 
     /// Waits until the group has a leader (after start-up or an election).
     pub async fn wait_for_leader(&self, timeout: Duration) -> Result<(), MetaError> {
-        for node in self.groups.system_group().nodes() {
+        let Some(joined) = self.joined.get() else {
+            return Err(MetaError::Config(
+                "this meta node has not joined a cluster".into(),
+            ));
+        };
+        for node in joined.groups.system_group().nodes() {
             node.raft
                 .wait(Some(timeout))
                 .metrics(|m| m.current_leader.is_some(), "leader elected")
@@ -359,7 +440,8 @@ impl RunningMeta {
             let _ = stop.send(());
         }
         let served = (&mut self.server).await;
-        for group in self.groups.groups() {
+        let groups = self.joined.get().map(|j| j.groups.groups()).unwrap_or(&[]);
+        for group in groups {
             for node in group.nodes() {
                 if let Err(e) = node.raft.shutdown().await {
                     tracing::warn!(node = node.id, error = %e, "raft shutdown failed");

@@ -6,24 +6,33 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tonic::{Request, Response, Status};
 
+use crate::joined::JoinState;
 use crate::network::LocalNodes;
 use crate::types::Raft;
 
 /// Serves `MetaRaft` for the nodes of this process.
 pub struct RaftService {
     local: LocalNodes,
-    cluster_id: String,
+    joined: JoinState,
 }
 
 impl RaftService {
-    /// A service that accepts only messages for `cluster_id`.
-    pub fn new(local: LocalNodes, cluster_id: String) -> Self {
-        Self { local, cluster_id }
+    /// A service that accepts only messages for the cluster this process has joined (none
+    /// before it has joined one).
+    pub fn new(local: LocalNodes, joined: JoinState) -> Self {
+        Self { local, joined }
+    }
+
+    fn cluster_id(&self) -> Result<&str, Status> {
+        self.joined
+            .get()
+            .map(|j| &*j.cluster_id)
+            .ok_or_else(|| Status::failed_precondition("this meta node has not joined a cluster"))
     }
 
     /// Checks the envelope and finds the target node.
     fn open<T: DeserializeOwned>(&self, message: &RaftMessage) -> Result<(Raft, T), Status> {
-        if message.cluster_id != self.cluster_id {
+        if message.cluster_id != self.cluster_id()? {
             tracing::warn!(
                 from_cluster = %message.cluster_id,
                 "refused a Raft message from another cluster"
@@ -42,7 +51,7 @@ impl RaftService {
     fn reply<T: Serialize>(&self, result: &T) -> Result<Response<RaftMessage>, Status> {
         let payload = serde_json::to_vec(result).map_err(|e| Status::internal(e.to_string()))?;
         Ok(Response::new(RaftMessage {
-            cluster_id: self.cluster_id.clone(),
+            cluster_id: self.cluster_id()?.to_string(),
             payload,
             target: 0,
         }))

@@ -12,31 +12,40 @@ use tonic::{Request, Response, Status};
 
 use crate::apply::refresh_addresses;
 use crate::group::{GroupError, GroupMap};
+use crate::joined::JoinState;
 use crate::placement;
 use crate::store::{MetaReader, StoreError};
 use crate::types::{Command, Response as Applied};
 
 /// Serves `Meta` over the groups of this process.
 pub struct MetaService {
-    groups: GroupMap,
+    joined: JoinState,
     blob_down_after: std::time::Duration,
 }
 
 impl MetaService {
-    /// A service over `groups` that considers a blob node down once it has not registered
-    /// for `blob_down_after`.
-    pub fn new(groups: GroupMap, blob_down_after: std::time::Duration) -> Self {
+    /// A service over the groups of this process (once it has joined a cluster) that
+    /// considers a blob node down once it has not registered for `blob_down_after`.
+    pub fn new(joined: JoinState, blob_down_after: std::time::Duration) -> Self {
         Self {
-            groups,
+            joined,
             blob_down_after,
         }
+    }
+
+    /// The groups of this process; UNAVAILABLE until it belongs to a cluster.
+    fn groups(&self) -> Result<&GroupMap, Status> {
+        self.joined
+            .get()
+            .map(|j| &j.groups)
+            .ok_or_else(|| Status::unavailable("this meta node has not joined a cluster yet"))
     }
 
     /// A linearizable reader of the group that holds `bucket`, and the bucket's record
     /// (`None` when it does not exist).
     async fn bucket_view(&self, bucket: &str) -> Result<(&MetaReader, Option<Bucket>), Status> {
         let reader = self
-            .groups
+            .groups()?
             .for_bucket(bucket)
             .linearizable_reader()
             .await
@@ -46,7 +55,7 @@ impl MetaService {
     }
 }
 
-fn group_status(e: GroupError) -> Status {
+pub(crate) fn group_status(e: GroupError) -> Status {
     match e {
         GroupError::NoLeader => Status::unavailable("no meta leader; retry"),
         GroupError::NotLeader(addr) => {
@@ -91,7 +100,7 @@ impl Meta for MetaService {
     ) -> Result<Response<CreateBucketResponse>, Status> {
         let name = request.into_inner().name;
         let applied = self
-            .groups
+            .groups()?
             .system_group()
             .write(Command::CreateBucket { name })
             .await
@@ -116,7 +125,7 @@ impl Meta for MetaService {
     ) -> Result<Response<DeleteBucketResponse>, Status> {
         let name = request.into_inner().name;
         let applied = self
-            .groups
+            .groups()?
             .system_group()
             .write(Command::DeleteBucket { name })
             .await
@@ -137,7 +146,7 @@ impl Meta for MetaService {
     ) -> Result<Response<GetBucketResponse>, Status> {
         let name = request.into_inner().name;
         let reader = self
-            .groups
+            .groups()?
             .system_group()
             .linearizable_reader()
             .await
@@ -159,7 +168,7 @@ impl Meta for MetaService {
         _request: Request<ListBucketsRequest>,
     ) -> Result<Response<ListBucketsResponse>, Status> {
         let reader = self
-            .groups
+            .groups()?
             .system_group()
             .linearizable_reader()
             .await
@@ -211,7 +220,7 @@ impl Meta for MetaService {
         let Some(object) = request.into_inner().object else {
             return Err(Status::invalid_argument("object missing"));
         };
-        let group = self.groups.for_bucket(&object.bucket);
+        let group = self.groups()?.for_bucket(&object.bucket);
         let applied = group
             .write(Command::CommitObject {
                 object: object.encode_to_vec(),
@@ -267,7 +276,7 @@ impl Meta for MetaService {
         request: Request<DeleteObjectRequest>,
     ) -> Result<Response<DeleteObjectResponse>, Status> {
         let request = request.into_inner();
-        let group = self.groups.for_bucket(&request.bucket);
+        let group = self.groups()?.for_bucket(&request.bucket);
         let applied = group
             .write(Command::DeleteObject {
                 bucket: request.bucket,
@@ -334,7 +343,7 @@ impl Meta for MetaService {
             registered_ms: 0,
         };
         let applied = self
-            .groups
+            .groups()?
             .system_group()
             .write(Command::RegisterBlobNode {
                 node: node.encode_to_vec(),
@@ -352,7 +361,7 @@ impl Meta for MetaService {
         _request: Request<ListBlobNodesRequest>,
     ) -> Result<Response<ListBlobNodesResponse>, Status> {
         let reader = self
-            .groups
+            .groups()?
             .system_group()
             .linearizable_reader()
             .await

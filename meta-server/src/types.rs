@@ -52,6 +52,9 @@ pub enum Command {
     DeleteObject { bucket: String, key: String },
     /// Insert or refresh a blob node and its disks (a `BlobNode` message).
     RegisterBlobNode { node: Vec<u8> },
+    /// Reserve a meta node id: the index of this entry, which no other entry shares, so an
+    /// id handed out this way is never handed out again.
+    AllocateNodeId,
 }
 
 /// The outcome of applying one entry. Domain failures (no such bucket...) are outcomes, not
@@ -73,4 +76,6 @@ pub enum Response {
     Deleted { deleted: Option<Vec<u8>> },
     /// The command succeeded and returns nothing.
     Done,
+    /// A reserved meta node id.
+    NodeId { id: u64 },
 }

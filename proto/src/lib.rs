@@ -17,10 +17,19 @@ mod generated {
                 tonic::include_proto!("cairn.meta.v1");
             }
         }
+        pub mod admin {
+            pub mod v1 {
+                tonic::include_proto!("cairn.admin.v1");
+            }
+        }
     }
 }
 
+/// The cluster administration API (`proto/admin.proto`), format family v1.
+pub use generated::cairn::admin::v1 as admin;
 /// The blob server's API (`proto/blob.proto`), format family v1.
 pub use generated::cairn::blob::v1 as blob;
 /// The metadata service's API and Raft transport (`proto/meta.proto`), format family v1.
 pub use generated::cairn::meta::v1 as meta;
+
+pub mod admin_auth;

@@ -347,3 +347,11 @@ pub async fn partial_presigned_put(
     stream.write_all(partial).await.expect("write partial body");
     stream
 }
+
+/// The first whitespace-separated word of a line (the address in `META addr ...` lines).
+pub fn first_word(line: &str) -> String {
+    line.split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}

@@ -1,8 +1,11 @@
 //! End-to-end tests: the real `cairn` binary, real sockets on loopback, the real AWS SDK.
 
+mod cluster_harness;
 mod harness;
 
 mod buckets;
+mod cluster;
+mod cluster_script;
 mod durability;
 mod listing;
 mod objects;

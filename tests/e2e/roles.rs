@@ -11,11 +11,12 @@ async fn separate_meta_blob_and_gateway_processes_serve_s3() {
             "127.0.0.1:0".into(),
             "--dir".into(),
             tmp.path().join("meta").display().to_string(),
+            "--init".into(),
         ],
         &log("meta"),
         &[],
     );
-    let meta_addr = meta.wait_line("META");
+    let meta_addr = first_word(&meta.wait_line("META"));
     let meta_endpoint = format!("http://{meta_addr}");
     let mut blob = Proc::spawn(
         &[
@@ -91,11 +92,12 @@ async fn a_dead_blob_server_is_marked_down_and_skipped_by_placement() {
             "127.0.0.1:0".into(),
             "--dir".into(),
             dir("meta"),
+            "--init".into(),
         ],
         &log("meta"),
         &[("CAIRN_BLOB_DOWN_AFTER", "12")],
     );
-    let meta_endpoint = format!("http://{}", meta.wait_line("META"));
+    let meta_endpoint = format!("http://{}", first_word(&meta.wait_line("META")));
     let blob_args = |a: &str, b: &str| -> Vec<String> {
         vec![
             "blob".into(),

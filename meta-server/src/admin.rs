@@ -1,0 +1,396 @@
+//! The `Admin` gRPC service: cluster status and meta membership changes.
+//!
+//! Membership grows one node at a time, always through the leader:
+//! 1. the leader reserves a new node id through the log ([`Command::AllocateNodeId`]: the id
+//!    is the entry's index, so no id is ever handed out twice, even after a removal);
+//! 2. it calls `Join` on the pristine node, which stores the cluster id and its node id
+//!    (fsynced) and starts an empty Raft node that answers only this cluster;
+//! 3. it adds the node as a learner and waits until it has caught up (by log or snapshot);
+//! 4. it promotes the learner to voter (joint consensus inside openraft).
+//!
+//! A crash between steps leaves at worst a learner or a joined-but-unused node behind, both
+//! visible in `Status` and removable with `RemoveMetaMember`; committed data is never at
+//! risk, because a node only votes once it is a voter, and it becomes one only after it has
+//! caught up.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use cairn_proto::admin::admin_client::AdminClient;
+use cairn_proto::admin::admin_server::Admin;
+use cairn_proto::admin::*;
+use cairn_proto::admin_auth::AdminCredentials;
+use openraft::{BasicNode, ChangeMembers, ServerState};
+use tonic::{Request, Response, Status};
+
+use crate::group::{now_ms, Group, GroupMap, LocalNode};
+use crate::joined::{JoinState, Joined};
+use crate::network::LocalNodes;
+use crate::service::group_status;
+use crate::store::{LogStore, StateMachine};
+use crate::types::{Command, NodeId, Response as Applied};
+use crate::{new_cluster_id, MetaError, NodeStarter};
+
+/// How long a new member may take to catch up before AddMetaMember gives up.
+const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The stores of a pristine node that waits for `Initialize` or `Join`.
+#[derive(Clone, Default)]
+pub struct WaitingNode {
+    inner: Arc<Mutex<Option<(LogStore, StateMachine)>>>,
+}
+
+impl WaitingNode {
+    /// Parks the stores of the pristine node.
+    pub(crate) fn put(&self, log: LogStore, sm: StateMachine) -> Result<(), MetaError> {
+        let mut slot = self
+            .inner
+            .lock()
+            .map_err(|_| MetaError::Config("waiting-node lock poisoned".into()))?;
+        *slot = Some((log, sm));
+        Ok(())
+    }
+
+    /// Takes the stores out, once: the first Initialize or Join wins.
+    fn take(&self) -> Option<(LogStore, StateMachine)> {
+        self.inner.lock().ok().and_then(|mut slot| slot.take())
+    }
+
+    fn put_back(&self, log: LogStore, sm: StateMachine) {
+        if let Ok(mut slot) = self.inner.lock() {
+            *slot = Some((log, sm));
+        }
+    }
+}
+
+/// What the admin service works with.
+pub struct AdminContext {
+    /// The cluster of this process, once it has one.
+    pub joined: JoinState,
+    /// Raft handles of this process's nodes (for the in-process transport).
+    pub local: LocalNodes,
+    /// The pristine node's stores, while it waits.
+    pub waiting: WaitingNode,
+    /// Address other members reach this process at.
+    pub advertise: String,
+    /// Required credentials; `None` refuses every call.
+    pub credentials: Option<AdminCredentials>,
+    /// After how long without a heartbeat a blob node counts as down.
+    pub blob_down_after: Duration,
+}
+
+/// Serves `Admin`.
+pub struct AdminService {
+    ctx: AdminContext,
+    /// One membership change at a time from this node.
+    changes: tokio::sync::Mutex<()>,
+}
+
+impl AdminService {
+    /// A service over `ctx`.
+    pub fn new(ctx: AdminContext) -> Self {
+        Self {
+            ctx,
+            changes: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    fn authorize<T>(&self, request: &Request<T>, method: &str) -> Result<(), Status> {
+        let Some(credentials) = &self.ctx.credentials else {
+            return Err(Status::permission_denied(
+                "the admin API is disabled: this node has no admin credentials",
+            ));
+        };
+        credentials
+            .verify(request.metadata(), method, now_ms())
+            .map_err(|e| {
+                let peer = request.remote_addr().map(|a| a.to_string());
+                tracing::warn!(method, peer = peer.as_deref().unwrap_or("?"), error = %e, "refused an admin call");
+                Status::unauthenticated(e.to_string())
+            })
+    }
+
+    fn group(&self) -> Result<&Group, Status> {
+        self.ctx
+            .joined
+            .get()
+            .map(|j| j.groups.system_group())
+            .ok_or_else(|| Status::failed_precondition("this meta node has not joined a cluster"))
+    }
+
+    /// Starts the waiting node as `id` of `cluster_id` and records the cluster.
+    async fn start_waiting_node(&self, cluster_id: &str, id: NodeId) -> Result<LocalNode, Status> {
+        let Some((log, sm)) = self.ctx.waiting.take() else {
+            return Err(Status::failed_precondition(
+                "this meta node already belongs to a cluster",
+            ));
+        };
+        let fresh =
+            log.is_pristine().map_err(internal)? && log.cluster_id().map_err(internal)?.is_none();
+        if !fresh {
+            self.ctx.waiting.put_back(log, sm);
+            return Err(Status::failed_precondition(
+                "this meta node has state: refusing to initialize or join",
+            ));
+        }
+        log.set_cluster_id(cluster_id).map_err(internal)?;
+        log.set_node_id(id).map_err(internal)?;
+        let starter = NodeStarter::new(cluster_id, self.ctx.local.clone()).map_err(internal)?;
+        let node = starter.start(id, log, sm).await.map_err(internal)?;
+        self.ctx.joined.set(Joined {
+            cluster_id: Arc::from(cluster_id),
+            groups: GroupMap::single(Group::new(vec![node.clone()])),
+        });
+        Ok(node)
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> Status {
+    Status::internal(e.to_string())
+}
+
+fn raft_status(status: impl std::fmt::Display) -> Status {
+    Status::unavailable(format!("raft: {status}"))
+}
+
+/// The node whose view `Status` reports: a local leader if there is one.
+fn reporting_node(group: &Group) -> Option<&LocalNode> {
+    group
+        .nodes()
+        .iter()
+        .find(|n| n.raft.metrics().borrow().state == ServerState::Leader)
+        .or_else(|| group.nodes().first())
+}
+
+fn role_name(state: ServerState) -> &'static str {
+    match state {
+        ServerState::Leader => "leader",
+        ServerState::Follower => "follower",
+        ServerState::Learner => "learner",
+        ServerState::Candidate => "candidate",
+        ServerState::Shutdown => "shutdown",
+    }
+}
+
+/// Calls `Join` on the pristine node at `address`.
+async fn call_join(
+    address: &str,
+    credentials: &AdminCredentials,
+    cluster_id: &str,
+    node_id: NodeId,
+) -> Result<(), Status> {
+    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
+        .map_err(|e| Status::invalid_argument(format!("bad address {address:?}: {e}")))?
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(30));
+    let channel = endpoint
+        .connect()
+        .await
+        .map_err(|e| Status::unavailable(format!("cannot reach {address}: {e}")))?;
+    let mut request = Request::new(JoinRequest {
+        cluster_id: cluster_id.to_string(),
+        node_id,
+    });
+    credentials.sign(request.metadata_mut(), "Join", now_ms());
+    AdminClient::new(channel).join(request).await?;
+    Ok(())
+}
+
+#[tonic::async_trait]
+impl Admin for AdminService {
+    async fn status(
+        &self,
+        request: Request<StatusRequest>,
+    ) -> Result<Response<StatusResponse>, Status> {
+        self.authorize(&request, "Status")?;
+        let mut reply = StatusResponse {
+            now_ms: now_ms(),
+            blob_down_after_ms: self.ctx.blob_down_after.as_millis() as i64,
+            ..Default::default()
+        };
+        let Some(joined) = self.ctx.joined.get() else {
+            return Ok(Response::new(reply));
+        };
+        reply.initialized = true;
+        reply.cluster_id = joined.cluster_id.to_string();
+        let Some(node) = reporting_node(joined.groups.system_group()) else {
+            return Ok(Response::new(reply));
+        };
+        let metrics = node.raft.metrics().borrow().clone();
+        let membership = metrics.membership_config.membership();
+        let leader_address = metrics
+            .current_leader
+            .and_then(|id| membership.get_node(&id))
+            .map(|n| n.addr.clone())
+            .unwrap_or_default();
+        reply.raft = Some(RaftStatus {
+            node_id: node.id,
+            role: role_name(metrics.state).to_string(),
+            term: metrics.current_term,
+            last_log_index: metrics.last_log_index.unwrap_or(0),
+            applied_index: metrics.last_applied.map_or(0, |l| l.index),
+            leader_id: metrics.current_leader.unwrap_or(0),
+            leader_address,
+            snapshot_index: metrics.snapshot.map_or(0, |l| l.index),
+            purged_index: metrics.purged.map_or(0, |l| l.index),
+        });
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        reply.members = membership
+            .nodes()
+            .map(|(id, n)| MetaMember {
+                id: *id,
+                address: n.addr.clone(),
+                voter: voters.contains(id),
+                matched_index: metrics
+                    .replication
+                    .as_ref()
+                    .and_then(|r| r.get(id))
+                    .map(|l| l.map_or(0, |l| l.index)),
+            })
+            .collect();
+        reply.blob_nodes = node.reader.blob_nodes().map_err(internal)?;
+        Ok(Response::new(reply))
+    }
+
+    async fn initialize(
+        &self,
+        request: Request<InitializeRequest>,
+    ) -> Result<Response<InitializeResponse>, Status> {
+        self.authorize(&request, "Initialize")?;
+        let _one_at_a_time = self.changes.lock().await;
+        let cluster_id = new_cluster_id();
+        let node = self.start_waiting_node(&cluster_id, 1).await?;
+        let members: std::collections::BTreeMap<NodeId, BasicNode> =
+            [(node.id, BasicNode::new(self.ctx.advertise.clone()))].into();
+        node.raft.initialize(members).await.map_err(raft_status)?;
+        tracing::info!(%cluster_id, node_id = node.id, "initialized a new meta cluster");
+        Ok(Response::new(InitializeResponse {
+            cluster_id,
+            node_id: node.id,
+        }))
+    }
+
+    async fn join(&self, request: Request<JoinRequest>) -> Result<Response<JoinResponse>, Status> {
+        self.authorize(&request, "Join")?;
+        let _one_at_a_time = self.changes.lock().await;
+        let JoinRequest {
+            cluster_id,
+            node_id,
+        } = request.into_inner();
+        if cluster_id.is_empty() || node_id == 0 {
+            return Err(Status::invalid_argument(
+                "join needs a cluster id and a node id",
+            ));
+        }
+        let node = self.start_waiting_node(&cluster_id, node_id).await?;
+        tracing::info!(%cluster_id, node_id = node.id, "joined a meta cluster; waiting for the leader");
+        Ok(Response::new(JoinResponse {}))
+    }
+
+    async fn add_meta_member(
+        &self,
+        request: Request<AddMetaMemberRequest>,
+    ) -> Result<Response<AddMetaMemberResponse>, Status> {
+        self.authorize(&request, "AddMetaMember")?;
+        let AddMetaMemberRequest {
+            address,
+            learner_only,
+        } = request.into_inner();
+        let _one_at_a_time = self.changes.lock().await;
+        let group = self.group()?;
+        let leader = group.leader().await.map_err(group_status)?;
+        let cluster_id = self
+            .ctx
+            .joined
+            .get()
+            .map(|j| j.cluster_id.to_string())
+            .unwrap_or_default();
+        let credentials = self
+            .ctx
+            .credentials
+            .as_ref()
+            .ok_or_else(|| Status::permission_denied("no admin credentials"))?;
+        {
+            let metrics = leader.raft.metrics().borrow().clone();
+            let taken = metrics
+                .membership_config
+                .membership()
+                .nodes()
+                .any(|(_, n)| n.addr == address);
+            if taken {
+                return Err(Status::already_exists(format!(
+                    "{address} is already a meta member"
+                )));
+            }
+        }
+        let node_id = match group.write(Command::AllocateNodeId).await {
+            Ok(Applied::NodeId { id }) => id,
+            Ok(other) => return Err(internal(format!("unexpected reply {other:?}"))),
+            Err(e) => return Err(group_status(e)),
+        };
+        tracing::info!(node_id, %address, "adding a meta member: joining it");
+        call_join(&address, credentials, &cluster_id, node_id).await?;
+        tracing::info!(node_id, %address, "adding a meta member: catching up as a learner");
+        let node = BasicNode::new(address.clone());
+        match tokio::time::timeout(
+            CATCH_UP_TIMEOUT,
+            leader.raft.add_learner(node_id, node, true),
+        )
+        .await
+        {
+            Ok(result) => {
+                result.map_err(raft_status)?;
+            }
+            Err(_) => {
+                return Err(Status::deadline_exceeded(format!(
+                    "meta node {node_id} at {address} did not catch up in {CATCH_UP_TIMEOUT:?}; it stays a learner"
+                )))
+            }
+        }
+        if !learner_only {
+            tracing::info!(node_id, %address, "adding a meta member: promoting it to voter");
+            leader
+                .raft
+                .change_membership(ChangeMembers::AddVoterIds([node_id].into()), false)
+                .await
+                .map_err(raft_status)?;
+        }
+        tracing::info!(node_id, %address, learner_only, "meta member added");
+        Ok(Response::new(AddMetaMemberResponse { node_id }))
+    }
+
+    async fn remove_meta_member(
+        &self,
+        request: Request<RemoveMetaMemberRequest>,
+    ) -> Result<Response<RemoveMetaMemberResponse>, Status> {
+        self.authorize(&request, "RemoveMetaMember")?;
+        let node_id = request.into_inner().node_id;
+        let _one_at_a_time = self.changes.lock().await;
+        let group = self.group()?;
+        let leader = group.leader().await.map_err(group_status)?;
+        let metrics = leader.raft.metrics().borrow().clone();
+        let membership = metrics.membership_config.membership();
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        if membership.get_node(&node_id).is_none() {
+            return Err(Status::not_found(format!("no meta member {node_id}")));
+        }
+        let change = if voters.contains(&node_id) {
+            if voters.len() == 1 {
+                return Err(Status::failed_precondition(
+                    "refusing to remove the last voter",
+                ));
+            }
+            ChangeMembers::RemoveVoters([node_id].into())
+        } else {
+            ChangeMembers::RemoveNodes([node_id].into())
+        };
+        leader
+            .raft
+            .change_membership(change, false)
+            .await
+            .map_err(raft_status)?;
+        tracing::info!(node_id, "meta member removed");
+        Ok(Response::new(RemoveMetaMemberResponse {}))
+    }
+}

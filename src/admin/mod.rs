@@ -1,0 +1,127 @@
+//! `cairn admin`: cluster status and meta membership, over the meta nodes' `Admin` API.
+
+mod client;
+mod status;
+
+use anyhow::Context;
+use cairn_proto::admin::{AddMetaMemberRequest, InitializeRequest, RemoveMetaMemberRequest};
+use clap::{Args, Subcommand};
+
+use client::{host_port, Admin};
+
+/// Flags shared by every admin command.
+#[derive(Args, Debug)]
+pub struct AdminArgs {
+    /// Meta endpoints (http://HOST:PORT), comma-separated; any member will do.
+    #[arg(
+        long = "meta",
+        env = "CAIRN_META",
+        value_delimiter = ',',
+        default_value = "http://127.0.0.1:7000",
+        global = true
+    )]
+    meta: Vec<String>,
+    #[command(flatten)]
+    keys: crate::Keys,
+    #[command(subcommand)]
+    command: AdminCommand,
+}
+
+#[derive(Subcommand, Debug)]
+enum AdminCommand {
+    /// Meta members, leader, Raft indices, blob nodes and disks.
+    Status {
+        /// Print JSON instead of tables.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Create a new cluster: initialize the first --meta node, then add the others as voters.
+    /// Every node must be pristine (started without --init on an empty directory).
+    Init,
+    /// Meta membership.
+    #[command(subcommand)]
+    Meta(MetaCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum MetaCommand {
+    /// Add the pristine meta node listening at ADDRESS (host:port as members reach it).
+    Add {
+        address: String,
+        /// Keep it a learner (replicates, does not vote).
+        #[arg(long)]
+        learner: bool,
+    },
+    /// Remove meta member ID (voter or learner). Its id is never reused.
+    Remove { id: u64 },
+}
+
+/// Adds the node at `address` through the leader and returns its new id.
+async fn add_member(admin: &Admin, address: &str, learner_only: bool) -> anyhow::Result<u64> {
+    let request = AddMetaMemberRequest {
+        address: host_port(address).to_string(),
+        learner_only,
+    };
+    let reply = admin
+        .on_leader("AddMetaMember", request, |mut c, r| async move {
+            c.add_meta_member(r).await
+        })
+        .await?;
+    Ok(reply.node_id)
+}
+
+/// Runs one admin command.
+pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
+    let admin = Admin::new(args.meta, args.keys.clone().admin())?;
+    match args.command {
+        AdminCommand::Status { json } => {
+            let view = status::gather(&admin).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&view)?);
+            } else {
+                print!("{}", status::render(&view));
+            }
+        }
+        AdminCommand::Init => {
+            let (first, rest) = admin
+                .endpoints()
+                .split_first()
+                .context("no meta endpoint")?;
+            let reply = admin
+                .call_at(
+                    first,
+                    "Initialize",
+                    InitializeRequest {},
+                    |mut c, r| async move { c.initialize(r).await },
+                )
+                .await
+                .map_err(|s| {
+                    anyhow::anyhow!("initialize {first}: {:?}: {}", s.code(), s.message())
+                })?;
+            println!(
+                "initialized cluster {} with node {} at {first}",
+                reply.cluster_id, reply.node_id
+            );
+            let leader_only = Admin::new(vec![first.clone()], args.keys.admin())?;
+            for other in rest {
+                let id = add_member(&leader_only, other, false).await?;
+                println!("added meta node {id} at {other}");
+            }
+        }
+        AdminCommand::Meta(MetaCommand::Add { address, learner }) => {
+            let id = add_member(&admin, &address, learner).await?;
+            println!("added meta node {id} at {address}");
+        }
+        AdminCommand::Meta(MetaCommand::Remove { id }) => {
+            admin
+                .on_leader(
+                    "RemoveMetaMember",
+                    RemoveMetaMemberRequest { node_id: id },
+                    |mut c, r| async move { c.remove_meta_member(r).await },
+                )
+                .await?;
+            println!("removed meta node {id}");
+        }
+    }
+    Ok(())
+}

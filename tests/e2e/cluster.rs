@@ -1,0 +1,275 @@
+//! Many nodes: separate meta, blob and gateway processes formed into one cluster with
+//! `cairn admin`, surviving the loss of the meta leader and of a blob node, and changing meta
+//! membership (grow to five, remove one, replace a wiped one) without losing data.
+
+use std::collections::BTreeSet;
+
+use crate::cluster_harness::*;
+use crate::harness::*;
+
+/// Writes `count` objects `prefix{n}` through `client` and returns their bodies.
+async fn write_batch(
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    prefix: &str,
+    count: u64,
+    seed: u64,
+) -> Vec<(String, Vec<u8>)> {
+    let mut written = Vec::new();
+    for n in 0..count {
+        let key = format!("{prefix}{n}");
+        let body = data(100_000 + (n as usize * 7_919) % 300_000, seed + n);
+        put(client, bucket, &key, body.clone()).await;
+        written.push((key, body));
+    }
+    written
+}
+
+async fn check_all(client: &aws_sdk_s3::Client, bucket: &str, objects: &[(String, Vec<u8>)]) {
+    for (key, body) in objects {
+        assert!(
+            get(client, bucket, key).await == *body,
+            "{bucket}/{key} read back wrong"
+        );
+    }
+}
+
+fn voters(status: &serde_json::Value) -> BTreeSet<u64> {
+    status["members"]
+        .as_array()
+        .expect("members")
+        .iter()
+        .filter(|m| m["voter"] == true)
+        .map(|m| m["id"].as_u64().expect("id"))
+        .collect()
+}
+
+/// 3 meta + 4 blob (2 disks each) + 2 gateways. S3 goes on through both gateways while the
+/// meta leader is killed (after an election) and while a blob node is dead (degraded reads
+/// and writes); both come back and rejoin.
+#[tokio::test(flavor = "multi_thread")]
+async fn cluster_serves_through_meta_leader_and_blob_node_loss() {
+    let mut cluster = Cluster::start(3, 4, 2, 2, &[("CAIRN_BLOB_DOWN_AFTER", "12")]);
+    let status = cluster.status();
+    assert_eq!(voters(&status).len(), 3, "three voters: {status:#}");
+    let gw0 = cluster.client(0);
+    let gw1 = cluster.client(1);
+    gw0.create_bucket()
+        .bucket("work")
+        .send()
+        .await
+        .expect("create bucket");
+
+    let mut objects = write_batch(&gw0, "work", "before/", 8, 1).await;
+    // Both gateways see the same metadata at once: no gateway-local cache.
+    check_all(&gw1, "work", &objects).await;
+
+    // Kill the meta leader: after an election the workload goes on, through both gateways.
+    let old_leader = cluster.leader();
+    cluster.metas[old_leader].kill();
+    objects.extend(write_batch(&gw1, "work", "after-leader-loss/", 8, 100).await);
+    check_all(&gw0, "work", &objects).await;
+    let status = cluster.status();
+    assert_ne!(
+        status["leader_address"].as_str(),
+        Some(cluster.meta_addrs[old_leader].as_str()),
+        "a new leader was elected"
+    );
+
+    // Kill a blob node: reads rebuild from parity, writes go on with the survivors.
+    cluster.blobs[0].kill();
+    check_all(&gw1, "work", &objects).await;
+    objects.extend(write_batch(&gw0, "work", "after-blob-loss/", 6, 200).await);
+    check_all(&gw1, "work", &objects).await;
+
+    // Both come back: the old leader rejoins as a follower and catches up.
+    cluster.restart_meta(old_leader);
+    cluster.restart_blob(0);
+    let status = cluster.wait_for("all meta members caught up and 4 blob nodes up", |s| {
+        let applied: Vec<Option<u64>> = s["members"]
+            .as_array()
+            .map(|a| a.iter().map(|m| m["applied_index"].as_u64()).collect())
+            .unwrap_or_default();
+        let commit = s["commit_index"].as_u64();
+        applied.len() == 3
+            && applied
+                .iter()
+                .all(|a| a.is_some() && *a >= commit.map(|c| c.saturating_sub(5)))
+            && s["blob_nodes"]
+                .as_array()
+                .map(|b| b.iter().filter(|n| n["state"] == "up").count() == 4)
+                .unwrap_or(false)
+    });
+    assert_eq!(voters(&status).len(), 3);
+    check_all(&gw0, "work", &objects).await;
+    let listed = gw1
+        .list_objects_v2()
+        .bucket("work")
+        .send()
+        .await
+        .expect("list")
+        .key_count
+        .unwrap_or(0);
+    assert_eq!(listed as usize, objects.len());
+
+    // The human-readable status names every member and blob node.
+    let table = cluster.admin_ok(&["status"]);
+    for addr in &cluster.meta_addrs {
+        assert!(
+            table.contains(addr.as_str()),
+            "status table lists {addr}:\n{table}"
+        );
+    }
+    assert!(table.contains("leader"), "{table}");
+}
+
+/// Meta membership changes are admin operations: grow 3 -> 5, remove a member, replace a
+/// wiped one (it comes back under a new id); ids are never reused; no committed data lost.
+#[tokio::test(flavor = "multi_thread")]
+async fn meta_membership_grows_shrinks_and_replaces_without_losing_data() {
+    let mut cluster = Cluster::start(3, 1, 2, 1, &[]);
+    let s3 = cluster.client(0);
+    s3.create_bucket()
+        .bucket("members")
+        .send()
+        .await
+        .expect("create");
+    let mut objects = write_batch(&s3, "members", "a/", 5, 1).await;
+
+    // `init` again is refused: initialize happens exactly once.
+    let (ok, _, stderr) = cluster.admin(&["init"]);
+    assert!(!ok, "a second init must fail");
+    assert!(
+        stderr.contains("state") || stderr.contains("already"),
+        "{stderr}"
+    );
+
+    // Grow to five voters.
+    let mut seen_ids: BTreeSet<u64> = voters(&cluster.status());
+    for _ in 0..2 {
+        let i = cluster.add_meta_process(&[]);
+        let addr = cluster.meta_addrs[i].clone();
+        let out = cluster.admin_ok(&["meta", "add", &addr]);
+        assert!(out.contains("added meta node"), "{out}");
+    }
+    let status = cluster.status();
+    let five = voters(&status);
+    assert_eq!(five.len(), 5, "{status:#}");
+    assert!(five.is_superset(&seen_ids));
+    seen_ids.extend(five.iter().copied());
+    objects.extend(write_batch(&s3, "members", "b/", 5, 10).await);
+
+    // Adding an existing member again is refused.
+    let (ok, _, _) = cluster.admin(&["meta", "add", &cluster.meta_addrs[0].clone()]);
+    assert!(!ok, "adding a member twice must fail");
+
+    // Remove one voter (not the leader) and stop its process.
+    let leader = cluster.leader();
+    let victim = (0..cluster.metas.len())
+        .find(|i| *i != leader)
+        .expect("a follower");
+    let victim_id = status["members"]
+        .as_array()
+        .expect("members")
+        .iter()
+        .find(|m| m["address"] == cluster.meta_addrs[victim].as_str())
+        .and_then(|m| m["id"].as_u64())
+        .expect("victim id");
+    cluster.admin_ok(&["meta", "remove", &victim_id.to_string()]);
+    cluster.metas[victim].kill();
+    let status = cluster.status();
+    assert_eq!(voters(&status).len(), 4, "{status:#}");
+    assert!(!voters(&status).contains(&victim_id));
+    objects.extend(write_batch(&s3, "members", "c/", 5, 20).await);
+
+    // Replace a wiped member: kill it, wipe its directory, remove it, start it pristine at
+    // the same address and add it again. It gets a new id.
+    let leader = cluster.leader();
+    let wiped = (0..cluster.metas.len())
+        .find(|i| *i != leader && *i != victim)
+        .expect("another follower");
+    let wiped_id = status["members"]
+        .as_array()
+        .expect("members")
+        .iter()
+        .find(|m| m["address"] == cluster.meta_addrs[wiped].as_str())
+        .and_then(|m| m["id"].as_u64())
+        .expect("wiped id");
+    cluster.metas[wiped].kill();
+    std::fs::remove_dir_all(cluster.path(&format!("meta{wiped}"))).expect("wipe");
+    cluster.admin_ok(&["meta", "remove", &wiped_id.to_string()]);
+    cluster.restart_meta(wiped);
+    let addr = cluster.meta_addrs[wiped].clone();
+    cluster.admin_ok(&["meta", "add", &addr]);
+    let status = cluster.status();
+    let now = voters(&status);
+    assert_eq!(now.len(), 4, "{status:#}");
+    let new_ids: Vec<u64> = now.difference(&seen_ids).copied().collect();
+    assert_eq!(
+        new_ids.len(),
+        1,
+        "the replacement has a never-used id: {status:#}"
+    );
+    assert!(!now.contains(&wiped_id) && !now.contains(&victim_id));
+
+    // Every committed object is still there, and writes go on.
+    objects.extend(write_batch(&s3, "members", "d/", 5, 30).await);
+    check_all(&s3, "members", &objects).await;
+}
+
+/// A pristine meta node serves no metadata until it is initialized or added, and the admin
+/// API refuses calls without the admin credentials.
+#[tokio::test(flavor = "multi_thread")]
+async fn pristine_meta_waits_and_admin_api_needs_credentials() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut meta = Proc::spawn(
+        &[
+            "meta".into(),
+            "--listen".into(),
+            addr.clone(),
+            "--dir".into(),
+            tmp.path().join("m").display().to_string(),
+        ],
+        &tmp.path().join("meta.log"),
+        &[],
+    );
+    let line = meta.wait_line("META");
+    assert!(line.contains("waiting"), "{line}");
+    let admin = |key: &str, args: &[&str]| {
+        std::process::Command::new(cairn_bin())
+            .args(["admin", "--meta", &addr])
+            .args(args)
+            .env("CAIRN_ACCESS_KEY", ACCESS_KEY)
+            .env("CAIRN_SECRET_KEY", key)
+            .output()
+            .expect("admin")
+    };
+    let out = admin("wrong-secret", &["init"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("Unauthenticated"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = admin(SECRET_KEY, &["status"]);
+    assert!(
+        !out.status.success(),
+        "status of an uninitialized node fails"
+    );
+    let out = admin(SECRET_KEY, &["init"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = admin(SECRET_KEY, &["status", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(status["members"][0]["id"], 1);
+    assert_eq!(status["members"][0]["role"], "leader");
+}
