@@ -132,6 +132,9 @@ struct MetaArgs {
     /// Seconds without a heartbeat after which a blob node is down (gets no new shards).
     #[arg(long, env = "CAIRN_BLOB_DOWN_AFTER", default_value_t = 30)]
     blob_down_after: u64,
+    /// Raft log entries between snapshots; members further behind catch up by snapshot.
+    #[arg(long, env = "CAIRN_META_SNAPSHOT_LOGS", default_value_t = cairn_meta::DEFAULT_SNAPSHOT_LOGS)]
+    snapshot_logs: u64,
     #[command(flatten)]
     keys: Keys,
 }
@@ -191,6 +194,7 @@ fn main() -> anyhow::Result<()> {
                     init: a.init,
                     blob_down_after: std::time::Duration::from_secs(a.blob_down_after),
                     admin: a.keys.admin(),
+                    snapshot_logs: a.snapshot_logs,
                 })
                 .await
             }

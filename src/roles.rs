@@ -122,6 +122,7 @@ pub async fn run_embedded(dirs: Vec<PathBuf>, s3: S3Options) -> anyhow::Result<(
             access_key: s3.access_key.clone(),
             secret_key: s3.secret_key.clone(),
         }),
+        snapshot_logs: cairn_meta::DEFAULT_SNAPSHOT_LOGS,
     })
     .await
     .context("starting the meta service")?;
@@ -173,6 +174,8 @@ pub struct MetaOptions {
     pub init: bool,
     pub blob_down_after: Duration,
     pub admin: cairn_meta::AdminCredentials,
+    /// Log entries between snapshots.
+    pub snapshot_logs: u64,
 }
 
 /// `cairn meta`: one meta node. On a pristine directory it creates a one-node cluster when
@@ -189,6 +192,7 @@ pub async fn run_meta(options: MetaOptions) -> anyhow::Result<()> {
         bootstrap: options.init,
         blob_down_after: options.blob_down_after,
         admin: Some(options.admin),
+        snapshot_logs: options.snapshot_logs,
     })
     .await
     .context("starting the meta service")?;

@@ -78,6 +78,8 @@ pub struct AdminContext {
     pub credentials: Option<AdminCredentials>,
     /// After how long without a heartbeat a blob node counts as down.
     pub blob_down_after: Duration,
+    /// Log entries between snapshots.
+    pub snapshot_logs: u64,
 }
 
 /// Serves `Admin`.
@@ -136,7 +138,8 @@ impl AdminService {
         }
         log.set_cluster_id(cluster_id).map_err(internal)?;
         log.set_node_id(id).map_err(internal)?;
-        let starter = NodeStarter::new(cluster_id, self.ctx.local.clone()).map_err(internal)?;
+        let starter = NodeStarter::new(cluster_id, self.ctx.local.clone(), self.ctx.snapshot_logs)
+            .map_err(internal)?;
         let node = starter.start(id, log, sm).await.map_err(internal)?;
         self.ctx.joined.set(Joined {
             cluster_id: Arc::from(cluster_id),

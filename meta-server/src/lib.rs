@@ -96,6 +96,9 @@ pub struct MetaConfig {
     pub blob_down_after: Duration,
     /// Credentials the admin API requires; `None` refuses every admin call.
     pub admin: Option<AdminCredentials>,
+    /// Log entries between snapshots ([`DEFAULT_SNAPSHOT_LOGS`]). A snapshot compacts the log;
+    /// members further behind than the kept log catch up by snapshot install.
+    pub snapshot_logs: u64,
 }
 
 /// A running meta service.
@@ -106,14 +109,20 @@ pub struct RunningMeta {
     server: JoinHandle<Result<(), tonic::transport::Error>>,
 }
 
-fn raft_config(cluster_id: &str) -> Result<Arc<openraft::Config>, MetaError> {
+/// Default for [`MetaConfig::snapshot_logs`].
+pub const DEFAULT_SNAPSHOT_LOGS: u64 = 10_000;
+
+fn raft_config(cluster_id: &str, snapshot_logs: u64) -> Result<Arc<openraft::Config>, MetaError> {
+    let snapshot_logs = snapshot_logs.max(1);
     let config = openraft::Config {
         cluster_name: cluster_id.to_string(),
         heartbeat_interval: 150,
         election_timeout_min: 500,
         election_timeout_max: 1000,
-        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(10_000),
-        max_in_snapshot_log_to_keep: 1_000,
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(snapshot_logs),
+        // Keep a tenth of a snapshot interval of log behind each snapshot, so that a slightly
+        // lagging follower catches up from the log rather than by a whole snapshot.
+        max_in_snapshot_log_to_keep: snapshot_logs / 10,
         ..Default::default()
     };
     Ok(Arc::new(
@@ -137,10 +146,11 @@ struct NodeStarter {
 }
 
 impl NodeStarter {
-    /// A starter for nodes of cluster `cluster_id` that reach in-process peers via `local`.
-    fn new(cluster_id: &str, local: LocalNodes) -> Result<Self, MetaError> {
+    /// A starter for nodes of cluster `cluster_id` that reach in-process peers via `local`
+    /// and take a snapshot every `snapshot_logs` entries.
+    fn new(cluster_id: &str, local: LocalNodes, snapshot_logs: u64) -> Result<Self, MetaError> {
         Ok(Self {
-            config: raft_config(cluster_id)?,
+            config: raft_config(cluster_id, snapshot_logs)?,
             network: Network::new(local.clone(), cluster_id),
             local,
         })
@@ -242,7 +252,7 @@ async fn start_member_nodes(
         }
     }
 
-    let starter = NodeStarter::new(&cluster_id, local.clone())?;
+    let starter = NodeStarter::new(&cluster_id, local.clone(), config.snapshot_logs)?;
     let mut nodes = Vec::new();
     let mut replacements = Vec::new();
     if all_pristine && config.bootstrap {
@@ -378,6 +388,7 @@ pub async fn start(config: MetaConfig) -> Result<RunningMeta, MetaError> {
         advertise,
         credentials: config.admin.clone(),
         blob_down_after: config.blob_down_after,
+        snapshot_logs: config.snapshot_logs,
     }));
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);

@@ -5,8 +5,6 @@
 //! is decided by the proposer *before* the entry is appended and travels inside it, so every
 //! replica applies the same bytes to the same state and reaches the same result.
 
-use std::io::Cursor;
-
 use openraft::BasicNode;
 use serde::{Deserialize, Serialize};
 
@@ -20,7 +18,7 @@ openraft::declare_raft_types!(
         R = Response,
         NodeId = NodeId,
         Node = BasicNode,
-        SnapshotData = Cursor<Vec<u8>>,
+        SnapshotData = tokio::fs::File,
 );
 
 /// Shorthand for openraft's handle with our types.

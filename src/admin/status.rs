@@ -22,6 +22,10 @@ pub struct MemberView {
     pub term: Option<u64>,
     pub last_log_index: Option<u64>,
     pub applied_index: Option<u64>,
+    /// Index of the member's current snapshot.
+    pub snapshot_index: Option<u64>,
+    /// Log entries up to here are compacted away on the member.
+    pub purged_index: Option<u64>,
     /// Last index the leader knows this member holds.
     pub matched_index: Option<u64>,
 }
@@ -111,6 +115,8 @@ pub async fn gather(admin: &Admin) -> anyhow::Result<ClusterView> {
             term: own_raft.as_ref().map(|r| r.term),
             last_log_index: own_raft.as_ref().map(|r| r.last_log_index),
             applied_index: own_raft.as_ref().map(|r| r.applied_index),
+            snapshot_index: own_raft.as_ref().map(|r| r.snapshot_index),
+            purged_index: own_raft.as_ref().map(|r| r.purged_index),
             matched_index: m.matched_index,
         });
     }
@@ -223,6 +229,7 @@ pub fn render(view: &ClusterView) -> String {
                 opt(m.last_log_index),
                 opt(m.applied_index),
                 opt(m.matched_index),
+                opt(m.snapshot_index),
             ]
         })
         .collect();

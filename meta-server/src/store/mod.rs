@@ -4,7 +4,7 @@
 //! |---|---|---|
 //! | `raft_log`   | log entries, key = index (u64 BE)          | [`LogStore`] |
 //! | `raft_state` | vote, last purged log id, committed id     | [`LogStore`] |
-//! | `sm_state`   | last applied log id, membership, snapshot  | [`StateMachine`] |
+//! | `sm_state`   | last applied log id, membership, current snapshot file | [`StateMachine`] |
 //! | `buckets`, `objects`, `blob_nodes` | the metadata itself | [`StateMachine`] |
 //! | `uploads`    | upload id -> the version its commit made (retries are no-ops) | [`StateMachine`] |
 //!
@@ -33,6 +33,9 @@ pub(crate) const CF_OBJECTS: &str = "objects";
 pub(crate) const CF_BLOB_NODES: &str = "blob_nodes";
 pub(crate) const CF_UPLOADS: &str = "uploads";
 
+/// Directory (inside the meta directory) of snapshot files.
+pub(crate) const SNAPSHOT_DIR: &str = "snapshots";
+
 /// The column families that make up the replicated state (what a snapshot carries).
 pub(crate) const DATA_CFS: [&str; 4] = [CF_BUCKETS, CF_OBJECTS, CF_BLOB_NODES, CF_UPLOADS];
 
@@ -54,6 +57,9 @@ pub enum StoreError {
     /// Serialized Raft state did not decode.
     #[error("bad raft state: {0}")]
     Json(#[from] serde_json::Error),
+    /// A snapshot file could not be written, read or verified.
+    #[error("snapshot: {0}")]
+    Snapshot(String),
 }
 
 /// Opens (creating if needed) the meta database in `dir` and returns the log store and the
@@ -74,7 +80,10 @@ pub fn open(dir: &Path) -> Result<(LogStore, StateMachine), StoreError> {
     .into_iter()
     .map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
     let db = Arc::new(DB::open_cf_descriptors(&opts, dir, cfs)?);
-    Ok((LogStore::new(db.clone()), StateMachine::new(db)?))
+    Ok((
+        LogStore::new(db.clone()),
+        StateMachine::new(db, dir.join(SNAPSHOT_DIR))?,
+    ))
 }
 
 /// Looks up a column family handle that [`open`] guarantees exists.

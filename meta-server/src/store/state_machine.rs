@@ -9,7 +9,10 @@
 //! - Applying is deterministic (see [`crate::apply`]): the same entries on any replica give
 //!   the same state.
 
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+
+use tokio::io::AsyncSeekExt;
 
 use openraft::storage::RaftStateMachine;
 use openraft::{
@@ -25,8 +28,14 @@ use crate::types::{NodeId, Response, TypeConfig};
 
 const KEY_LAST_APPLIED: &[u8] = b"last_applied";
 const KEY_MEMBERSHIP: &[u8] = b"membership";
-const KEY_SNAPSHOT_META: &[u8] = b"snapshot_meta";
-const KEY_SNAPSHOT_DATA: &[u8] = b"snapshot_data";
+/// The current snapshot: its meta and file ([`SnapshotRecord`]).
+const KEY_SNAPSHOT: &[u8] = b"snapshot";
+/// A snapshot install under way ([`SnapshotRecord`]); present only between the moment the
+/// received file is durable and the moment the state is replaced.
+const KEY_INSTALLING: &[u8] = b"snapshot_installing";
+/// Format-1 keys (snapshot held inside RocksDB), removed at start-up.
+const KEY_SNAPSHOT_META_V1: &[u8] = b"snapshot_meta";
+const KEY_SNAPSHOT_DATA_V1: &[u8] = b"snapshot_data";
 
 type StorageResult<T> = Result<T, StorageError<NodeId>>;
 type Membership = StoredMembership<NodeId, openraft::BasicNode>;
@@ -43,6 +52,8 @@ fn sm_write_err(e: impl Into<StoreError>) -> StorageError<NodeId> {
 #[derive(Clone)]
 pub struct StateMachine {
     db: Arc<DB>,
+    /// Where snapshot files live (`<meta dir>/snapshots`).
+    snapshot_dir: PathBuf,
     /// Serializes the storing of snapshots: openraft builds snapshots in a task of their own,
     /// concurrently with installs, and an older build must never replace a newer snapshot.
     snapshot_store: Arc<Mutex<()>>,
@@ -50,30 +61,194 @@ pub struct StateMachine {
 
 type SnapMeta = SnapshotMeta<NodeId, openraft::BasicNode>;
 
+/// A snapshot file and what it holds.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct SnapshotRecord {
+    meta: SnapMeta,
+    /// File name inside the snapshot directory.
+    file: String,
+}
+
+fn io_err(e: std::io::Error) -> StoreError {
+    StoreError::Snapshot(e.to_string())
+}
+
+/// Makes a rename in `dir` durable.
+fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    #[cfg(unix)]
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err)?;
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
+}
+
+fn open_async(path: &Path) -> Result<tokio::fs::File, StoreError> {
+    Ok(tokio::fs::File::from_std(
+        std::fs::File::open(path).map_err(io_err)?,
+    ))
+}
+
 impl StateMachine {
-    pub(crate) fn new(db: Arc<DB>) -> Result<Self, StoreError> {
-        Ok(Self {
+    pub(crate) fn new(db: Arc<DB>, snapshot_dir: PathBuf) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(&snapshot_dir).map_err(io_err)?;
+        let sm = Self {
             db,
+            snapshot_dir,
             snapshot_store: Arc::new(Mutex::new(())),
-        })
+        };
+        sm.recover()?;
+        Ok(sm)
     }
 
-    /// Adds the snapshot to `batch` unless the stored one is at least as recent. Returns
-    /// whether it was added. The caller holds `snapshot_store`.
+    /// Adds `record` as the current snapshot to `batch` unless the stored one is at least as
+    /// recent. Returns whether it was added. The caller holds `snapshot_store`.
     fn stage_snapshot(
         &self,
         batch: &mut WriteBatch,
-        meta: &SnapMeta,
-        data: &[u8],
+        record: &SnapshotRecord,
     ) -> Result<bool, StoreError> {
-        if let Some(stored) = self.get_json::<SnapMeta>(KEY_SNAPSHOT_META)? {
-            if stored.last_log_id >= meta.last_log_id {
+        if let Some(stored) = self.get_json::<SnapshotRecord>(KEY_SNAPSHOT)? {
+            if stored.meta.last_log_id >= record.meta.last_log_id {
                 return Ok(false);
             }
         }
-        self.put_json_in(batch, KEY_SNAPSHOT_META, meta)?;
-        batch.put_cf(cf(&self.db, CF_SM_STATE)?, KEY_SNAPSHOT_DATA, data);
+        self.put_json_in(batch, KEY_SNAPSHOT, record)?;
         Ok(true)
+    }
+
+    /// Writes a snapshot of the applied state to a new file (fsynced, renamed into place) and
+    /// records it as current unless a newer one already is.
+    fn build_blocking(&self) -> Result<(SnapMeta, PathBuf), StoreError> {
+        // A RocksDB snapshot gives a consistent view of data + last_applied + membership even
+        // if entries are applied while we read.
+        let view = self.db.snapshot();
+        let read = |key: &[u8]| -> Result<Option<Vec<u8>>, StoreError> {
+            Ok(view.get_cf(cf(&self.db, CF_SM_STATE)?, key)?)
+        };
+        let last_applied: Option<LogId<NodeId>> = match read(KEY_LAST_APPLIED)? {
+            Some(raw) => serde_json::from_slice(&raw)?,
+            None => None,
+        };
+        let last_membership: Membership = match read(KEY_MEMBERSHIP)? {
+            Some(raw) => serde_json::from_slice(&raw)?,
+            None => Membership::default(),
+        };
+        let index = last_applied.map_or(0, |l| l.index);
+        let nonce: u64 = rand::random();
+        let tmp = self.snapshot_dir.join(format!("building-{nonce:016x}.tmp"));
+        let file = std::fs::File::create(&tmp).map_err(io_err)?;
+        let records = snapshot::write(&self.db, &view, &file)?;
+        drop(view);
+        file.sync_all().map_err(io_err)?;
+        let name = format!("snapshot-{index:020}-{nonce:016x}.snap");
+        let path = self.snapshot_dir.join(&name);
+        std::fs::rename(&tmp, &path).map_err(io_err)?;
+        sync_dir(&self.snapshot_dir)?;
+        let record = SnapshotRecord {
+            meta: SnapshotMeta {
+                last_log_id: last_applied,
+                last_membership,
+                snapshot_id: format!("{index}-{nonce:016x}"),
+            },
+            file: name,
+        };
+        {
+            let _guard = self
+                .snapshot_store
+                .lock()
+                .map_err(|_| StoreError::LockPoisoned("snapshot store"))?;
+            let mut batch = WriteBatch::default();
+            if self.stage_snapshot(&mut batch, &record)? {
+                self.db.write(batch)?;
+                self.db.flush_wal(true)?;
+                self.remove_stale_files(false)?;
+            }
+        }
+        tracing::info!(index, records, file = %record.file, "built a meta snapshot");
+        Ok((record.meta, path))
+    }
+
+    /// Verifies and stores a received snapshot, then makes it the state: the install is
+    /// first recorded (fsynced) and then carried out, so a crash in between is finished at
+    /// the next start ([`StateMachine::recover`]).
+    fn install_blocking(&self, meta: SnapMeta, received: std::fs::File) -> Result<(), StoreError> {
+        let index = meta.last_log_id.map_or(0, |l| l.index);
+        let nonce: u64 = rand::random();
+        let tmp = self
+            .snapshot_dir
+            .join(format!("installing-{nonce:016x}.tmp"));
+        let copy = std::fs::File::create(&tmp).map_err(io_err)?;
+        if let Err(e) = snapshot::copy_verified(received, &copy) {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
+        copy.sync_all().map_err(io_err)?;
+        let name = format!("snapshot-{index:020}-{nonce:016x}.snap");
+        std::fs::rename(&tmp, self.snapshot_dir.join(&name)).map_err(io_err)?;
+        sync_dir(&self.snapshot_dir)?;
+        let record = SnapshotRecord { meta, file: name };
+        let _guard = self
+            .snapshot_store
+            .lock()
+            .map_err(|_| StoreError::LockPoisoned("snapshot store"))?;
+        let mut batch = WriteBatch::default();
+        self.put_json_in(&mut batch, KEY_INSTALLING, &record)?;
+        self.db.write(batch)?;
+        self.db.flush_wal(true)?;
+        self.finish_install(&record)?;
+        self.remove_stale_files(false)?;
+        tracing::info!(index, file = %record.file, "installed a meta snapshot");
+        Ok(())
+    }
+
+    /// Restores the recorded snapshot and, in one synced batch, sets `last_applied`,
+    /// membership and the current snapshot and clears the install record.
+    fn finish_install(&self, record: &SnapshotRecord) -> Result<(), StoreError> {
+        snapshot::restore(&self.db, &self.snapshot_dir.join(&record.file))?;
+        let mut batch = WriteBatch::default();
+        self.put_json_in(&mut batch, KEY_LAST_APPLIED, &record.meta.last_log_id)?;
+        self.put_json_in(&mut batch, KEY_MEMBERSHIP, &record.meta.last_membership)?;
+        self.put_json_in(&mut batch, KEY_SNAPSHOT, record)?;
+        batch.delete_cf(cf(&self.db, CF_SM_STATE)?, KEY_INSTALLING);
+        self.db.write(batch)?;
+        self.db.flush_wal(true)?;
+        Ok(())
+    }
+
+    /// Start-up: finishes an install a crash interrupted and removes files no record names.
+    fn recover(&self) -> Result<(), StoreError> {
+        if let Some(pending) = self.get_json::<SnapshotRecord>(KEY_INSTALLING)? {
+            tracing::warn!(file = %pending.file, "finishing a snapshot install interrupted by a crash");
+            self.finish_install(&pending)?;
+        }
+        // Format-1 snapshots lived inside RocksDB; they are superseded by files.
+        let state = cf(&self.db, CF_SM_STATE)?;
+        self.db.delete_cf(state, KEY_SNAPSHOT_META_V1)?;
+        self.db.delete_cf(state, KEY_SNAPSHOT_DATA_V1)?;
+        self.remove_stale_files(true)
+    }
+
+    /// Deletes snapshot files that are not the current one (and, at start-up, temporaries of
+    /// builds and installs that never finished). A file still open for sending stays readable
+    /// until closed on Unix; elsewhere a failed delete is retried next time.
+    fn remove_stale_files(&self, startup: bool) -> Result<(), StoreError> {
+        let current = self
+            .get_json::<SnapshotRecord>(KEY_SNAPSHOT)?
+            .map(|r| r.file);
+        let entries = std::fs::read_dir(&self.snapshot_dir).map_err(io_err)?;
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let stale = (name.ends_with(".snap") && current.as_deref() != Some(name.as_str()))
+                || (startup && name.ends_with(".tmp"));
+            if stale {
+                if let Err(e) = std::fs::remove_file(entry.path()) {
+                    tracing::debug!(file = %name, error = %e, "could not remove an old snapshot file yet");
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The database this state machine writes; readers share it.
@@ -125,49 +300,14 @@ impl StateMachine {
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
     async fn build_snapshot(&mut self) -> StorageResult<Snapshot<TypeConfig>> {
-        // A RocksDB snapshot gives a consistent view of data + last_applied + membership even
-        // if entries are applied while we read.
-        let view = self.db.snapshot();
-        let read = |key: &[u8]| -> Result<Option<Vec<u8>>, StoreError> {
-            Ok(view.get_cf(cf(&self.db, CF_SM_STATE)?, key)?)
-        };
-        let last_applied: Option<LogId<NodeId>> =
-            match read(KEY_LAST_APPLIED).map_err(sm_read_err)? {
-                Some(raw) => serde_json::from_slice(&raw).map_err(sm_read_err)?,
-                None => None,
-            };
-        let last_membership: Membership = match read(KEY_MEMBERSHIP).map_err(sm_read_err)? {
-            Some(raw) => serde_json::from_slice(&raw).map_err(sm_read_err)?,
-            None => Membership::default(),
-        };
-        let data = snapshot::serialize(&self.db, &view).map_err(sm_read_err)?;
-        let snapshot_id = match last_applied {
-            Some(id) => format!("{}-{}-{}", id.leader_id, id.index, data.len()),
-            None => format!("empty-{}", data.len()),
-        };
-        let meta = SnapshotMeta {
-            last_log_id: last_applied,
-            last_membership,
-            snapshot_id,
-        };
-        drop(view);
-        {
-            let _guard = self
-                .snapshot_store
-                .lock()
-                .map_err(|_| sm_write_err(StoreError::LockPoisoned("snapshot store")))?;
-            let mut batch = WriteBatch::default();
-            if self
-                .stage_snapshot(&mut batch, &meta, &data)
-                .map_err(sm_write_err)?
-            {
-                self.db.write(batch).map_err(sm_write_err)?;
-                self.db.flush_wal(true).map_err(sm_write_err)?;
-            }
-        }
+        let this = self.clone();
+        let (meta, path) = tokio::task::spawn_blocking(move || this.build_blocking())
+            .await
+            .map_err(|e| sm_read_err(StoreError::Snapshot(format!("build task: {e}"))))?
+            .map_err(sm_read_err)?;
         Ok(Snapshot {
             meta,
-            snapshot: Box::new(std::io::Cursor::new(data)),
+            snapshot: Box::new(open_async(&path).map_err(sm_read_err)?),
         })
     }
 }
@@ -210,53 +350,50 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.clone()
     }
 
-    async fn begin_receiving_snapshot(&mut self) -> StorageResult<Box<std::io::Cursor<Vec<u8>>>> {
-        Ok(Box::new(std::io::Cursor::new(Vec::new())))
+    async fn begin_receiving_snapshot(&mut self) -> StorageResult<Box<tokio::fs::File>> {
+        // An anonymous file: chunks land on disk, not in memory, and a crash leaves nothing.
+        let file = tempfile::tempfile_in(&self.snapshot_dir)
+            .map_err(|e| sm_write_err(StoreError::Snapshot(format!("receive file: {e}"))))?;
+        Ok(Box::new(tokio::fs::File::from_std(file)))
     }
 
     async fn install_snapshot(
         &mut self,
         meta: &SnapshotMeta<NodeId, openraft::BasicNode>,
-        snapshot: Box<std::io::Cursor<Vec<u8>>>,
+        snapshot: Box<tokio::fs::File>,
     ) -> StorageResult<()> {
-        let data = snapshot.into_inner();
-        // Replace the data, last_applied and membership in one batch: a crash leaves either
-        // the old state or the snapshot's, never a mix.
-        let mut batch = WriteBatch::default();
-        snapshot::restore_into(&self.db, &mut batch, &data).map_err(sm_write_err)?;
-        self.put_json_in(&mut batch, KEY_LAST_APPLIED, &meta.last_log_id)
-            .map_err(sm_write_err)?;
-        self.put_json_in(&mut batch, KEY_MEMBERSHIP, &meta.last_membership)
-            .map_err(sm_write_err)?;
-        let _guard = self
-            .snapshot_store
-            .lock()
-            .map_err(|_| sm_write_err(StoreError::LockPoisoned("snapshot store")))?;
-        self.stage_snapshot(&mut batch, meta, &data)
-            .map_err(sm_write_err)?;
-        self.db.write(batch).map_err(sm_write_err)?;
-        self.db.flush_wal(true).map_err(sm_write_err)
+        let mut received = *snapshot;
+        received
+            .seek(std::io::SeekFrom::Start(0))
+            .await
+            .map_err(|e| sm_write_err(StoreError::Snapshot(e.to_string())))?;
+        let received = received.into_std().await;
+        let this = self.clone();
+        let meta = meta.clone();
+        tokio::task::spawn_blocking(move || this.install_blocking(meta, received))
+            .await
+            .map_err(|e| sm_write_err(StoreError::Snapshot(format!("install task: {e}"))))?
+            .map_err(sm_write_err)
     }
 
     async fn get_current_snapshot(&mut self) -> StorageResult<Option<Snapshot<TypeConfig>>> {
-        let Some(meta) = self
-            .get_json::<SnapMeta>(KEY_SNAPSHOT_META)
+        let Some(current) = self
+            .get_json::<SnapshotRecord>(KEY_SNAPSHOT)
             .map_err(sm_read_err)?
         else {
             return Ok(None);
         };
-        let data = self
-            .db
-            .get_cf(
-                cf(&self.db, CF_SM_STATE).map_err(sm_read_err)?,
-                KEY_SNAPSHOT_DATA,
-            )
-            .map_err(sm_read_err)?
-            .unwrap_or_default();
-        Ok(Some(Snapshot {
-            meta,
-            snapshot: Box::new(std::io::Cursor::new(data)),
-        }))
+        let path = self.snapshot_dir.join(&current.file);
+        match open_async(&path) {
+            Ok(file) => Ok(Some(Snapshot {
+                meta: current.meta,
+                snapshot: Box::new(file),
+            })),
+            Err(e) => {
+                tracing::error!(path = %path.display(), error = %e, "the current snapshot file cannot be opened");
+                Ok(None)
+            }
+        }
     }
 }
 
@@ -265,11 +402,14 @@ mod tests {
     use super::*;
     use openraft::{CommittedLeaderId, LogId};
 
-    fn meta_at(index: u64) -> SnapMeta {
-        SnapMeta {
-            last_log_id: Some(LogId::new(CommittedLeaderId::new(1, 1), index)),
-            last_membership: Membership::default(),
-            snapshot_id: format!("s-{index}"),
+    fn record_at(index: u64) -> SnapshotRecord {
+        SnapshotRecord {
+            meta: SnapMeta {
+                last_log_id: Some(LogId::new(CommittedLeaderId::new(1, 1), index)),
+                last_membership: Membership::default(),
+                snapshot_id: format!("s-{index}"),
+            },
+            file: format!("s-{index}.snap"),
         }
     }
 
@@ -278,15 +418,58 @@ mod tests {
         let dir = tempfile::tempdir().map_err(|_| StoreError::LockPoisoned("tempdir"))?;
         let (_, sm) = super::super::open(dir.path())?;
         let mut batch = WriteBatch::default();
-        assert!(sm.stage_snapshot(&mut batch, &meta_at(200), b"new")?);
+        assert!(sm.stage_snapshot(&mut batch, &record_at(200))?);
         sm.db.write(batch)?;
         let mut batch = WriteBatch::default();
-        assert!(!sm.stage_snapshot(&mut batch, &meta_at(100), b"old")?);
+        assert!(!sm.stage_snapshot(&mut batch, &record_at(100))?);
         assert!(batch.is_empty());
-        let stored = sm.get_json::<SnapMeta>(KEY_SNAPSHOT_META)?;
+        let stored = sm.get_json::<SnapshotRecord>(KEY_SNAPSHOT)?;
         assert_eq!(
-            stored.and_then(|m| m.last_log_id).map(|l| l.index),
+            stored.and_then(|r| r.meta.last_log_id).map(|l| l.index),
             Some(200)
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn an_install_interrupted_by_a_crash_is_finished_at_start_up() -> Result<(), StoreError> {
+        let tmp = tempfile::tempdir().map_err(io_err)?;
+        let (_, source) = super::super::open(&tmp.path().join("a"))?;
+        let buckets = cf(&source.db, crate::store::CF_BUCKETS)?;
+        source.db.put_cf(buckets, b"bucket", b"record")?;
+        let applied = Some(LogId::new(CommittedLeaderId::new(3, 1), 42));
+        let mut batch = WriteBatch::default();
+        source.put_json_in(&mut batch, KEY_LAST_APPLIED, &applied)?;
+        source.db.write(batch)?;
+        let (meta, path) = source.build_blocking()?;
+
+        // The crash came after the received file was durable and the install recorded, before
+        // the state was replaced.
+        let target_dir = tmp.path().join("b");
+        {
+            let (_, target) = super::super::open(&target_dir)?;
+            let name = "snapshot-received.snap".to_string();
+            std::fs::copy(&path, target.snapshot_dir.join(&name)).map_err(io_err)?;
+            let mut batch = WriteBatch::default();
+            target.put_json_in(
+                &mut batch,
+                KEY_INSTALLING,
+                &SnapshotRecord { meta, file: name },
+            )?;
+            target.db.write(batch)?;
+        }
+        let (_, target) = super::super::open(&target_dir)?;
+        let buckets = cf(&target.db, crate::store::CF_BUCKETS)?;
+        assert_eq!(
+            target.db.get_cf(buckets, b"bucket")?.as_deref(),
+            Some(&b"record"[..])
+        );
+        assert!(target.get_json::<SnapshotRecord>(KEY_INSTALLING)?.is_none());
+        assert_eq!(
+            target
+                .get_json::<Option<LogId<NodeId>>>(KEY_LAST_APPLIED)?
+                .flatten(),
+            applied
         );
         Ok(())
     }
