@@ -150,6 +150,10 @@ struct BlobArgs {
     /// Address gateways reach this server at (default: the listen address).
     #[arg(long, env = "CAIRN_BLOB_ADVERTISE")]
     advertise: Option<String>,
+    /// Failure-domain label (rack, room, availability zone). Placement spreads an object's
+    /// shards over zones first, then over nodes. Empty: no zone.
+    #[arg(long, env = "CAIRN_BLOB_ZONE", default_value = "")]
+    zone: String,
     #[command(flatten)]
     meta: MetaEndpoints,
 }
@@ -199,7 +203,7 @@ fn main() -> anyhow::Result<()> {
                 .await
             }
             Command::Blob(a) => {
-                roles::run_blob(a.dirs, a.listen, a.advertise, a.meta.endpoints).await
+                roles::run_blob(a.dirs, a.listen, a.advertise, a.meta.endpoints, a.zone).await
             }
             Command::Gateway(a) => {
                 roles::run_gateway(a.meta.endpoints, a.credentials.options(a.address)).await

@@ -136,6 +136,7 @@ pub async fn run_embedded(dirs: Vec<PathBuf>, s3: S3Options) -> anyhow::Result<(
         advertise: None,
         meta_endpoints: vec![meta.endpoint()],
         node_id: None,
+        zone: String::new(),
     })
     .await
     .context("starting the blob server")?;
@@ -214,6 +215,7 @@ pub async fn run_blob(
     listen: SocketAddr,
     advertise: Option<String>,
     meta: Vec<String>,
+    zone: String,
 ) -> anyhow::Result<()> {
     let blob = cairn_blob::start(cairn_blob::BlobServerConfig {
         data_dirs: dirs,
@@ -221,6 +223,7 @@ pub async fn run_blob(
         advertise,
         meta_endpoints: meta,
         node_id: None,
+        zone,
     })
     .await
     .context("starting the blob server")?;

@@ -25,6 +25,12 @@ mod disk;
 mod error;
 mod fsutil;
 mod layout;
+
+/// Where the shard `shard_key` lives under the data directory `disk_root` (for operators'
+/// tools; the key must be a valid shard key).
+pub fn shard_path(disk_root: &std::path::Path, shard_key: &str) -> std::path::PathBuf {
+    layout::shard_dir(disk_root, shard_key).join(shard_key)
+}
 mod register;
 mod service;
 mod shard_file;
@@ -66,6 +72,8 @@ pub struct BlobServerConfig {
     pub meta_endpoints: Vec<String>,
     /// Fixed node id; None = read from / write to the disks' identity files.
     pub node_id: Option<String>,
+    /// Failure-domain label (rack, room) announced to the meta service; empty = none.
+    pub zone: String,
 }
 
 /// A started blob server. Dropping it without [`RunningBlobServer::shutdown`] also stops
@@ -173,8 +181,11 @@ pub async fn start(config: BlobServerConfig) -> Result<RunningBlobServer, BlobEr
     let register = (!config.meta_endpoints.is_empty()).then(|| {
         register::spawn(
             config.meta_endpoints.clone(),
-            node_id.clone(),
-            advertise.clone(),
+            register::Announce {
+                node_id: node_id.clone(),
+                address: advertise.clone(),
+                zone: config.zone.clone(),
+            },
             Arc::clone(&disks),
             stop_rx,
         )

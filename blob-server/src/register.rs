@@ -29,22 +29,29 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Deadline of one registration call.
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// What a blob server announces about itself besides its disks.
+pub(crate) struct Announce {
+    pub node_id: String,
+    /// host:port gateways reach it at.
+    pub address: String,
+    /// Failure-domain label; empty = none.
+    pub zone: String,
+}
+
 /// Spawns the registration task. It stops when `stop` becomes `true` or its sender is dropped.
 pub(crate) fn spawn(
     endpoints: Vec<String>,
-    node_id: String,
-    address: String,
+    announce: Announce,
     disks: Arc<DiskSet>,
     stop: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
-    let span = tracing::info_span!("blob-register", %node_id, %address);
-    tokio::spawn(run(endpoints, node_id, address, disks, stop).instrument(span))
+    let span = tracing::info_span!("blob-register", node_id = %announce.node_id, address = %announce.address);
+    tokio::spawn(run(endpoints, announce, disks, stop).instrument(span))
 }
 
 async fn run(
     endpoints: Vec<String>,
-    node_id: String,
-    address: String,
+    announce: Announce,
     disks: Arc<DiskSet>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -72,7 +79,7 @@ async fn run(
     let mut backoff = BACKOFF_START;
     let mut registered = false;
     loop {
-        let round = register_once(&mut clients, preferred, &node_id, &address, &disks);
+        let round = register_once(&mut clients, preferred, &announce, &disks);
         let outcome = tokio::select! {
             biased;
             _ = stop.wait_for(|s| *s) => return,
@@ -115,8 +122,7 @@ async fn run(
 async fn register_once(
     clients: &mut [(String, MetaClient<Channel>)],
     preferred: usize,
-    node_id: &str,
-    address: &str,
+    announce: &Announce,
     disks: &Arc<DiskSet>,
 ) -> Result<usize, Vec<String>> {
     let disk_set = Arc::clone(disks);
@@ -125,9 +131,10 @@ async fn register_once(
         .await
         .map_err(|e| vec![format!("collecting disk info: {e}")])?;
     let request = RegisterBlobNodeRequest {
-        node_id: node_id.to_owned(),
-        address: address.to_owned(),
+        node_id: announce.node_id.clone(),
+        address: announce.address.clone(),
         disks: disk_infos,
+        zone: announce.zone.clone(),
     };
     let n = clients.len();
     let mut errors = Vec::new();

@@ -26,6 +26,7 @@ fn config(dirs: Vec<PathBuf>) -> BlobServerConfig {
         advertise: None,
         meta_endpoints: Vec::new(),
         node_id: None,
+        zone: String::new(),
     }
 }
 

@@ -24,9 +24,13 @@ use cairn_proto::admin_auth::AdminCredentials;
 use openraft::{BasicNode, ChangeMembers, ServerState};
 use tonic::{Request, Response, Status};
 
+use cairn_proto::meta::Bucket;
+use prost::Message;
+
 use crate::group::{now_ms, Group, GroupMap, LocalNode};
 use crate::joined::{JoinState, Joined};
 use crate::network::LocalNodes;
+use crate::placement;
 use crate::service::group_status;
 use crate::store::{LogStore, StateMachine};
 use crate::types::{Command, NodeId, Response as Applied};
@@ -113,12 +117,15 @@ impl AdminService {
             })
     }
 
-    fn group(&self) -> Result<&Group, Status> {
+    fn joined(&self) -> Result<&Joined, Status> {
         self.ctx
             .joined
             .get()
-            .map(|j| j.groups.system_group())
             .ok_or_else(|| Status::failed_precondition("this meta node has not joined a cluster"))
+    }
+
+    fn group(&self) -> Result<&Group, Status> {
+        self.joined().map(|j| j.groups.system_group())
     }
 
     /// Starts the waiting node as `id` of `cluster_id` and records the cluster.
@@ -395,5 +402,75 @@ impl Admin for AdminService {
             .map_err(raft_status)?;
         tracing::info!(node_id, "meta member removed");
         Ok(Response::new(RemoveMetaMemberResponse {}))
+    }
+
+    async fn set_bucket_scheme(
+        &self,
+        request: Request<SetBucketSchemeRequest>,
+    ) -> Result<Response<SetBucketSchemeResponse>, Status> {
+        self.authorize(&request, "SetBucketScheme")?;
+        let SetBucketSchemeRequest { bucket, scheme } = request.into_inner();
+        let scheme = match scheme {
+            Some(s) => Some(
+                placement::validate_scheme(s.data_shards, s.parity_shards)
+                    .map_err(Status::invalid_argument)?,
+            ),
+            None => None,
+        };
+        let group = self.joined()?.groups.for_bucket(&bucket);
+        let applied = group
+            .write(Command::SetBucketScheme {
+                name: bucket.clone(),
+                scheme: scheme.map(|s| s.encode_to_vec()),
+            })
+            .await
+            .map_err(group_status)?;
+        match applied {
+            Applied::Bucket { bucket: raw } => {
+                let record = Bucket::decode(raw.as_slice()).map_err(internal)?;
+                tracing::info!(%bucket, scheme = ?record.scheme, "bucket erasure scheme set");
+                Ok(Response::new(SetBucketSchemeResponse {
+                    bucket: Some(record),
+                }))
+            }
+            Applied::Error { .. } => Err(Status::not_found(format!("no bucket {bucket:?}"))),
+            other => Err(internal(format!("unexpected reply {other:?}"))),
+        }
+    }
+
+    async fn locate_object(
+        &self,
+        request: Request<LocateObjectRequest>,
+    ) -> Result<Response<LocateObjectResponse>, Status> {
+        self.authorize(&request, "LocateObject")?;
+        let LocateObjectRequest { bucket, key } = request.into_inner();
+        let reader = self
+            .joined()?
+            .groups
+            .for_bucket(&bucket)
+            .linearizable_reader()
+            .await
+            .map_err(group_status)?;
+        let record = reader
+            .bucket(&bucket)
+            .map_err(internal)?
+            .ok_or_else(|| Status::not_found(format!("no bucket {bucket:?}")))?;
+        let object = reader
+            .object(record.id, &key)
+            .map_err(internal)?
+            .ok_or_else(|| Status::not_found(format!("no object {bucket}/{key}")))?;
+        let named: BTreeSet<&str> = object.shards.iter().map(|s| s.node_id.as_str()).collect();
+        let nodes = reader
+            .blob_nodes()
+            .map_err(internal)?
+            .into_iter()
+            .filter(|n| named.contains(n.node_id.as_str()))
+            .collect();
+        Ok(Response::new(LocateObjectResponse {
+            object: Some(object),
+            nodes,
+            now_ms: now_ms(),
+            blob_down_after_ms: self.ctx.blob_down_after.as_millis() as i64,
+        }))
     }
 }

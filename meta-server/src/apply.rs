@@ -5,7 +5,7 @@
 //! Ids come from the log: a bucket's id and an object version's number are the index of the
 //! entry that created them, so they are unique and increase in commit order on every replica.
 
-use cairn_proto::meta::{BlobNode, Bucket, MetaError, ObjectVersion};
+use cairn_proto::meta::{BlobNode, Bucket, ErasureScheme, MetaError, ObjectVersion};
 use prost::Message;
 use rocksdb::{WriteBatch, DB};
 
@@ -33,6 +33,26 @@ pub fn apply(
     let now = request.now_ms;
     match &request.command {
         Command::AllocateNodeId => Ok(Response::NodeId { id: index }),
+        Command::SetBucketScheme { name, scheme } => {
+            let Some(mut bucket) = read_bucket(db, name)? else {
+                return Ok(error(MetaError::NoSuchBucket));
+            };
+            bucket.scheme = match scheme {
+                Some(raw) => match ErasureScheme::decode(raw.as_slice()) {
+                    Ok(s) => Some(s),
+                    Err(_) => return Ok(error(MetaError::InvalidArgument)),
+                },
+                None => None,
+            };
+            batch.put_cf(
+                crate::store::cf(db, CF_BUCKETS)?,
+                name.as_bytes(),
+                records::encode(&bucket),
+            );
+            Ok(Response::Bucket {
+                bucket: bucket.encode_to_vec(),
+            })
+        }
         Command::CreateBucket { name } => {
             if read_bucket(db, name)?.is_some() {
                 return Ok(error(MetaError::BucketAlreadyExists));
@@ -41,6 +61,7 @@ pub fn apply(
                 name: name.clone(),
                 id: index,
                 created_ms: now,
+                scheme: None,
             };
             batch.put_cf(
                 crate::store::cf(db, CF_BUCKETS)?,

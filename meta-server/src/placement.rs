@@ -7,6 +7,7 @@
 use cairn_proto::blob::DiskState;
 use cairn_proto::meta::{BlobNode, ErasureScheme, ShardPlacement};
 use rand::seq::SliceRandom;
+use rand::Rng;
 
 /// Target bytes of object data per stripe; each of the k data blocks is 1/k of it.
 const STRIPE_TARGET_BYTES: u32 = 1 << 20;
@@ -63,9 +64,48 @@ struct Candidate<'a> {
     free: u64,
 }
 
-/// Picks k+m distinct disks for an object of about `size_hint` bytes: one shard per node
-/// while nodes remain, then the emptiest unused disk of the least-loaded node. Shard keys
-/// are `{upload_id}.{index}`.
+/// Weight of a disk in the random choice: its free space. A disk that reports none (its
+/// platform cannot tell) weighs as much as a disk with 1 TiB free.
+fn weight(c: &Candidate<'_>) -> u64 {
+    if c.free == 0 {
+        1 << 40
+    } else {
+        c.free
+    }
+}
+
+/// Picks one of `pool` with probability proportional to its weight.
+fn pick_weighted(
+    pool: &[usize],
+    candidates: &[Candidate<'_>],
+    rng: &mut impl Rng,
+) -> Option<usize> {
+    let total: u128 = pool
+        .iter()
+        .map(|&i| u128::from(weight(&candidates[i])))
+        .sum();
+    if total == 0 {
+        return pool.first().copied();
+    }
+    let mut point = rng.random_range(0..total);
+    for &i in pool {
+        let w = u128::from(weight(&candidates[i]));
+        if point < w {
+            return Some(i);
+        }
+        point -= w;
+    }
+    pool.last().copied()
+}
+
+/// Picks k+m distinct disks for an object of about `size_hint` bytes.
+///
+/// Each shard goes to the least-used zone (blob nodes' `zone` label), then to the least-used
+/// node in it, so that losing a zone or a node costs as few shards as possible; among the
+/// disks that tie, one is drawn with probability proportional to its free space, so disks
+/// fill evenly without every PUT between two heartbeats landing on the same emptiest disk.
+/// Faulty disks and disks that would be left with less than a reserve are never chosen.
+/// Shard keys are `{upload_id}.{index}`.
 pub fn place(
     nodes: &[BlobNode],
     scheme: Option<ErasureScheme>,
@@ -100,19 +140,28 @@ pub fn place(
             available: candidates.len(),
         });
     }
-    // Random order first so that ties (equal load, equal free space) spread over time.
-    candidates.shuffle(&mut rng);
     let mut chosen: Vec<Candidate<'_>> = Vec::with_capacity(needed);
     while chosen.len() < needed {
-        let load = |node_id: &str| chosen.iter().filter(|c| c.node.node_id == node_id).count();
-        let best = candidates
-            .iter()
-            .enumerate()
-            .min_by_key(|(_, c)| (load(&c.node.node_id), std::cmp::Reverse(c.free)))
-            .map(|(i, _)| i);
-        let Some(i) = best else { break };
+        let spread = |c: &Candidate<'_>| {
+            let zone = chosen.iter().filter(|o| o.node.zone == c.node.zone).count();
+            let node = chosen
+                .iter()
+                .filter(|o| o.node.node_id == c.node.node_id)
+                .count();
+            (zone, node)
+        };
+        let Some(best) = candidates.iter().map(spread).min() else {
+            break;
+        };
+        let pool: Vec<usize> = (0..candidates.len())
+            .filter(|&i| spread(&candidates[i]) == best)
+            .collect();
+        let Some(i) = pick_weighted(&pool, &candidates, &mut rng) else {
+            break;
+        };
         chosen.push(candidates.swap_remove(i));
     }
+    // Shard index says nothing about location: data and parity shards spread alike.
     chosen.shuffle(&mut rng);
     let shards = chosen
         .iter()
@@ -127,6 +176,21 @@ pub fn place(
         })
         .collect();
     Ok((scheme, shards))
+}
+
+/// Checks an erasure scheme given by an operator: 1 to 16 data shards, 0 to 16 parity shards,
+/// at most 32 in all (the Reed-Solomon field allows more; placement rarely can).
+pub fn validate_scheme(k: u32, m: u32) -> Result<ErasureScheme, String> {
+    if !(1..=16).contains(&k) || m > 16 || k + m > 32 {
+        return Err(format!(
+            "unsupported scheme {k}+{m}: 1-16 data shards, 0-16 parity shards"
+        ));
+    }
+    Ok(ErasureScheme {
+        data_shards: k,
+        parity_shards: m,
+        block_size: block_size_for(k),
+    })
 }
 
 #[cfg(test)]
@@ -149,7 +213,59 @@ mod tests {
                 })
                 .collect(),
             registered_ms: 0,
+            zone: String::new(),
         }
+    }
+
+    fn fixed(k: u32, m: u32) -> Option<ErasureScheme> {
+        validate_scheme(k, m).ok()
+    }
+
+    #[test]
+    fn emptier_disks_are_chosen_more_often() {
+        let mut roomy = node("roomy", 1);
+        roomy.disks[0].free_bytes = 9 << 40;
+        let mut tight = node("tight", 1);
+        tight.disks[0].free_bytes = 1 << 40;
+        let nodes = [roomy, tight];
+        let roomy_picks = (0..2000)
+            .filter(|_| {
+                let (_, shards) = place(&nodes, fixed(1, 0), 0, "u").expect("placement");
+                shards[0].node_id == "roomy"
+            })
+            .count();
+        // Expected 90%; the bounds are more than seven standard deviations away.
+        assert!((1600..=1940).contains(&roomy_picks), "{roomy_picks}");
+    }
+
+    #[test]
+    fn shards_spread_over_zones_before_nodes() {
+        let mut nodes = Vec::new();
+        for (i, zone) in ["z1", "z1", "z1", "z1", "z2", "z3"].iter().enumerate() {
+            let mut n = node(&format!("n{i}"), 2);
+            n.zone = zone.to_string();
+            nodes.push(n);
+        }
+        for _ in 0..100 {
+            let (_, shards) = place(&nodes, fixed(2, 1), 0, "u").expect("placement");
+            let zones: HashSet<&str> = shards
+                .iter()
+                .map(|s| {
+                    let n = nodes.iter().find(|n| n.node_id == s.node_id).expect("node");
+                    n.zone.as_str()
+                })
+                .collect();
+            assert_eq!(zones.len(), 3, "one shard per zone: {shards:?}");
+        }
+    }
+
+    #[test]
+    fn operator_schemes_are_bounded() {
+        assert!(validate_scheme(4, 2).is_ok());
+        assert!(validate_scheme(1, 0).is_ok());
+        assert!(validate_scheme(0, 2).is_err());
+        assert!(validate_scheme(17, 1).is_err());
+        assert!(validate_scheme(16, 17).is_err());
     }
 
     #[test]

@@ -52,6 +52,7 @@ mod tests {
             name: "b".into(),
             id: 3,
             created_ms: 9,
+            scheme: None,
         };
         let raw = encode(&b);
         assert_eq!(raw[0], RECORD_FORMAT_V1);

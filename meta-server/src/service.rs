@@ -183,19 +183,19 @@ impl Meta for MetaService {
     ) -> Result<Response<PlanPutResponse>, Status> {
         let request = request.into_inner();
         let (reader, bucket) = self.bucket_view(&request.bucket).await?;
-        if bucket.is_none() {
+        let Some(bucket) = bucket else {
             return Ok(Response::new(PlanPutResponse {
                 error: MetaError::NoSuchBucket as i32,
                 ..Default::default()
             }));
-        }
+        };
         let nodes = placement::live_nodes(
             reader.blob_nodes().map_err(store_status)?,
             crate::group::now_ms(),
             self.blob_down_after.as_millis() as i64,
         );
         let upload_id = new_upload_id();
-        let reply = match placement::place(&nodes, None, request.size_hint, &upload_id) {
+        let reply = match placement::place(&nodes, bucket.scheme, request.size_hint, &upload_id) {
             Ok((scheme, shards)) => PlanPutResponse {
                 error: MetaError::None as i32,
                 scheme: Some(scheme),
@@ -341,6 +341,7 @@ impl Meta for MetaService {
             address: request.address,
             disks: request.disks,
             registered_ms: 0,
+            zone: request.zone,
         };
         let applied = self
             .groups()?

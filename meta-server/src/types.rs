@@ -53,6 +53,12 @@ pub enum Command {
     /// Reserve a meta node id: the index of this entry, which no other entry shares, so an
     /// id handed out this way is never handed out again.
     AllocateNodeId,
+    /// Set (or, with `None`, clear) the erasure scheme of a bucket's new objects (a
+    /// prost-encoded `ErasureScheme`).
+    SetBucketScheme {
+        name: String,
+        scheme: Option<Vec<u8>>,
+    },
 }
 
 /// The outcome of applying one entry. Domain failures (no such bucket...) are outcomes, not

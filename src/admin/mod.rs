@@ -1,10 +1,13 @@
 //! `cairn admin`: cluster status and meta membership, over the meta nodes' `Admin` API.
 
 mod client;
+mod locate;
 mod status;
 
 use anyhow::Context;
-use cairn_proto::admin::{AddMetaMemberRequest, InitializeRequest, RemoveMetaMemberRequest};
+use cairn_proto::admin::{
+    AddMetaMemberRequest, InitializeRequest, RemoveMetaMemberRequest, SetBucketSchemeRequest,
+};
 use clap::{Args, Subcommand};
 
 use client::{host_port, Admin};
@@ -41,6 +44,39 @@ enum AdminCommand {
     /// Meta membership.
     #[command(subcommand)]
     Meta(MetaCommand),
+    /// Bucket settings.
+    #[command(subcommand)]
+    Bucket(BucketCommand),
+    /// Where every shard of an object is, and whether it is really there.
+    Locate {
+        bucket: String,
+        key: String,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum BucketCommand {
+    /// Set the erasure scheme of the bucket's new objects: K+M (e.g. 4+2), or `default`
+    /// (chosen from the number of disks). Existing objects keep theirs.
+    Scheme { bucket: String, scheme: String },
+}
+
+/// Parses `K+M` (or `default`, which is `None`).
+fn parse_scheme(text: &str) -> anyhow::Result<Option<cairn_proto::meta::ErasureScheme>> {
+    if text == "default" {
+        return Ok(None);
+    }
+    let (k, m) = text
+        .split_once('+')
+        .ok_or_else(|| anyhow::anyhow!("scheme {text:?}: expected K+M, e.g. 4+2"))?;
+    Ok(Some(cairn_proto::meta::ErasureScheme {
+        data_shards: k.trim().parse().context("data shards")?,
+        parity_shards: m.trim().parse().context("parity shards")?,
+        block_size: 0,
+    }))
 }
 
 #[derive(Subcommand, Debug)]
@@ -111,6 +147,32 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
         AdminCommand::Meta(MetaCommand::Add { address, learner }) => {
             let id = add_member(&admin, &address, learner).await?;
             println!("added meta node {id} at {address}");
+        }
+        AdminCommand::Bucket(BucketCommand::Scheme { bucket, scheme }) => {
+            let request = SetBucketSchemeRequest {
+                bucket: bucket.clone(),
+                scheme: parse_scheme(&scheme)?,
+            };
+            let reply = admin
+                .on_leader("SetBucketScheme", request, |mut c, r| async move {
+                    c.set_bucket_scheme(r).await
+                })
+                .await?;
+            match reply.bucket.and_then(|b| b.scheme) {
+                Some(s) => println!(
+                    "bucket {bucket}: new objects use {}+{}",
+                    s.data_shards, s.parity_shards
+                ),
+                None => println!("bucket {bucket}: new objects use the default scheme"),
+            }
+        }
+        AdminCommand::Locate { bucket, key, json } => {
+            let view = locate::gather(&admin, &bucket, &key).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&view)?);
+            } else {
+                print!("{}", locate::render(&view));
+            }
         }
         AdminCommand::Meta(MetaCommand::Remove { id }) => {
             admin

@@ -81,8 +81,9 @@ pub async fn gather(admin: &Admin) -> anyhow::Result<ClusterView> {
             let reply = c.status(r).await?;
             // A follower's view is not authoritative: send the caller to the leader.
             let status = reply.get_ref();
+            // During an election nobody is: the caller retries.
             match &status.raft {
-                Some(raft) if raft.role != "leader" && !raft.leader_address.is_empty() => {
+                Some(raft) if raft.role != "leader" => {
                     let mut redirect = tonic::Status::unavailable("not the leader");
                     if let Ok(v) = raft.leader_address.parse() {
                         redirect.metadata_mut().insert("cairn-leader", v);
@@ -185,18 +186,21 @@ fn bytes(n: u64) -> String {
 }
 
 /// Renders rows as left-aligned columns.
-fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for row in rows {
         for (i, cell) in row.iter().enumerate() {
-            widths[i] = widths[i].max(cell.len());
+            match widths.get_mut(i) {
+                Some(w) => *w = (*w).max(cell.len()),
+                None => widths.push(cell.len()),
+            }
         }
     }
     let line = |cells: Vec<&str>| {
         cells
             .iter()
             .enumerate()
-            .map(|(i, c)| format!("{c:<w$}", w = widths[i]))
+            .map(|(i, c)| format!("{c:<w$}", w = widths.get(i).copied().unwrap_or(0)))
             .collect::<Vec<_>>()
             .join("  ")
             .trim_end()
@@ -235,7 +239,7 @@ pub fn render(view: &ClusterView) -> String {
         .collect();
     out.push_str(&table(
         &[
-            "ID", "ADDRESS", "ROLE", "KIND", "TERM", "LAST LOG", "APPLIED", "MATCHED",
+            "ID", "ADDRESS", "ROLE", "KIND", "TERM", "LAST LOG", "APPLIED", "MATCHED", "SNAPSHOT",
         ],
         &rows,
     ));
@@ -292,5 +296,8 @@ mod tests {
     fn table_columns_align() {
         let t = table(&["A", "BB"], &[vec!["xyz".into(), "1".into()]]);
         assert_eq!(t, "A    BB\nxyz  1");
+        // A row wider than the header still renders.
+        let t = table(&["A"], &[vec!["x".into(), "y".into()]]);
+        assert_eq!(t, "A\nx  y");
     }
 }

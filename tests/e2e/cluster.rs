@@ -344,3 +344,85 @@ async fn a_member_added_after_compaction_catches_up_by_snapshot() {
     check_all(&s3, "snap", &objects).await;
     put(&s3, "snap", "after", b"x".to_vec()).await;
 }
+
+fn locate(cluster: &Cluster, bucket: &str, key: &str) -> serde_json::Value {
+    serde_json::from_str(&cluster.admin_ok(&["locate", bucket, key, "--json"])).expect("json")
+}
+
+/// A bucket's erasure scheme is an admin setting; placement spreads shards over zones, then
+/// nodes; `cairn admin locate` shows every shard's node, disk, path and real state.
+#[tokio::test(flavor = "multi_thread")]
+async fn bucket_schemes_zones_and_locate() {
+    let cluster = Cluster::start_zoned(1, &["a", "a", "b", "c"], 2, 1, &[]);
+    let s3 = cluster.client(0);
+    for b in ["wide", "narrow"] {
+        s3.create_bucket().bucket(b).send().await.expect("create");
+    }
+    let out = cluster.admin_ok(&["bucket", "scheme", "narrow", "2+1"]);
+    assert!(out.contains("2+1"), "{out}");
+    let body = data(3_000_000, 5);
+    put(&s3, "wide", "obj", body.clone()).await;
+    put(&s3, "narrow", "obj", body.clone()).await;
+
+    // Eight disks: the default is 4+2, spread over all four nodes.
+    let wide = locate(&cluster, "wide", "obj");
+    assert_eq!(wide["scheme"], "4+2", "{wide:#}");
+    assert_eq!(wide["healthy"], 6, "{wide:#}");
+    let nodes: BTreeSet<&str> = wide["shards"]
+        .as_array()
+        .expect("shards")
+        .iter()
+        .map(|s| s["node_id"].as_str().expect("node"))
+        .collect();
+    assert_eq!(nodes.len(), 4, "{wide:#}");
+
+    // 2+1 over zones a, b, c: one shard per zone.
+    let narrow = locate(&cluster, "narrow", "obj");
+    assert_eq!(narrow["scheme"], "2+1", "{narrow:#}");
+    let status = cluster.status();
+    let zone_of = |node: &str| -> String {
+        let i = status["blob_nodes"]
+            .as_array()
+            .expect("blob nodes")
+            .iter()
+            .position(|n| n["node_id"] == node)
+            .expect("known node");
+        // Blob servers were started in zone order a, a, b, c; match by address.
+        let address = status["blob_nodes"][i]["address"]
+            .as_str()
+            .expect("address");
+        let index = cluster
+            .blobs
+            .iter()
+            .position(|b| b.args.iter().any(|a| a == address))
+            .expect("blob process");
+        ["a", "a", "b", "c"][index].to_string()
+    };
+    let zones: BTreeSet<String> = narrow["shards"]
+        .as_array()
+        .expect("shards")
+        .iter()
+        .map(|s| zone_of(s["node_id"].as_str().expect("node")))
+        .collect();
+    assert_eq!(zones.len(), 3, "one shard per zone: {narrow:#}");
+
+    // Delete one shard file where locate says it is: locate reports it missing, GET still
+    // rebuilds the object.
+    let path = narrow["shards"][0]["path"]
+        .as_str()
+        .expect("path")
+        .to_string();
+    std::fs::remove_file(&path).expect("remove shard file");
+    let narrow = locate(&cluster, "narrow", "obj");
+    assert_eq!(narrow["shards"][0]["state"], "missing", "{narrow:#}");
+    assert_eq!(narrow["healthy"], 2);
+    assert!(get(&s3, "narrow", "obj").await == body);
+
+    // Bad settings are refused; `default` goes back to the disk-count rule.
+    assert!(!cluster.admin(&["bucket", "scheme", "nosuch", "2+1"]).0);
+    assert!(!cluster.admin(&["bucket", "scheme", "narrow", "0+1"]).0);
+    assert!(!cluster.admin(&["locate", "narrow", "nosuch"]).0);
+    cluster.admin_ok(&["bucket", "scheme", "narrow", "default"]);
+    put(&s3, "narrow", "later", body.clone()).await;
+    assert_eq!(locate(&cluster, "narrow", "later")["scheme"], "4+2");
+}

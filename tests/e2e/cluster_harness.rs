@@ -62,6 +62,17 @@ impl Cluster {
         gateways: usize,
         meta_env: &[(&'static str, &str)],
     ) -> Cluster {
+        Self::start_zoned(metas, &vec![""; blobs], disks, gateways, meta_env)
+    }
+
+    /// Like [`Cluster::start`], with one blob server per entry of `zones`, labelled with it.
+    pub fn start_zoned(
+        metas: usize,
+        zones: &[&str],
+        disks: usize,
+        gateways: usize,
+        meta_env: &[(&'static str, &str)],
+    ) -> Cluster {
         let tmp = tempfile::tempdir().expect("tmp");
         let mut cluster = Cluster {
             tmp,
@@ -75,7 +86,7 @@ impl Cluster {
             cluster.add_meta_process(meta_env);
         }
         cluster.admin_ok(&["init"]);
-        for i in 0..blobs {
+        for (i, zone) in zones.iter().enumerate() {
             let dirs: Vec<String> = (0..disks)
                 .map(|d| cluster.path(&format!("blob{i}-d{d}")))
                 .collect();
@@ -90,7 +101,7 @@ impl Cluster {
             let mut node = Node {
                 args,
                 log: cluster.tmp.path().join(format!("blob{i}.log")),
-                env: Vec::new(),
+                env: vec![("CAIRN_BLOB_ZONE", zone.to_string())],
                 proc: None,
             };
             node.start("BLOB");
@@ -113,7 +124,7 @@ impl Cluster {
             cluster.gateway_endpoints.push(first_word(&endpoint));
             cluster.gateways.push(node);
         }
-        cluster.wait_for_blob_nodes(blobs);
+        cluster.wait_for_blob_nodes(zones.len());
         cluster
     }
 

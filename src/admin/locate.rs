@@ -1,0 +1,169 @@
+//! `cairn admin locate BUCKET KEY`: where every shard of an object is, and whether it is
+//! really there (each blob server is asked with `StatShard`).
+
+use std::time::Duration;
+
+use cairn_proto::admin::{LocateObjectRequest, LocateObjectResponse};
+use cairn_proto::blob::blob_client::BlobClient;
+use cairn_proto::blob::{DiskState, StatShardRequest};
+use serde::Serialize;
+
+use super::client::{endpoint_uri, Admin};
+
+/// One shard of the object.
+#[derive(Serialize)]
+pub struct ShardView {
+    pub index: u32,
+    /// "data" or "parity".
+    pub kind: &'static str,
+    pub node_id: String,
+    pub address: String,
+    pub disk_id: String,
+    /// Path of the shard file on its blob server, when the disk is known.
+    pub path: Option<String>,
+    /// "ok" (the file is there, with the expected length), "missing", "wrong-length",
+    /// "not-written" (a degraded write left it out), "node-down", "disk-faulty",
+    /// or "unreachable".
+    pub state: String,
+}
+
+/// The report.
+#[derive(Serialize)]
+pub struct ObjectView {
+    pub bucket: String,
+    pub key: String,
+    pub version_id: String,
+    pub size: u64,
+    pub scheme: String,
+    pub shards: Vec<ShardView>,
+    /// Shards in state "ok", out of k + m.
+    pub healthy: usize,
+}
+
+async fn stat(address: &str, disk_id: &str, shard_key: &str) -> Result<(bool, u64), String> {
+    let call = async {
+        let mut client = BlobClient::connect(endpoint_uri(address))
+            .await
+            .map_err(|e| e.to_string())?;
+        let reply = client
+            .stat_shard(StatShardRequest {
+                disk_id: disk_id.to_string(),
+                shard_key: shard_key.to_string(),
+            })
+            .await
+            .map_err(|s| s.message().to_string())?
+            .into_inner();
+        Ok((reply.exists, reply.length))
+    };
+    tokio::time::timeout(Duration::from_secs(5), call)
+        .await
+        .unwrap_or_else(|_| Err("timed out".into()))
+}
+
+/// Gathers the report.
+pub async fn gather(admin: &Admin, bucket: &str, key: &str) -> anyhow::Result<ObjectView> {
+    let request = LocateObjectRequest {
+        bucket: bucket.to_string(),
+        key: key.to_string(),
+    };
+    let reply: LocateObjectResponse = admin
+        .on_leader("LocateObject", request, |mut c, r| async move {
+            c.locate_object(r).await
+        })
+        .await?;
+    let object = reply
+        .object
+        .ok_or_else(|| anyhow::anyhow!("the meta service returned no object"))?;
+    let scheme = object.scheme.unwrap_or_default();
+    let k = u64::from(scheme.data_shards);
+    let expected = cairn_gateway::erasure::Scheme::new(
+        scheme.data_shards,
+        scheme.parity_shards,
+        scheme.block_size,
+    )
+    .map(|s| s.shard_len(object.size))
+    .map_err(|e| anyhow::anyhow!("object has an unusable scheme: {e}"))?;
+    let mut shards = Vec::new();
+    for s in &object.shards {
+        let node = reply.nodes.iter().find(|n| n.node_id == s.node_id);
+        let disk = node.and_then(|n| n.disks.iter().find(|d| d.disk_id == s.disk_id));
+        let path = disk.map(|d| {
+            cairn_blob::shard_path(std::path::Path::new(&d.path), &s.shard_key)
+                .display()
+                .to_string()
+        });
+        let down = node.is_none_or(|n| reply.now_ms - n.registered_ms > reply.blob_down_after_ms);
+        let state = if !s.written {
+            "not-written".to_string()
+        } else if down {
+            "node-down".to_string()
+        } else if disk.is_some_and(|d| d.state == DiskState::Faulty as i32) {
+            "disk-faulty".to_string()
+        } else {
+            match stat(&s.node_address, &s.disk_id, &s.shard_key).await {
+                Ok((true, len)) if len == expected => "ok".to_string(),
+                Ok((true, _)) => "wrong-length".to_string(),
+                Ok((false, _)) => "missing".to_string(),
+                Err(e) => format!("unreachable: {e}"),
+            }
+        };
+        shards.push(ShardView {
+            index: s.index,
+            kind: if u64::from(s.index) < k {
+                "data"
+            } else {
+                "parity"
+            },
+            node_id: s.node_id.clone(),
+            address: s.node_address.clone(),
+            disk_id: s.disk_id.clone(),
+            path,
+            state,
+        });
+    }
+    let healthy = shards.iter().filter(|s| s.state == "ok").count();
+    Ok(ObjectView {
+        bucket: object.bucket.clone(),
+        key: object.key.clone(),
+        version_id: object.version_id.clone(),
+        size: object.size,
+        scheme: format!("{}+{}", scheme.data_shards, scheme.parity_shards),
+        shards,
+        healthy,
+    })
+}
+
+/// The human-readable report.
+pub fn render(view: &ObjectView) -> String {
+    let mut out = format!(
+        "{}/{}  version {}  {} bytes  scheme {}  healthy shards {}/{}\n",
+        view.bucket,
+        view.key,
+        view.version_id,
+        view.size,
+        view.scheme,
+        view.healthy,
+        view.shards.len()
+    );
+    let rows: Vec<Vec<String>> = view
+        .shards
+        .iter()
+        .map(|s| {
+            vec![
+                s.index.to_string(),
+                s.kind.to_string(),
+                s.node_id.clone(),
+                s.address.clone(),
+                s.disk_id.clone(),
+                s.state.clone(),
+                s.path.clone().unwrap_or_else(|| "-".into()),
+            ]
+        })
+        .collect();
+    out.push_str(&super::status::table(
+        &["SHARD", "KIND", "NODE", "ADDRESS", "DISK", "STATE", "PATH"],
+        &rows,
+    ));
+    out.push('\n');
+    out
+}
