@@ -6,8 +6,9 @@
 # 1. the base image, cairn-base:bookworm: a minimal Debian bookworm root filesystem made with
 #    debootstrap (installed with apt if missing) and `docker import`ed, with haproxy (the load
 #    balancer) and the shared libraries the `cairn` binary links (libstdc++, libgcc). Made once
-#    per machine (a few minutes, mostly downloading); skipped while an image of the current
-#    base version exists.
+#    per machine (about two minutes, mostly downloading); skipped while an image of the current
+#    base version exists. On a host without apt it is built from debian:bookworm-slim instead,
+#    which needs Docker Hub.
 # 2. the cluster image, $CAIRN_IMAGE (default cairn:dev): the base plus the `cairn` binary, the
 #    HAProxy configuration and the init script (Dockerfile beside this script). Seconds.
 #
@@ -31,6 +32,11 @@ binary=${1:-${CAIRN_BIN:-${CARGO_TARGET_DIR:-$root/target}/debug/cairn}}
 if [ ! -x "$binary" ]; then
     echo "build-images: no cairn binary at $binary; build it first (cargo build --bin cairn)" >&2
     echo "  or pass its path: $0 target/release/cairn" >&2
+    exit 1
+fi
+
+if [ "$(head -c 4 "$binary" | od -An -c | tr -d ' ')" != '177ELF' ]; then
+    echo "build-images: $binary is not a Linux (ELF) binary; the containers need one" >&2
     exit 1
 fi
 
@@ -63,7 +69,22 @@ base_current() {
     [ "$(docker image inspect -f '{{index .Config.Labels "cairn.base-version"}}' "$base_image" 2>/dev/null)" = "$base_version" ]
 }
 
+# Hosts without apt (Fedora, macOS, ...) cannot debootstrap: there the same base comes from
+# Debian's image on Docker Hub, which needs a registry.
+build_base_from_registry() {
+    echo "build-images: no debootstrap or apt here; building $base_image from debian:bookworm-slim" >&2
+    printf '%s\n' \
+        'FROM debian:bookworm-slim' \
+        "RUN apt-get update && apt-get install -y --no-install-recommends ${base_packages//,/ } && rm -rf /var/lib/apt/lists/*" \
+        "LABEL cairn.base-version=$base_version" |
+        docker build --quiet -t "$base_image" - >/dev/null
+}
+
 build_base() {
+    if ! command -v debootstrap >/dev/null 2>&1 && ! command -v apt-get >/dev/null 2>&1; then
+        build_base_from_registry
+        return
+    fi
     if ! command -v debootstrap >/dev/null 2>&1; then
         echo "build-images: installing debootstrap" >&2
         as_root apt-get update -qq
