@@ -59,8 +59,8 @@ debian_mirror() {
     local found
     found=$({
         grep -hs '^[[:space:]]*deb[[:space:]]' /etc/apt/sources.list /etc/apt/sources.list.d/*.list |
-            tr ' \t' '\n\n'
-        grep -hs '^[[:space:]]*URIs:' /etc/apt/sources.list.d/*.sources | tr ' \t' '\n\n'
+            tr -s '[:blank:]' '\n'
+        grep -hs '^[[:space:]]*URIs:' /etc/apt/sources.list.d/*.sources | tr -s '[:blank:]' '\n'
     } | grep -E '^https?://[^ ]*/debian/?$' | head -1 || true)
     echo "${found:-http://deb.debian.org/debian}"
 }

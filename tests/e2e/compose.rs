@@ -5,7 +5,7 @@
 //!
 //! Needs a Docker engine and Compose (v2 or docker-compose 1.x); without them the test says
 //! SKIPPED on stderr and passes. The first run on a machine also makes the Debian base image
-//! (debootstrap, about two minutes); later runs take about a minute.
+//! (debootstrap, about two minutes); later runs take 30 to 40 s.
 
 use std::io::Write;
 use std::process::Command;
