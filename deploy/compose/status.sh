@@ -6,7 +6,8 @@
 #   deploy/compose/status.sh --json   only `cairn admin status --json`
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-if [ "${1:-}" != --json ]; then "$here/compose.sh" ps; echo; fi
+# -a: Compose v2 lists only running containers by default, and a stopped one matters here.
+if [ "${1:-}" != --json ]; then "$here/compose.sh" ps -a; echo; fi
 last=""
 for meta in meta-1 meta-2 meta-3; do
     if out=$("$here/compose.sh" exec -T "$meta" cairn admin status "$@" 2>&1); then

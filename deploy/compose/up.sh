@@ -49,11 +49,11 @@ fi
 compose up -d --remove-orphans >&2
 
 # The init service's exit code: it forms the cluster, or finds it formed.
-init=$(compose ps -q init)
+init=$(compose ps -a -q init)
 [ -n "$init" ] || { echo "up: no init container" >&2; exit 1; }
 code=$(docker wait "$init")
 if [ "$code" != 0 ]; then
-    compose logs init >&2
+    compose logs --no-color init >&2
     echo "up: the init service failed (exit $code); see its log above" >&2
     exit 1
 fi
@@ -85,7 +85,7 @@ host=$CAIRN_S3_BIND
 [ "$host" = 0.0.0.0 ] && host=127.0.0.1
 until s3_answers 2>/dev/null; do
     if [ "$SECONDS" -ge "$deadline" ]; then
-        compose logs --tail 20 lb gateway-1 gateway-2 >&2
+        compose logs --no-color --tail 20 lb gateway-1 gateway-2 >&2
         echo "up: S3 does not answer on port $CAIRN_S3_PORT" >&2
         exit 1
     fi

@@ -140,7 +140,7 @@ impl Drop for Project {
             if std::thread::panicking() {
                 if let Ok(out) = self
                     .command("compose.sh")
-                    .args(["logs", "--tail", "40"])
+                    .args(["logs", "--no-color", "--tail", "40"])
                     .output()
                 {
                     eprintln!(
