@@ -6,6 +6,7 @@ mod harness;
 mod buckets;
 mod cluster;
 mod cluster_script;
+mod compose;
 mod durability;
 mod listing;
 mod objects;
