@@ -156,6 +156,10 @@ struct BlobArgs {
     zone: String,
     #[command(flatten)]
     meta: MetaEndpoints,
+    /// The root key pair: the blob server uses it to fetch its cluster's secret, and then
+    /// serves only callers that prove membership.
+    #[command(flatten)]
+    keys: Keys,
 }
 
 #[derive(Args, Debug)]
@@ -203,7 +207,15 @@ fn main() -> anyhow::Result<()> {
                 .await
             }
             Command::Blob(a) => {
-                roles::run_blob(a.dirs, a.listen, a.advertise, a.meta.endpoints, a.zone).await
+                roles::run_blob(roles::BlobOptions {
+                    dirs: a.dirs,
+                    listen: a.listen,
+                    advertise: a.advertise,
+                    meta: a.meta.endpoints,
+                    zone: a.zone,
+                    admin: a.keys.admin(),
+                })
+                .await
             }
             Command::Gateway(a) => {
                 roles::run_gateway(a.meta.endpoints, a.credentials.options(a.address)).await

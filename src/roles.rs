@@ -137,6 +137,10 @@ pub async fn run_embedded(dirs: Vec<PathBuf>, s3: S3Options) -> anyhow::Result<(
         meta_endpoints: vec![meta.endpoint()],
         node_id: None,
         zone: String::new(),
+        auth: cairn_blob::BlobAuth::Cluster(cairn_meta::AdminCredentials {
+            access_key: s3.access_key.clone(),
+            secret_key: s3.secret_key.clone(),
+        }),
     })
     .await
     .context("starting the blob server")?;
@@ -209,21 +213,27 @@ pub async fn run_meta(options: MetaOptions) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How `cairn blob` runs.
+pub struct BlobOptions {
+    pub dirs: Vec<PathBuf>,
+    pub listen: SocketAddr,
+    pub advertise: Option<String>,
+    pub meta: Vec<String>,
+    pub zone: String,
+    /// Root key pair, to fetch the cluster secret.
+    pub admin: cairn_meta::AdminCredentials,
+}
+
 /// `cairn blob DIR...`: one blob server.
-pub async fn run_blob(
-    dirs: Vec<PathBuf>,
-    listen: SocketAddr,
-    advertise: Option<String>,
-    meta: Vec<String>,
-    zone: String,
-) -> anyhow::Result<()> {
+pub async fn run_blob(options: BlobOptions) -> anyhow::Result<()> {
     let blob = cairn_blob::start(cairn_blob::BlobServerConfig {
-        data_dirs: dirs,
-        listen,
-        advertise,
-        meta_endpoints: meta,
+        data_dirs: options.dirs,
+        listen: options.listen,
+        advertise: options.advertise,
+        meta_endpoints: options.meta,
         node_id: None,
-        zone,
+        zone: options.zone,
+        auth: cairn_blob::BlobAuth::Cluster(options.admin),
     })
     .await
     .context("starting the blob server")?;

@@ -41,8 +41,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cairn_proto::blob::blob_server::BlobServer;
+use cairn_proto::cluster_token::{self, ClusterToken};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::Server;
 use tracing::Instrument;
@@ -74,6 +76,19 @@ pub struct BlobServerConfig {
     pub node_id: Option<String>,
     /// Failure-domain label (rack, room) announced to the meta service; empty = none.
     pub zone: String,
+    /// Who may call this server.
+    pub auth: BlobAuth,
+}
+
+/// Who may call a blob server.
+#[derive(Debug, Clone)]
+pub enum BlobAuth {
+    /// Members of its cluster only: every call must carry the token derived from the cluster
+    /// secret (`cairn_proto::cluster_token`), which the server fetches from `meta_endpoints`
+    /// with these root credentials. Until it has, it refuses every call.
+    Cluster(cairn_proto::admin_auth::AdminCredentials),
+    /// Anyone: only for tests of the blob server on its own.
+    Open,
 }
 
 /// A started blob server. Dropping it without [`RunningBlobServer::shutdown`] also stops
@@ -85,6 +100,7 @@ pub struct RunningBlobServer {
     stop: watch::Sender<bool>,
     server: JoinHandle<Result<(), tonic::transport::Error>>,
     register: Option<JoinHandle<()>>,
+    fetch_token: Option<JoinHandle<()>>,
 }
 
 impl RunningBlobServer {
@@ -104,6 +120,9 @@ impl RunningBlobServer {
     pub async fn shutdown(self) -> Result<(), BlobError> {
         // Ignored error: no receiver left means everything has stopped already.
         let _ = self.stop.send(true);
+        if let Some(fetch) = &self.fetch_token {
+            fetch.abort();
+        }
         if let Some(register) = self.register {
             register.await?;
         }
@@ -171,6 +190,36 @@ pub async fn start(config: BlobServerConfig) -> Result<RunningBlobServer, BlobEr
         // Err means the handle was dropped: stop as well.
         let _ = server_stop.wait_for(|s| *s).await;
     };
+    let token = ClusterToken::default();
+    let fetch_token = match &config.auth {
+        BlobAuth::Cluster(credentials) => Some(cluster_token::fetch::spawn(
+            config.meta_endpoints.clone(),
+            credentials.clone(),
+            token.clone(),
+        )),
+        BlobAuth::Open => None,
+    };
+    let open = matches!(config.auth, BlobAuth::Open);
+    if !open && !token.wait_ready(Duration::from_secs(10)).await {
+        tracing::warn!(
+            "no cluster secret yet; every call is refused until the meta service hands it out"
+        );
+    }
+    let service = InterceptedService::new(service, move |request: tonic::Request<()>| {
+        if open {
+            return Ok(request);
+        }
+        token.check(request.metadata()).inspect_err(|status| {
+            if status.code() == tonic::Code::PermissionDenied {
+                let peer = request.remote_addr().map(|a| a.to_string());
+                tracing::warn!(
+                    peer = peer.as_deref().unwrap_or("?"),
+                    "refused a call from outside the cluster"
+                );
+            }
+        })?;
+        Ok(request)
+    });
     let server = tokio::spawn(
         Server::builder()
             .add_service(body_end::TrackBodyEnd(service))
@@ -197,6 +246,7 @@ pub async fn start(config: BlobServerConfig) -> Result<RunningBlobServer, BlobEr
         stop,
         server,
         register,
+        fetch_token,
     })
 }
 

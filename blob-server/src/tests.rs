@@ -27,6 +27,7 @@ fn config(dirs: Vec<PathBuf>) -> BlobServerConfig {
         meta_endpoints: Vec::new(),
         node_id: None,
         zone: String::new(),
+        auth: BlobAuth::Open,
     }
 }
 

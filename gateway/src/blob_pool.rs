@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use cairn_proto::blob::blob_client::BlobClient;
 use cairn_proto::blob::DeleteShardRequest;
+use cairn_proto::cluster_token::ClusterToken;
 use cairn_proto::meta::ShardPlacement;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 use tracing::{debug, info_span, warn, Instrument};
 
@@ -17,15 +19,27 @@ pub(crate) const MAX_MESSAGE: usize = 16 * 1024 * 1024;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 const DELETE_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// A blob server client whose calls carry the cluster token.
+pub(crate) type BlobConn = BlobClient<InterceptedService<Channel, ClusterToken>>;
+
 /// One lazily connected channel per blob server address, shared by every request.
-#[derive(Default)]
 pub(crate) struct BlobPool {
     channels: Mutex<HashMap<String, Channel>>,
+    /// Proves to blob servers that this gateway belongs to their cluster.
+    token: ClusterToken,
 }
 
 impl BlobPool {
+    /// A pool whose clients present `token`.
+    pub fn new(token: ClusterToken) -> Self {
+        Self {
+            channels: Mutex::new(HashMap::new()),
+            token,
+        }
+    }
+
     /// A client for the blob server at `address` (`host:port` as it registered).
-    pub fn client(&self, address: &str) -> ApiResult<BlobClient<Channel>> {
+    pub fn client(&self, address: &str) -> ApiResult<BlobConn> {
         let channel = {
             let mut map = self
                 .channels
@@ -40,7 +54,7 @@ impl BlobPool {
                 }
             }
         };
-        Ok(BlobClient::new(channel)
+        Ok(BlobClient::with_interceptor(channel, self.token.clone())
             .max_decoding_message_size(MAX_MESSAGE)
             .max_encoding_message_size(MAX_MESSAGE))
     }

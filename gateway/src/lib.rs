@@ -80,6 +80,7 @@ pub struct RunningGateway {
     local_addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<Result<(), std::convert::Infallible>>,
+    fetch_token: JoinHandle<()>,
 }
 
 impl RunningGateway {
@@ -91,6 +92,7 @@ impl RunningGateway {
     /// Stops accepting connections and waits for in-flight requests to finish (up to a
     /// grace period).
     pub async fn shutdown(mut self) -> Result<(), GatewayError> {
+        self.fetch_token.abort();
         if let Some(stop) = self.stop.take() {
             // An error means the server task is already gone; joining it says why.
             let _ = stop.send(());
@@ -102,6 +104,9 @@ impl RunningGateway {
         }
     }
 }
+
+/// How long start-up waits for the cluster secret before serving anyway.
+const TOKEN_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// State shared by every request.
 pub(crate) struct Gateway {
@@ -123,9 +128,25 @@ pub async fn start(config: GatewayConfig) -> Result<RunningGateway, GatewayError
     if config.region.is_empty() {
         return Err(GatewayError::Config("region must not be empty".into()));
     }
+    // Blob servers serve only members of their cluster: fetch the cluster secret (with the
+    // root key pair) in the background; blob calls made before it arrives are refused.
+    let token = cairn_proto::cluster_token::ClusterToken::default();
+    let fetch_token = cairn_proto::cluster_token::fetch::spawn(
+        config.meta_endpoints.clone(),
+        cairn_proto::admin_auth::AdminCredentials {
+            access_key: config.access_key.clone(),
+            secret_key: config.secret_key.clone(),
+        },
+        token.clone(),
+    );
+    if !token.wait_ready(TOKEN_WAIT).await {
+        tracing::warn!(
+            "no cluster secret yet; writes and reads fail until the meta service hands it out"
+        );
+    }
     let gateway = Arc::new(Gateway {
         meta: meta_client::Meta::new(&config.meta_endpoints)?,
-        blobs: Arc::new(blob_pool::BlobPool::default()),
+        blobs: Arc::new(blob_pool::BlobPool::new(token)),
         region: config.region.clone(),
         body_idle_timeout: config.body_idle_timeout,
         shard_delete_grace: config.shard_delete_grace,
@@ -154,6 +175,7 @@ pub async fn start(config: GatewayConfig) -> Result<RunningGateway, GatewayError
     info!(addr = %local_addr, region = %config.region, "S3 gateway listening");
     Ok(RunningGateway {
         local_addr,
+        fetch_token,
         stop: Some(stop_tx),
         task,
     })

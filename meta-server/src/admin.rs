@@ -438,6 +438,32 @@ impl Admin for AdminService {
         }
     }
 
+    async fn get_cluster_secret(
+        &self,
+        request: Request<GetClusterSecretRequest>,
+    ) -> Result<Response<GetClusterSecretResponse>, Status> {
+        self.authorize(&request, "GetClusterSecret")?;
+        let group = self.group()?;
+        let reader = group.linearizable_reader().await.map_err(group_status)?;
+        if let Some(secret) = reader.cluster_secret().map_err(internal)? {
+            return Ok(Response::new(GetClusterSecretResponse { secret }));
+        }
+        // The first caller creates it; concurrent creators all get the one committed first.
+        let bytes: [u8; 32] = rand::random();
+        let proposal: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        match group
+            .write(Command::SetClusterSecret { secret: proposal })
+            .await
+            .map_err(group_status)?
+        {
+            Applied::Secret { secret } => {
+                tracing::info!("cluster secret created");
+                Ok(Response::new(GetClusterSecretResponse { secret }))
+            }
+            other => Err(internal(format!("unexpected reply {other:?}"))),
+        }
+    }
+
     async fn locate_object(
         &self,
         request: Request<LocateObjectRequest>,

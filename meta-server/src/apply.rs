@@ -11,7 +11,10 @@ use rocksdb::{WriteBatch, DB};
 
 use crate::keys;
 use crate::records;
-use crate::store::{StoreError, CF_BLOB_NODES, CF_BUCKETS, CF_OBJECTS, CF_UPLOADS};
+use crate::store::{StoreError, CF_BLOB_NODES, CF_BUCKETS, CF_CLUSTER, CF_OBJECTS, CF_UPLOADS};
+
+/// Key of the cluster secret in the `cluster` column family.
+pub(crate) const KEY_CLUSTER_SECRET: &[u8] = b"secret";
 use crate::types::{Command, Request, Response};
 
 /// The printable version id of the version committed at log index `index`.
@@ -33,6 +36,18 @@ pub fn apply(
     let now = request.now_ms;
     match &request.command {
         Command::AllocateNodeId => Ok(Response::NodeId { id: index }),
+        Command::SetClusterSecret { secret } => {
+            let cluster = crate::store::cf(db, CF_CLUSTER)?;
+            if let Some(stored) = db.get_cf(cluster, KEY_CLUSTER_SECRET)? {
+                return Ok(Response::Secret {
+                    secret: String::from_utf8_lossy(&stored).into_owned(),
+                });
+            }
+            batch.put_cf(cluster, KEY_CLUSTER_SECRET, secret.as_bytes());
+            Ok(Response::Secret {
+                secret: secret.clone(),
+            })
+        }
         Command::SetBucketScheme { name, scheme } => {
             let Some(mut bucket) = read_bucket(db, name)? else {
                 return Ok(error(MetaError::NoSuchBucket));

@@ -59,6 +59,8 @@ pub enum Command {
         name: String,
         scheme: Option<Vec<u8>>,
     },
+    /// Set the cluster secret unless one is set already (the first proposal wins).
+    SetClusterSecret { secret: String },
 }
 
 /// The outcome of applying one entry. Domain failures (no such bucket...) are outcomes, not
@@ -82,4 +84,6 @@ pub enum Response {
     Done,
     /// A reserved meta node id.
     NodeId { id: u64 },
+    /// The cluster secret in force.
+    Secret { secret: String },
 }

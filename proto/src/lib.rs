@@ -33,3 +33,4 @@ pub use generated::cairn::blob::v1 as blob;
 pub use generated::cairn::meta::v1 as meta;
 
 pub mod admin_auth;
+pub mod cluster_token;

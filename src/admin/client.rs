@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{anyhow, bail, Context};
 use cairn_meta::AdminCredentials;
 use cairn_proto::admin::admin_client::AdminClient;
+use cairn_proto::cluster_token::{fetch, ClusterToken};
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Request, Status};
 
@@ -81,6 +82,17 @@ impl Admin {
     /// The endpoints, as URIs.
     pub fn endpoints(&self) -> &[String] {
         &self.endpoints
+    }
+
+    /// The token blob servers want from members of this cluster (fetched with the admin
+    /// credentials).
+    pub async fn cluster_token(&self) -> anyhow::Result<ClusterToken> {
+        let secret = fetch::secret_once(&self.endpoints, &self.credentials)
+            .await
+            .map_err(|e| anyhow!("fetching the cluster secret: {e}"))?;
+        let token = ClusterToken::default();
+        token.set_secret(&secret);
+        Ok(token)
     }
 
     /// A request for `method`, signed now.

@@ -6,6 +6,7 @@ use std::time::Duration;
 use cairn_proto::admin::{LocateObjectRequest, LocateObjectResponse};
 use cairn_proto::blob::blob_client::BlobClient;
 use cairn_proto::blob::{DiskState, StatShardRequest};
+use cairn_proto::cluster_token::ClusterToken;
 use serde::Serialize;
 
 use super::client::{endpoint_uri, Admin};
@@ -40,11 +41,19 @@ pub struct ObjectView {
     pub healthy: usize,
 }
 
-async fn stat(address: &str, disk_id: &str, shard_key: &str) -> Result<(bool, u64), String> {
+async fn stat(
+    token: &ClusterToken,
+    address: &str,
+    disk_id: &str,
+    shard_key: &str,
+) -> Result<(bool, u64), String> {
     let call = async {
-        let mut client = BlobClient::connect(endpoint_uri(address))
+        let channel = tonic::transport::Endpoint::from_shared(endpoint_uri(address))
+            .map_err(|e| e.to_string())?
+            .connect()
             .await
             .map_err(|e| e.to_string())?;
+        let mut client = BlobClient::with_interceptor(channel, token.clone());
         let reply = client
             .stat_shard(StatShardRequest {
                 disk_id: disk_id.to_string(),
@@ -71,6 +80,7 @@ pub async fn gather(admin: &Admin, bucket: &str, key: &str) -> anyhow::Result<Ob
             c.locate_object(r).await
         })
         .await?;
+    let token = admin.cluster_token().await?;
     let object = reply
         .object
         .ok_or_else(|| anyhow::anyhow!("the meta service returned no object"))?;
@@ -100,7 +110,7 @@ pub async fn gather(admin: &Admin, bucket: &str, key: &str) -> anyhow::Result<Ob
         } else if disk.is_some_and(|d| d.state == DiskState::Faulty as i32) {
             "disk-faulty".to_string()
         } else {
-            match stat(&s.node_address, &s.disk_id, &s.shard_key).await {
+            match stat(&token, &s.node_address, &s.disk_id, &s.shard_key).await {
                 Ok((true, len)) if len == expected => "ok".to_string(),
                 Ok((true, _)) => "wrong-length".to_string(),
                 Ok((false, _)) => "missing".to_string(),

@@ -426,3 +426,63 @@ async fn bucket_schemes_zones_and_locate() {
     put(&s3, "narrow", "later", body.clone()).await;
     assert_eq!(locate(&cluster, "narrow", "later")["scheme"], "4+2");
 }
+
+/// A blob server serves only members of its cluster: calls without the cluster token, or with
+/// one derived from another secret, are refused (and logged), while S3 through a gateway of
+/// the cluster works.
+#[tokio::test(flavor = "multi_thread")]
+async fn blob_servers_refuse_callers_outside_the_cluster() {
+    use cairn_proto::blob::blob_client::BlobClient;
+    use cairn_proto::blob::{DeleteShardRequest, StatShardRequest};
+    use tonic::service::Interceptor;
+
+    let cluster = Cluster::start(1, 1, 2, 1, &[]);
+    let s3 = cluster.client(0);
+    s3.create_bucket()
+        .bucket("guarded")
+        .send()
+        .await
+        .expect("create");
+    put(&s3, "guarded", "k", b"inside".to_vec()).await;
+    assert_eq!(get(&s3, "guarded", "k").await, b"inside");
+
+    let address = cluster.blobs[0].args[2].clone();
+    let stat = StatShardRequest {
+        disk_id: "any".into(),
+        shard_key: "any".into(),
+    };
+    let mut anonymous = BlobClient::connect(format!("http://{address}"))
+        .await
+        .expect("connect");
+    let refused = anonymous
+        .stat_shard(stat.clone())
+        .await
+        .expect_err("refused");
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused:?}");
+    let refused = anonymous
+        .delete_shard(DeleteShardRequest {
+            disk_id: "any".into(),
+            shard_key: "any".into(),
+        })
+        .await
+        .expect_err("refused");
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied);
+
+    // A token from another cluster's secret is no better.
+    let mut foreign = cairn_proto::cluster_token::ClusterToken::default();
+    foreign.set_secret("not-this-cluster");
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
+        .expect("uri")
+        .connect()
+        .await
+        .expect("connect");
+    let mut forged = BlobClient::with_interceptor(channel, move |r| foreign.call(r));
+    let refused = forged.stat_shard(stat).await.expect_err("refused");
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied);
+
+    let log = std::fs::read_to_string(&cluster.blobs[0].log).expect("log");
+    assert!(
+        log.contains("refused a call from outside the cluster"),
+        "{log}"
+    );
+}

@@ -7,6 +7,7 @@
 //! | `sm_state`   | last applied log id, membership, current snapshot file | [`StateMachine`] |
 //! | `buckets`, `objects`, `blob_nodes` | the metadata itself | [`StateMachine`] |
 //! | `uploads`    | upload id -> the version its commit made (retries are no-ops) | [`StateMachine`] |
+//! | `cluster`    | cluster-wide settings: the cluster secret | [`StateMachine`] |
 //!
 //! The log and the state machine share the database (and so its write-ahead log) but never a
 //! column family: purging or truncating the log cannot touch applied state.
@@ -32,12 +33,19 @@ pub(crate) const CF_BUCKETS: &str = "buckets";
 pub(crate) const CF_OBJECTS: &str = "objects";
 pub(crate) const CF_BLOB_NODES: &str = "blob_nodes";
 pub(crate) const CF_UPLOADS: &str = "uploads";
+pub(crate) const CF_CLUSTER: &str = "cluster";
 
 /// Directory (inside the meta directory) of snapshot files.
 pub(crate) const SNAPSHOT_DIR: &str = "snapshots";
 
 /// The column families that make up the replicated state (what a snapshot carries).
-pub(crate) const DATA_CFS: [&str; 4] = [CF_BUCKETS, CF_OBJECTS, CF_BLOB_NODES, CF_UPLOADS];
+pub(crate) const DATA_CFS: [&str; 5] = [
+    CF_BUCKETS,
+    CF_OBJECTS,
+    CF_BLOB_NODES,
+    CF_UPLOADS,
+    CF_CLUSTER,
+];
 
 /// Failure to open or use the meta store.
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +84,7 @@ pub fn open(dir: &Path) -> Result<(LogStore, StateMachine), StoreError> {
         CF_OBJECTS,
         CF_BLOB_NODES,
         CF_UPLOADS,
+        CF_CLUSTER,
     ]
     .into_iter()
     .map(|name| ColumnFamilyDescriptor::new(name, Options::default()));

@@ -69,6 +69,15 @@ impl MetaReader {
         }
     }
 
+    /// The cluster secret, once one was set.
+    pub fn cluster_secret(&self) -> Result<Option<String>, StoreError> {
+        let handle = cf(&self.db, super::CF_CLUSTER)?;
+        Ok(self
+            .db
+            .get_cf(handle, crate::apply::KEY_CLUSTER_SECRET)?
+            .map(|raw| String::from_utf8_lossy(&raw).into_owned()))
+    }
+
     /// Every registered blob node.
     pub fn blob_nodes(&self) -> Result<Vec<BlobNode>, StoreError> {
         crate::apply::read_blob_nodes(&self.db)
