@@ -486,3 +486,34 @@ async fn blob_servers_refuse_callers_outside_the_cluster() {
         "{log}"
     );
 }
+
+/// A blob server added to a running cluster needs no change or restart anywhere else: it
+/// registers, and the very next writes place shards on it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_blob_server_takes_new_writes_at_once() {
+    let mut cluster = Cluster::start(1, 4, 2, 1, &[]);
+    let s3 = cluster.client(0);
+    s3.create_bucket()
+        .bucket("grow")
+        .send()
+        .await
+        .expect("create");
+    put(&s3, "grow", "before", data(10_000, 1)).await;
+    let newcomer = cluster.add_blob("", 2);
+    cluster.wait_for_blob_nodes(5);
+    let address = cluster.blobs[newcomer].args[2].clone();
+    // 4+2 over five nodes puts at least one shard on every node.
+    put(&s3, "grow", "after", data(10_000, 2)).await;
+    let view = locate(&cluster, "grow", "after");
+    let on_newcomer = view["shards"]
+        .as_array()
+        .expect("shards")
+        .iter()
+        .filter(|s| s["address"] == address.as_str())
+        .count();
+    assert!(
+        on_newcomer >= 1,
+        "no shard on the new blob server: {view:#}"
+    );
+    assert_eq!(view["healthy"], 6, "{view:#}");
+}

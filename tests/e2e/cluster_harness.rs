@@ -86,26 +86,8 @@ impl Cluster {
             cluster.add_meta_process(meta_env);
         }
         cluster.admin_ok(&["init"]);
-        for (i, zone) in zones.iter().enumerate() {
-            let dirs: Vec<String> = (0..disks)
-                .map(|d| cluster.path(&format!("blob{i}-d{d}")))
-                .collect();
-            let mut args = vec![
-                "blob".to_string(),
-                "--listen".into(),
-                format!("127.0.0.1:{}", free_port()),
-                "--meta".into(),
-                cluster.meta_endpoints(),
-            ];
-            args.extend(dirs);
-            let mut node = Node {
-                args,
-                log: cluster.tmp.path().join(format!("blob{i}.log")),
-                env: vec![("CAIRN_BLOB_ZONE", zone.to_string())],
-                proc: None,
-            };
-            node.start("BLOB");
-            cluster.blobs.push(node);
+        for zone in zones {
+            cluster.add_blob(zone, disks);
         }
         for i in 0..gateways {
             let mut node = Node {
@@ -151,6 +133,28 @@ impl Cluster {
         node.start("META");
         self.meta_addrs.push(addr);
         self.metas.push(node);
+        i
+    }
+
+    /// Starts one more blob server with `disks` disks in `zone`; returns its index.
+    pub fn add_blob(&mut self, zone: &str, disks: usize) -> usize {
+        let i = self.blobs.len();
+        let mut args = vec![
+            "blob".to_string(),
+            "--listen".into(),
+            format!("127.0.0.1:{}", free_port()),
+            "--meta".into(),
+            self.meta_endpoints(),
+        ];
+        args.extend((0..disks).map(|d| self.path(&format!("blob{i}-d{d}"))));
+        let mut node = Node {
+            args,
+            log: self.tmp.path().join(format!("blob{i}.log")),
+            env: vec![("CAIRN_BLOB_ZONE", zone.to_string())],
+            proc: None,
+        };
+        node.start("BLOB");
+        self.blobs.push(node);
         i
     }
 
