@@ -170,6 +170,7 @@ impl Meta {
             bucket: bucket.to_string(),
             key: key.to_string(),
             size_hint,
+            multipart_upload_id: String::new(),
         };
         let resp = self
             .call("PlanPut", |mut c| {
@@ -291,6 +292,10 @@ fn in_band(code: i32) -> ApiResult<()> {
         Ok(MetaError::InvalidArgument) => Err(ApiError::InvalidArgument(
             "rejected by the metadata service".into(),
         )),
+        Ok(MetaError::NoSuchUpload) => Err(ApiError::NoSuchUpload),
+        Ok(MetaError::InvalidPart) => Err(ApiError::InvalidPart),
+        Ok(MetaError::InvalidPartOrder) => Err(ApiError::InvalidPartOrder),
+        Ok(MetaError::EntityTooSmall) => Err(ApiError::EntityTooSmall),
         Err(_) => Err(ApiError::Internal(format!(
             "unknown meta error code {code}"
         ))),

@@ -192,6 +192,7 @@ where
         scheme: Some(pb_scheme),
         shards,
         upload_id,
+        parts: Vec::new(),
     };
     match gw.meta.commit_object(object).await {
         Ok(committed) => {

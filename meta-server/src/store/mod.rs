@@ -7,6 +7,7 @@
 //! | `sm_state`   | last applied log id, membership, snapshot  | [`StateMachine`] |
 //! | `buckets`, `objects`, `blob_nodes` | the metadata itself | [`StateMachine`] |
 //! | `uploads`    | upload id -> the version its commit made (retries are no-ops) | [`StateMachine`] |
+//! | `multipart`  | multipart uploads in progress, their parts and committed part attempts | [`StateMachine`] |
 //!
 //! The log and the state machine share the database (and so its write-ahead log) but never a
 //! column family: purging or truncating the log cannot touch applied state.
@@ -20,7 +21,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 pub use log_store::LogStore;
-pub use reads::{ListPage, MetaReader};
+pub use reads::{ListPage, MetaReader, UploadsPage};
 pub use state_machine::StateMachine;
 
 use rocksdb::{ColumnFamilyDescriptor, Options, DB};
@@ -32,9 +33,17 @@ pub(crate) const CF_BUCKETS: &str = "buckets";
 pub(crate) const CF_OBJECTS: &str = "objects";
 pub(crate) const CF_BLOB_NODES: &str = "blob_nodes";
 pub(crate) const CF_UPLOADS: &str = "uploads";
+pub(crate) const CF_MULTIPART: &str = "multipart";
 
-/// The column families that make up the replicated state (what a snapshot carries).
-pub(crate) const DATA_CFS: [&str; 4] = [CF_BUCKETS, CF_OBJECTS, CF_BLOB_NODES, CF_UPLOADS];
+/// The column families that make up the replicated state (what a snapshot carries). A
+/// snapshot names each by its index here, so new ones are only ever appended.
+pub(crate) const DATA_CFS: [&str; 5] = [
+    CF_BUCKETS,
+    CF_OBJECTS,
+    CF_BLOB_NODES,
+    CF_UPLOADS,
+    CF_MULTIPART,
+];
 
 /// Failure to open or use the meta store.
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +79,7 @@ pub fn open(dir: &Path) -> Result<(LogStore, StateMachine), StoreError> {
         CF_OBJECTS,
         CF_BLOB_NODES,
         CF_UPLOADS,
+        CF_MULTIPART,
     ]
     .into_iter()
     .map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
