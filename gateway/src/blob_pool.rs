@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use cairn_proto::blob::blob_client::BlobClient;
 use cairn_proto::blob::DeleteShardRequest;
-use cairn_proto::meta::ShardPlacement;
+use cairn_proto::meta::{ObjectVersion, ShardPlacement};
 use tonic::transport::{Channel, Endpoint};
 use tracing::{debug, info_span, warn, Instrument};
 
@@ -69,6 +69,13 @@ fn lazy_channel(address: &str) -> ApiResult<Channel> {
 /// can change when a blob server restarts.
 fn shard_id(s: &ShardPlacement) -> (&str, &str) {
     (s.disk_id.as_str(), s.shard_key.as_str())
+}
+
+/// Every shard of a version: its own for a single PUT, its parts' for a multipart object.
+pub(crate) fn object_shards(object: ObjectVersion) -> Vec<ShardPlacement> {
+    let mut shards = object.shards;
+    shards.extend(object.parts.into_iter().flat_map(|p| p.shards));
+    shards
 }
 
 /// Deletes `shards` in a background task after `grace`, best effort: a failure (or a gateway

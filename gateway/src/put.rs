@@ -15,7 +15,7 @@ use tokio::task::JoinHandle;
 use tokio_stream::wrappers::ReceiverStream;
 use tracing::{debug, info_span, warn, Instrument};
 
-use crate::blob_pool::{spawn_delete_shards, BlobPool};
+use crate::blob_pool::{object_shards, spawn_delete_shards, BlobPool};
 use crate::checksum::{Algorithm, BodyChecksums};
 use crate::erasure::{Codec, Scheme};
 use crate::error::{ApiError, ApiResult};
@@ -201,7 +201,7 @@ where
                 // first commit and shares our shard files; those must survive.
                 spawn_delete_shards(
                     Arc::clone(&gw.blobs),
-                    old.shards,
+                    object_shards(old),
                     &placements,
                     gw.shard_delete_grace,
                     "replaced",

@@ -9,7 +9,7 @@ use http::{HeaderMap, HeaderValue};
 use s3s::dto::*;
 use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result, S3};
 
-use crate::blob_pool::spawn_delete_shards;
+use crate::blob_pool::{object_shards, spawn_delete_shards};
 use crate::checksum::{Algorithm, BodyChecksums};
 use crate::conditions::{self, Conditions, TagCondition, Verdict};
 use crate::error::{ApiError, ApiResult};
@@ -46,7 +46,8 @@ impl CairnS3 {
         let obj = self
             .readable_version(t.bucket, t.key, t.version_id, &t.conds)
             .await?;
-        let partial = range::resolve(t.range, t.part_number, obj.size)?;
+        let part_sizes: Vec<u64> = obj.parts.iter().map(|p| p.size).collect();
+        let partial = range::resolve(t.range, t.part_number, obj.size, &part_sizes)?;
         let span = partial.clone().unwrap_or(0..obj.size);
         Ok((obj, partial, span))
     }
@@ -121,6 +122,13 @@ fn conditions_of(
         if_modified_since: if_modified_since.map(dto::seconds),
         if_unmodified_since: if_unmodified_since.map(dto::seconds),
     }
+}
+
+/// `x-amz-mp-parts-count`: a GET or HEAD of one part of a multipart object says how many
+/// parts there are.
+fn parts_count(obj: &ObjectVersion, part_number: Option<i32>) -> Option<i32> {
+    (part_number.is_some() && !obj.parts.is_empty())
+        .then(|| i32::try_from(obj.parts.len()).unwrap_or(i32::MAX))
 }
 
 fn user_metadata(obj: &ObjectVersion) -> Option<Metadata> {
@@ -325,7 +333,9 @@ impl S3 for CairnS3 {
             })
             .await?;
         let body = get::open_body(Arc::clone(&self.gw.blobs), &obj, span.clone()).await?;
+        let parts_count = parts_count(&obj, input.part_number);
         let output = GetObjectOutput {
+            parts_count,
             body: Some(StreamingBlob::new(body)),
             content_length: Some(len_i64(span.end - span.start)),
             content_range: partial.map(|r| range::content_range(&r, obj.size)),
@@ -360,6 +370,7 @@ impl S3 for CairnS3 {
             })
             .await?;
         let output = HeadObjectOutput {
+            parts_count: parts_count(&obj, input.part_number),
             content_length: Some(len_i64(span.end - span.start)),
             content_range: partial.map(|r| range::content_range(&r, obj.size)),
             accept_ranges: Some("bytes".into()),
@@ -390,7 +401,7 @@ impl S3 for CairnS3 {
             Ok(Some(deleted)) => {
                 spawn_delete_shards(
                     Arc::clone(&self.gw.blobs),
-                    deleted.shards,
+                    object_shards(deleted),
                     &[],
                     self.gw.shard_delete_grace,
                     "deleted",
