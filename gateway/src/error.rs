@@ -72,6 +72,8 @@ pub(crate) enum ApiError {
     InvalidPartOrder,
     #[error("a part other than the last is smaller than the 5 MiB minimum")]
     EntityTooSmall,
+    #[error("{0}")]
+    MalformedXml(String),
     #[error("not enough healthy disks to place the object")]
     InsufficientCapacity,
     /// No meta leader / quorum, or too few blob servers answered: the client should retry.
@@ -109,6 +111,7 @@ impl From<ApiError> for S3Error {
             ApiError::InvalidPart => S3ErrorCode::InvalidPart,
             ApiError::InvalidPartOrder => S3ErrorCode::InvalidPartOrder,
             ApiError::EntityTooSmall => S3ErrorCode::EntityTooSmall,
+            ApiError::MalformedXml(_) => S3ErrorCode::MalformedXML,
             ApiError::InsufficientCapacity | ApiError::Unavailable(_) => {
                 S3ErrorCode::ServiceUnavailable
             }

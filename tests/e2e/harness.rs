@@ -347,3 +347,14 @@ pub async fn partial_presigned_put(
     stream.write_all(partial).await.expect("write partial body");
     stream
 }
+
+/// Peak resident memory of a process in KiB (Linux `VmHWM`).
+#[cfg(target_os = "linux")]
+pub fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM")
+}

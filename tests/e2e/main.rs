@@ -5,5 +5,6 @@ mod harness;
 mod buckets;
 mod durability;
 mod listing;
+mod multipart;
 mod objects;
 mod roles;
