@@ -435,6 +435,42 @@ impl Meta for FakeMeta {
     ) -> Result<Response<ListBlobNodesResponse>, Status> {
         unused()
     }
+    async fn create_multipart_upload(
+        &self,
+        _: Request<CreateMultipartUploadRequest>,
+    ) -> Result<Response<CreateMultipartUploadResponse>, Status> {
+        unused()
+    }
+    async fn commit_part(
+        &self,
+        _: Request<CommitPartRequest>,
+    ) -> Result<Response<CommitPartResponse>, Status> {
+        unused()
+    }
+    async fn complete_multipart_upload(
+        &self,
+        _: Request<CompleteMultipartUploadRequest>,
+    ) -> Result<Response<CompleteMultipartUploadResponse>, Status> {
+        unused()
+    }
+    async fn abort_multipart_upload(
+        &self,
+        _: Request<AbortMultipartUploadRequest>,
+    ) -> Result<Response<AbortMultipartUploadResponse>, Status> {
+        unused()
+    }
+    async fn list_parts(
+        &self,
+        _: Request<ListPartsRequest>,
+    ) -> Result<Response<ListPartsResponse>, Status> {
+        unused()
+    }
+    async fn list_multipart_uploads(
+        &self,
+        _: Request<ListMultipartUploadsRequest>,
+    ) -> Result<Response<ListMultipartUploadsResponse>, Status> {
+        unused()
+    }
 }
 
 #[tokio::test]

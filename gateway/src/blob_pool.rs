@@ -7,7 +7,7 @@ use std::time::Duration;
 use cairn_proto::blob::blob_client::BlobClient;
 use cairn_proto::blob::DeleteShardRequest;
 use cairn_proto::cluster_token::ClusterToken;
-use cairn_proto::meta::ShardPlacement;
+use cairn_proto::meta::{ObjectPart, ObjectVersion, ShardPlacement};
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 use tracing::{debug, info_span, warn, Instrument};
@@ -83,6 +83,18 @@ fn lazy_channel(address: &str) -> ApiResult<Channel> {
 /// can change when a blob server restarts.
 fn shard_id(s: &ShardPlacement) -> (&str, &str) {
     (s.disk_id.as_str(), s.shard_key.as_str())
+}
+
+/// Every shard of a version: its own for a single PUT, its parts' for a multipart object.
+pub(crate) fn object_shards(object: ObjectVersion) -> Vec<ShardPlacement> {
+    let mut shards = object.shards;
+    shards.extend(part_shards(object.parts));
+    shards
+}
+
+/// Every shard of some parts.
+pub(crate) fn part_shards(parts: Vec<ObjectPart>) -> Vec<ShardPlacement> {
+    parts.into_iter().flat_map(|p| p.shards).collect()
 }
 
 /// Deletes `shards` in a background task after `grace`, best effort: a failure (or a gateway

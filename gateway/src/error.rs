@@ -64,6 +64,16 @@ pub(crate) enum ApiError {
     InvalidPartNumber,
     #[error("a precondition does not hold")]
     PreconditionFailed,
+    #[error("the multipart upload does not exist; it may have been aborted or completed")]
+    NoSuchUpload,
+    #[error("a listed part was not uploaded, or its ETag does not match the uploaded part")]
+    InvalidPart,
+    #[error("the list of parts was not in ascending order")]
+    InvalidPartOrder,
+    #[error("a part other than the last is smaller than the 5 MiB minimum")]
+    EntityTooSmall,
+    #[error("{0}")]
+    MalformedXml(String),
     #[error("not enough healthy disks to place the object")]
     InsufficientCapacity,
     /// No meta leader / quorum, or too few blob servers answered: the client should retry.
@@ -97,6 +107,11 @@ impl From<ApiError> for S3Error {
                 return custom("InvalidPartNumber", StatusCode::RANGE_NOT_SATISFIABLE, &e);
             }
             ApiError::PreconditionFailed => S3ErrorCode::PreconditionFailed,
+            ApiError::NoSuchUpload => S3ErrorCode::NoSuchUpload,
+            ApiError::InvalidPart => S3ErrorCode::InvalidPart,
+            ApiError::InvalidPartOrder => S3ErrorCode::InvalidPartOrder,
+            ApiError::EntityTooSmall => S3ErrorCode::EntityTooSmall,
+            ApiError::MalformedXml(_) => S3ErrorCode::MalformedXML,
             ApiError::InsufficientCapacity | ApiError::Unavailable(_) => {
                 S3ErrorCode::ServiceUnavailable
             }

@@ -1,5 +1,10 @@
 //! GET: read the stripes covering a byte range from the data shards, switch to parity shards
 //! when a data shard fails, and stream the decoded bytes out a few stripes ahead at most.
+//!
+//! An object is one or more [`Segment`]s, each erasure-coded on its own: the whole body of a
+//! single PUT, or the parts of a multipart object in order. A range is cut at the segment
+//! boundaries and the segments are read one after the other, so a read holds one segment's
+//! shard streams at a time whatever the number of parts.
 
 use std::ops::Range;
 use std::pin::Pin;
@@ -9,7 +14,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use cairn_proto::blob::{GetShardRequest, GetShardResponse};
-use cairn_proto::meta::{ObjectVersion, ShardPlacement};
+use cairn_proto::meta::{ErasureScheme, ObjectVersion, ShardPlacement};
 use futures::Stream;
 use s3s::stream::{ByteStream, RemainingLength};
 use tokio::sync::mpsc;
@@ -64,6 +69,52 @@ impl ByteStream for ObjectBody {
     }
 }
 
+/// One separately erasure-coded body inside an object.
+#[derive(Debug, Clone)]
+struct Segment {
+    scheme: Option<ErasureScheme>,
+    shards: Vec<ShardPlacement>,
+    size: u64,
+    /// `bucket/key` (and the part number), for errors and logs.
+    label: String,
+}
+
+/// The segments of `object`, in order, each with the byte range of it that `range` covers
+/// (segments the range does not touch are left out).
+fn segments(object: &ObjectVersion, range: &Range<u64>) -> Vec<(Segment, Range<u64>)> {
+    let name = format!("{}/{}", object.bucket, object.key);
+    let all: Vec<Segment> = if object.parts.is_empty() {
+        vec![Segment {
+            scheme: object.scheme,
+            shards: object.shards.clone(),
+            size: object.size,
+            label: name,
+        }]
+    } else {
+        object
+            .parts
+            .iter()
+            .map(|p| Segment {
+                scheme: p.scheme,
+                shards: p.shards.clone(),
+                size: p.size,
+                label: format!("{name} part {}", p.part_number),
+            })
+            .collect()
+    };
+    let mut out = Vec::new();
+    let mut offset = 0u64;
+    for segment in all {
+        let (start, end) = (offset, offset + segment.size);
+        offset = end;
+        let local = range.start.max(start) - start..range.end.min(end).saturating_sub(start);
+        if local.start < local.end {
+            out.push((segment, local));
+        }
+    }
+    out
+}
+
 /// Starts streaming `range` of `object`. The first stripe is read before returning, so an
 /// object that cannot be read fails the request instead of truncating a 200 response.
 pub(crate) async fn open_body(
@@ -76,18 +127,52 @@ pub(crate) async fn open_body(
     if len == 0 {
         return Ok(ObjectBody { rx, remaining: 0 });
     }
-    let mut reader = StripeReader::new(pool, object, range)?;
+    let pieces = segments(object, &range);
+    let covered: u64 = pieces.iter().map(|(_, r)| r.end - r.start).sum();
+    if covered != len {
+        return Err(ApiError::Internal(format!(
+            "{}/{}: its parts hold {covered} of the {len} bytes asked for",
+            object.bucket, object.key
+        )));
+    }
+    let mut pieces = pieces.into_iter();
+    let Some((segment, local)) = pieces.next() else {
+        return Err(ApiError::Internal("empty range".into()));
+    };
+    let mut reader = StripeReader::new(Arc::clone(&pool), &segment, local)?;
     let first = reader.next_chunk().await?;
     let span = info_span!("get_body", bucket = %object.bucket, key = %object.key, version = %object.version_id);
     tokio::spawn(
         async move {
             let mut next = first;
-            while let Some(bytes) = next {
-                if tx.send(Ok(bytes)).await.is_err() {
-                    debug!("client went away");
-                    return;
+            loop {
+                while let Some(bytes) = next {
+                    if tx.send(Ok(bytes)).await.is_err() {
+                        debug!("client went away");
+                        return;
+                    }
+                    next = match reader.next_chunk().await {
+                        Ok(n) => n,
+                        Err(e) => {
+                            warn!(error = %e, "object read failed mid-stream");
+                            let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;
+                            return;
+                        }
+                    };
                 }
-                next = match reader.next_chunk().await {
+                // This segment is done (its shard streams close as the reader is replaced).
+                let Some((segment, local)) = pieces.next() else {
+                    return;
+                };
+                let opened = StripeReader::new(Arc::clone(&pool), &segment, local);
+                let first = match opened {
+                    Ok(r) => {
+                        reader = r;
+                        reader.next_chunk().await
+                    }
+                    Err(e) => Err(e),
+                };
+                next = match first {
                     Ok(n) => n,
                     Err(e) => {
                         warn!(error = %e, "object read failed mid-stream");
@@ -204,9 +289,11 @@ struct StripeReader {
 }
 
 impl StripeReader {
-    fn new(pool: Arc<BlobPool>, object: &ObjectVersion, range: Range<u64>) -> ApiResult<Self> {
-        let bad = |why: String| ApiError::Internal(format!("bad object metadata: {why}"));
-        let pb = object
+    fn new(pool: Arc<BlobPool>, segment: &Segment, range: Range<u64>) -> ApiResult<Self> {
+        let bad = |why: String| {
+            ApiError::Internal(format!("bad object metadata for {}: {why}", segment.label))
+        };
+        let pb = segment
             .scheme
             .as_ref()
             .ok_or_else(|| bad("no scheme".into()))?;
@@ -215,24 +302,24 @@ impl StripeReader {
         let codec = Codec::new(scheme).map_err(|e| bad(e.to_string()))?;
         let total = scheme.total_shards();
         let mut shards: Vec<Option<ShardPlacement>> = vec![None; total];
-        for s in &object.shards {
+        for s in &segment.shards {
             let i = s.index as usize;
             if i < total && s.written {
                 shards[i] = Some(s.clone());
             }
         }
-        let span = scheme.span(object.size, range);
+        let span = scheme.span(segment.size, range);
         Ok(Self {
             pool,
             codec,
-            size: object.size,
+            size: segment.size,
             span,
             shards,
             readers: (0..total).map(|_| None).collect(),
             failed: vec![false; total],
             next_stripe: span.first_stripe,
             remaining: span.len,
-            bucket_key: format!("{}/{}", object.bucket, object.key),
+            bucket_key: segment.label.clone(),
         })
     }
 
@@ -350,5 +437,56 @@ impl StripeReader {
         warn!(object = %self.bucket_key, shard = i, node, error = %e, "shard unavailable; reading parity instead");
         self.failed[i] = true;
         self.readers[i] = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cairn_proto::meta::ObjectPart;
+
+    fn multipart(sizes: &[u64]) -> ObjectVersion {
+        ObjectVersion {
+            size: sizes.iter().sum(),
+            parts: sizes
+                .iter()
+                .enumerate()
+                .map(|(i, &size)| ObjectPart {
+                    part_number: i as u32 + 1,
+                    size,
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    fn cut(object: &ObjectVersion, range: Range<u64>) -> Vec<(u64, Range<u64>)> {
+        segments(object, &range)
+            .into_iter()
+            .map(|(s, r)| (s.size, r))
+            .collect()
+    }
+
+    #[test]
+    fn a_range_is_cut_at_part_boundaries() {
+        let obj = multipart(&[10, 10, 5]);
+        assert_eq!(cut(&obj, 0..25), vec![(10, 0..10), (10, 0..10), (5, 0..5)]);
+        assert_eq!(cut(&obj, 9..11), vec![(10, 9..10), (10, 0..1)]);
+        assert_eq!(cut(&obj, 10..20), vec![(10, 0..10)]);
+        assert_eq!(cut(&obj, 12..24), vec![(10, 2..10), (5, 0..4)]);
+        assert_eq!(cut(&obj, 24..25), vec![(5, 4..5)]);
+        // An empty last part is never read.
+        let with_empty = multipart(&[10, 0]);
+        assert_eq!(cut(&with_empty, 0..10), vec![(10, 0..10)]);
+    }
+
+    #[test]
+    fn a_single_put_is_one_segment() {
+        let obj = ObjectVersion {
+            size: 7,
+            ..Default::default()
+        };
+        assert_eq!(cut(&obj, 2..5), vec![(7, 2..5)]);
     }
 }

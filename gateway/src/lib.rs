@@ -35,6 +35,7 @@ mod error;
 mod get;
 mod list;
 mod meta_client;
+mod multipart;
 mod names;
 mod put;
 mod range;

@@ -116,7 +116,7 @@ async fn fetch(
     })
 }
 
-fn is_url(encoding: Option<&EncodingType>) -> ApiResult<bool> {
+pub(crate) fn is_url(encoding: Option<&EncodingType>) -> ApiResult<bool> {
     match encoding.map(EncodingType::as_str) {
         None => Ok(false),
         Some(e) if e.eq_ignore_ascii_case(EncodingType::URL) => Ok(true),

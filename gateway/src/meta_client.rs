@@ -122,16 +122,20 @@ impl Meta {
         in_band(resp.await?.error)
     }
 
-    /// Deletes an empty bucket.
-    pub async fn delete_bucket(&self, name: &str) -> ApiResult<()> {
+    /// Deletes a bucket without objects; returns the parts of the multipart uploads it
+    /// still had (they are aborted with it).
+    pub async fn delete_bucket(&self, name: &str) -> ApiResult<Vec<pb::ObjectPart>> {
         let req = pb::DeleteBucketRequest {
             name: name.to_string(),
         };
-        let resp = self.call("DeleteBucket", |mut c| {
-            let req = req.clone();
-            async move { c.delete_bucket(req).await }
-        });
-        in_band(resp.await?.error)
+        let resp = self
+            .call("DeleteBucket", |mut c| {
+                let req = req.clone();
+                async move { c.delete_bucket(req).await }
+            })
+            .await?;
+        in_band(resp.error)?;
+        Ok(resp.aborted_parts)
     }
 
     /// Looks a bucket up.
@@ -159,17 +163,20 @@ impl Meta {
         Ok(resp.buckets)
     }
 
-    /// Chooses the scheme and disks for a new object.
+    /// Chooses the scheme and disks for a new object, or for a part of the multipart upload
+    /// `multipart_upload_id` (empty for an object).
     pub async fn plan_put(
         &self,
         bucket: &str,
         key: &str,
         size_hint: u64,
+        multipart_upload_id: &str,
     ) -> ApiResult<pb::PlanPutResponse> {
         let req = pb::PlanPutRequest {
             bucket: bucket.to_string(),
             key: key.to_string(),
             size_hint,
+            multipart_upload_id: multipart_upload_id.to_string(),
         };
         let resp = self
             .call("PlanPut", |mut c| {
@@ -255,6 +262,129 @@ impl Meta {
     }
 }
 
+/// What `CompleteMultipartUpload` made and what became garbage.
+pub(crate) struct Completed {
+    /// The new version (without its parts).
+    pub object: pb::ObjectVersion,
+    pub replaced: Option<pb::ObjectVersion>,
+    pub unused_parts: Vec<pb::ObjectPart>,
+}
+
+/// What `CommitPart` recorded and the part it replaced.
+pub(crate) struct PartCommitted {
+    pub part: pb::ObjectPart,
+    pub replaced: Option<pb::ObjectPart>,
+}
+
+impl Meta {
+    /// Starts a multipart upload.
+    pub async fn create_multipart_upload(
+        &self,
+        req: pb::CreateMultipartUploadRequest,
+    ) -> ApiResult<pb::MultipartUpload> {
+        let resp = self
+            .call("CreateMultipartUpload", |mut c| {
+                let req = req.clone();
+                async move { c.create_multipart_upload(req).await }
+            })
+            .await?;
+        in_band(resp.error)?;
+        resp.upload
+            .ok_or_else(|| missing("CreateMultipartUpload", "upload"))
+    }
+
+    /// Records a durable part. `Unavailable`/`Internal` errors are ambiguous, as for
+    /// [`Meta::commit_object`].
+    pub async fn commit_part(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        part: pb::ObjectPart,
+    ) -> ApiResult<PartCommitted> {
+        let req = pb::CommitPartRequest {
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+            upload_id: upload_id.to_string(),
+            part: Some(part),
+        };
+        let resp = self
+            .call("CommitPart", |mut c| {
+                let req = req.clone();
+                async move { c.commit_part(req).await }
+            })
+            .await?;
+        in_band(resp.error)?;
+        Ok(PartCommitted {
+            part: resp.part.ok_or_else(|| missing("CommitPart", "part"))?,
+            replaced: resp.replaced,
+        })
+    }
+
+    /// Turns the listed parts into an object.
+    pub async fn complete_multipart_upload(
+        &self,
+        req: pb::CompleteMultipartUploadRequest,
+    ) -> ApiResult<Completed> {
+        let resp = self
+            .call("CompleteMultipartUpload", |mut c| {
+                let req = req.clone();
+                async move { c.complete_multipart_upload(req).await }
+            })
+            .await?;
+        in_band(resp.error)?;
+        Ok(Completed {
+            object: resp
+                .object
+                .ok_or_else(|| missing("CompleteMultipartUpload", "object"))?,
+            replaced: resp.replaced,
+            unused_parts: resp.unused_parts,
+        })
+    }
+
+    /// Drops an upload; returns its parts.
+    pub async fn abort_multipart_upload(
+        &self,
+        req: pb::AbortMultipartUploadRequest,
+    ) -> ApiResult<Vec<pb::ObjectPart>> {
+        let resp = self
+            .call("AbortMultipartUpload", |mut c| {
+                let req = req.clone();
+                async move { c.abort_multipart_upload(req).await }
+            })
+            .await?;
+        in_band(resp.error)?;
+        Ok(resp.parts)
+    }
+
+    /// One page of an upload's parts.
+    pub async fn list_parts(&self, req: pb::ListPartsRequest) -> ApiResult<pb::ListPartsResponse> {
+        let resp = self
+            .call("ListParts", |mut c| {
+                let req = req.clone();
+                async move { c.list_parts(req).await }
+            })
+            .await?;
+        in_band(resp.error)?;
+        Ok(resp)
+    }
+
+    /// One page of a bucket's uploads in progress.
+    pub async fn list_multipart_uploads(
+        &self,
+        req: pb::ListMultipartUploadsRequest,
+    ) -> ApiResult<pb::ListMultipartUploadsResponse> {
+        let resp = self
+            .call("ListMultipartUploads", |mut c| {
+                let req = req.clone();
+                async move { c.list_multipart_uploads(req).await }
+            })
+            .await?;
+        in_band(resp.error)?;
+        Ok(resp)
+    }
+}
+
 /// Whether another endpoint might succeed: no leader / no quorum, a dead or unreachable
 /// node, or a call that timed out.
 fn retryable(status: &Status) -> bool {
@@ -291,6 +421,10 @@ fn in_band(code: i32) -> ApiResult<()> {
         Ok(MetaError::InvalidArgument) => Err(ApiError::InvalidArgument(
             "rejected by the metadata service".into(),
         )),
+        Ok(MetaError::NoSuchUpload) => Err(ApiError::NoSuchUpload),
+        Ok(MetaError::InvalidPart) => Err(ApiError::InvalidPart),
+        Ok(MetaError::InvalidPartOrder) => Err(ApiError::InvalidPartOrder),
+        Ok(MetaError::EntityTooSmall) => Err(ApiError::EntityTooSmall),
         Err(_) => Err(ApiError::Internal(format!(
             "unknown meta error code {code}"
         ))),

@@ -1,5 +1,6 @@
 //! PUT: cut the body into stripes, erasure-code them, stream every shard to its blob server
 //! in parallel, enforce the write quorum, then commit the version in the metadata service.
+//! [`store_body`] is everything before the commit; UploadPart uses it too.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,7 +16,7 @@ use tokio::task::JoinHandle;
 use tokio_stream::wrappers::ReceiverStream;
 use tracing::{debug, info_span, warn, Instrument};
 
-use crate::blob_pool::{spawn_delete_shards, BlobPool};
+use crate::blob_pool::{object_shards, spawn_delete_shards, BlobPool};
 use crate::checksum::{Algorithm, BodyChecksums};
 use crate::erasure::{Codec, Scheme};
 use crate::error::{ApiError, ApiResult};
@@ -55,11 +56,7 @@ pub(crate) struct PutOutput {
 /// Stores one object. Nothing becomes visible unless every check passed, a write quorum of
 /// shards is durable and the metadata commit succeeded.
 #[tracing::instrument(name = "put_object", skip_all, fields(bucket = %input.bucket, key = %input.key))]
-pub(crate) async fn put_object<B, E>(
-    gw: &Gateway,
-    input: PutInput,
-    mut body: B,
-) -> ApiResult<PutOutput>
+pub(crate) async fn put_object<B, E>(gw: &Gateway, input: PutInput, body: B) -> ApiResult<PutOutput>
 where
     B: Stream<Item = Result<Bytes, E>> + Unpin,
     E: std::fmt::Display,
@@ -71,13 +68,156 @@ where
         content_md5,
         content_type,
         user_metadata,
-        mut checksums,
+        checksums,
     } = input;
+    let target = BodyTarget {
+        bucket: &bucket,
+        key: &key,
+        multipart_upload_id: None,
+    };
+    let stored = store_body(
+        gw,
+        &target,
+        BodyChecks {
+            content_length,
+            content_md5,
+            checksums,
+        },
+        body,
+    )
+    .await?;
+    let object = pb::ObjectVersion {
+        bucket: bucket.clone(),
+        key: key.clone(),
+        version_id: String::new(),
+        size: stored.size,
+        etag: stored.etag.clone(),
+        content_type,
+        user_metadata,
+        last_modified_ms: 0,
+        scheme: Some(stored.scheme),
+        shards: stored.shards.clone(),
+        upload_id: stored.attempt_id.clone(),
+        parts: Vec::new(),
+    };
+    let committed = stored.settle(gw, &target, gw.meta.commit_object(object).await)?;
+    if let Some(old) = committed.replaced {
+        // `keep`: if a retried commit landed twice, the "replaced" version is our own
+        // first commit and shares our shard files; those must survive.
+        spawn_delete_shards(
+            Arc::clone(&gw.blobs),
+            object_shards(old),
+            &stored.shards,
+            gw.shard_delete_grace,
+            "replaced",
+            &bucket,
+            &key,
+        );
+    }
+    debug!(size = stored.size, version = %committed.object.version_id, "object committed");
+    Ok(PutOutput {
+        etag: stored.etag,
+        version_id: committed.object.version_id,
+        checksums: stored.checksums,
+    })
+}
+
+/// Where a body goes: an object, or a part of the multipart upload `multipart_upload_id`.
+pub(crate) struct BodyTarget<'a> {
+    pub bucket: &'a str,
+    pub key: &'a str,
+    pub multipart_upload_id: Option<&'a str>,
+}
+
+/// What the body must satisfy before anything is committed.
+pub(crate) struct BodyChecks {
+    /// Declared body length (after aws-chunked decoding), if any.
+    pub content_length: Option<u64>,
+    /// Decoded `Content-MD5`.
+    pub content_md5: Option<[u8; 16]>,
+    pub checksums: BodyChecksums,
+}
+
+/// A body whose shards are durable on at least a write quorum of disks and that passed
+/// every check, not committed yet: the caller commits it (as an object or a part) and hands
+/// the outcome to [`StoredBody::settle`].
+pub(crate) struct StoredBody {
+    pub size: u64,
+    /// Hex MD5 of the body, unquoted.
+    pub etag: String,
+    pub checksums: Vec<(Algorithm, String)>,
+    pub scheme: pb::ErasureScheme,
+    /// Every placement of the plan, with `written` set for the shards that are durable.
+    pub shards: Vec<ShardPlacement>,
+    /// The PlanPut attempt (the shards are `{attempt_id}.{index}`); the commit carries it so
+    /// that a retried commit is recognised.
+    pub attempt_id: String,
+    /// Shards whose files exist, to remove if the commit is refused.
+    finalized: Vec<ShardPlacement>,
+}
+
+impl StoredBody {
+    /// Passes a commit's result through, cleaning up after a refused one.
+    pub(crate) fn settle<T>(
+        &self,
+        gw: &Gateway,
+        target: &BodyTarget<'_>,
+        result: ApiResult<T>,
+    ) -> ApiResult<T> {
+        match result {
+            Ok(done) => Ok(done),
+            // Why the shards stay: a commit that failed with UNAVAILABLE or an unexpected
+            // status may still have been applied (the leader committed, the reply was lost).
+            // Deleting the shards would then destroy visible data; if it really failed, they
+            // are only orphans for the healer to collect.
+            Err(e @ (ApiError::Unavailable(_) | ApiError::Internal(_))) => {
+                warn!(error = %e, "commit outcome unknown; shards kept");
+                Err(e)
+            }
+            Err(e) => {
+                spawn_delete_shards(
+                    Arc::clone(&gw.blobs),
+                    self.finalized.clone(),
+                    &[],
+                    std::time::Duration::ZERO,
+                    "commit rejected",
+                    target.bucket,
+                    target.key,
+                );
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Plans, erasure-codes and streams a body to its blob servers, and checks it (length,
+/// digests, write quorum). Nothing is committed: see [`StoredBody`]. The PUT pipeline shared
+/// by PutObject and UploadPart.
+pub(crate) async fn store_body<B, E>(
+    gw: &Gateway,
+    target: &BodyTarget<'_>,
+    checks: BodyChecks,
+    mut body: B,
+) -> ApiResult<StoredBody>
+where
+    B: Stream<Item = Result<Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    let BodyChecks {
+        content_length,
+        content_md5,
+        mut checksums,
+    } = checks;
     let plan = gw
         .meta
-        .plan_put(&bucket, &key, content_length.unwrap_or(0))
+        .plan_put(
+            target.bucket,
+            target.key,
+            content_length.unwrap_or(0),
+            target.multipart_upload_id.unwrap_or(""),
+        )
         .await?;
-    let upload_id = plan.upload_id.clone();
+    let attempt_id = plan.upload_id.clone();
     let (pb_scheme, scheme, placements) = check_plan(plan)?;
     let codec = Codec::new(scheme).map_err(|e| ApiError::Internal(e.to_string()))?;
     let quorum = scheme.write_quorum();
@@ -163,8 +303,8 @@ where
             &[],
             std::time::Duration::ZERO,
             "put below write quorum",
-            &bucket,
-            &key,
+            target.bucket,
+            target.key,
         );
         return Err(ApiError::Unavailable(format!(
             "only {written} of {} shards were written; {quorum} needed",
@@ -180,62 +320,15 @@ where
             ..p.clone()
         })
         .collect();
-    let object = pb::ObjectVersion {
-        bucket: bucket.clone(),
-        key: key.clone(),
-        version_id: String::new(),
+    Ok(StoredBody {
         size: received,
-        etag: etag.clone(),
-        content_type,
-        user_metadata,
-        last_modified_ms: 0,
-        scheme: Some(pb_scheme),
+        etag,
+        checksums: computed,
+        scheme: pb_scheme,
         shards,
-        upload_id,
-    };
-    match gw.meta.commit_object(object).await {
-        Ok(committed) => {
-            if let Some(old) = committed.replaced {
-                // `keep`: if a retried commit landed twice, the "replaced" version is our own
-                // first commit and shares our shard files; those must survive.
-                spawn_delete_shards(
-                    Arc::clone(&gw.blobs),
-                    old.shards,
-                    &placements,
-                    gw.shard_delete_grace,
-                    "replaced",
-                    &bucket,
-                    &key,
-                );
-            }
-            debug!(size = received, version = %committed.object.version_id, "object committed");
-            Ok(PutOutput {
-                etag,
-                version_id: committed.object.version_id,
-                checksums: computed,
-            })
-        }
-        // Why the shards stay: a commit that failed with UNAVAILABLE or an unexpected status
-        // may still have been applied (the leader committed, the reply was lost). Deleting
-        // the shards would then destroy a visible object; if it really failed, they are only
-        // orphans for the healer to collect.
-        Err(e @ (ApiError::Unavailable(_) | ApiError::Internal(_))) => {
-            warn!(error = %e, "commit outcome unknown; shards kept");
-            Err(e)
-        }
-        Err(e) => {
-            spawn_delete_shards(
-                Arc::clone(&gw.blobs),
-                finalized,
-                &[],
-                std::time::Duration::ZERO,
-                "commit rejected",
-                &bucket,
-                &key,
-            );
-            Err(e)
-        }
-    }
+        attempt_id,
+        finalized,
+    })
 }
 
 /// Validates a placement plan: a usable scheme and exactly `k + m` shards indexed `0..k+m`.

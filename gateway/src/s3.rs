@@ -9,12 +9,13 @@ use http::{HeaderMap, HeaderValue};
 use s3s::dto::*;
 use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result, S3};
 
-use crate::blob_pool::spawn_delete_shards;
+use crate::blob_pool::{object_shards, part_shards, spawn_delete_shards};
 use crate::checksum::{Algorithm, BodyChecksums};
 use crate::conditions::{self, Conditions, TagCondition, Verdict};
 use crate::error::{ApiError, ApiResult};
-use crate::put::PutInput;
-use crate::{dto, get, list, names, put, range, Gateway};
+use crate::multipart::UploadRef;
+use crate::put::{BodyChecks, PutInput};
+use crate::{dto, get, list, multipart, names, put, range, Gateway};
 
 /// Content-Type of objects stored without one (what S3 answers too).
 const DEFAULT_CONTENT_TYPE: &str = "binary/octet-stream";
@@ -46,7 +47,8 @@ impl CairnS3 {
         let obj = self
             .readable_version(t.bucket, t.key, t.version_id, &t.conds)
             .await?;
-        let partial = range::resolve(t.range, t.part_number, obj.size)?;
+        let part_sizes: Vec<u64> = obj.parts.iter().map(|p| p.size).collect();
+        let partial = range::resolve(t.range, t.part_number, obj.size, &part_sizes)?;
         let span = partial.clone().unwrap_or(0..obj.size);
         Ok((obj, partial, span))
     }
@@ -123,6 +125,13 @@ fn conditions_of(
     }
 }
 
+/// `x-amz-mp-parts-count`: a GET or HEAD of one part of a multipart object says how many
+/// parts there are.
+fn parts_count(obj: &ObjectVersion, part_number: Option<i32>) -> Option<i32> {
+    (part_number.is_some() && !obj.parts.is_empty())
+        .then(|| i32::try_from(obj.parts.len()).unwrap_or(i32::MAX))
+}
+
 fn user_metadata(obj: &ObjectVersion) -> Option<Metadata> {
     (!obj.user_metadata.is_empty()).then(|| obj.user_metadata.clone())
 }
@@ -147,6 +156,80 @@ fn decode_content_md5(v: Option<&str>) -> ApiResult<Option<[u8; 16]>> {
     <[u8; 16]>::try_from(bytes.as_slice())
         .map(Some)
         .map_err(|_| ApiError::InvalidDigest)
+}
+
+/// The checksum algorithm an aws-chunked body announces in `x-amz-trailer`, if any.
+fn trailer_algorithm(headers: &HeaderMap) -> Option<Algorithm> {
+    headers
+        .get("x-amz-trailer")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(',').find_map(Algorithm::from_header))
+}
+
+/// The `x-amz-checksum-*` headers a request carried, in the order of their arguments
+/// (CRC32, CRC32C, CRC64NVME, SHA1, SHA256).
+fn header_checksums(values: [Option<String>; 5]) -> Vec<(Algorithm, String)> {
+    [
+        Algorithm::Crc32,
+        Algorithm::Crc32c,
+        Algorithm::Crc64Nvme,
+        Algorithm::Sha1,
+        Algorithm::Sha256,
+    ]
+    .into_iter()
+    .zip(values)
+    .filter_map(|(a, v)| v.map(|v| (a, v)))
+    .collect()
+}
+
+/// The bytes `x-amz-copy-source-range` asks for: `bytes=first-last`, both inside the source.
+fn copy_source_range(header: &str, size: u64) -> ApiResult<std::ops::Range<u64>> {
+    let bad = || {
+        ApiError::InvalidArgument(format!(
+            "the range {header:?} is not valid for a source object of size {size}: it must be bytes=first-last inside the object"
+        ))
+    };
+    match s3s::dto::Range::parse(header).map_err(|_| bad())? {
+        s3s::dto::Range::Int {
+            first,
+            last: Some(last),
+        } if last < size => Ok(first..last + 1),
+        _ => Err(bad()),
+    }
+}
+
+/// A declared body length as the PUT pipeline takes it.
+fn content_length(n: Option<i64>) -> ApiResult<Option<u64>> {
+    n.map(|n| {
+        u64::try_from(n).map_err(|_| ApiError::InvalidArgument("negative Content-Length".into()))
+    })
+    .transpose()
+}
+
+/// A body stream, empty when the request had none.
+fn body_or_empty(body: Option<StreamingBlob>) -> StreamingBlob {
+    body.unwrap_or_else(|| {
+        StreamingBlob::wrap(futures::stream::empty::<Result<bytes::Bytes, std::io::Error>>())
+    })
+}
+
+/// The value of each computed checksum, by algorithm: (CRC32, CRC32C, CRC64NVME, SHA1,
+/// SHA256), for the output fields of PutObject and UploadPart.
+type ChecksumFields = [Option<String>; 5];
+
+fn checksum_fields(computed: Vec<(Algorithm, String)>) -> ChecksumFields {
+    let mut out: ChecksumFields = Default::default();
+    for (algo, value) in computed {
+        let slot = match algo {
+            Algorithm::Crc32 => 0,
+            Algorithm::Crc32c => 1,
+            Algorithm::Crc64Nvme => 2,
+            Algorithm::Sha1 => 3,
+            Algorithm::Sha256 => 4,
+        };
+        out[slot] = Some(value);
+    }
+    out
 }
 
 fn not_implemented(what: &str) -> S3Error {
@@ -194,7 +277,18 @@ impl S3 for CairnS3 {
         &self,
         req: S3Request<DeleteBucketInput>,
     ) -> S3Result<S3Response<DeleteBucketOutput>> {
-        self.gw.meta.delete_bucket(&req.input.bucket).await?;
+        let bucket = req.input.bucket;
+        let aborted = self.gw.meta.delete_bucket(&bucket).await?;
+        // Uploads still in progress went with the bucket, as in S3.
+        spawn_delete_shards(
+            Arc::clone(&self.gw.blobs),
+            part_shards(aborted),
+            &[],
+            self.gw.shard_delete_grace,
+            "bucket deleted",
+            &bucket,
+            "",
+        );
         Ok(S3Response::new(DeleteBucketOutput::default()))
     }
 
@@ -234,11 +328,7 @@ impl S3 for CairnS3 {
         &self,
         req: S3Request<PutObjectInput>,
     ) -> S3Result<S3Response<PutObjectOutput>> {
-        let trailer_algo = req
-            .headers
-            .get("x-amz-trailer")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').find_map(Algorithm::from_header));
+        let trailer_algo = trailer_algorithm(&req.headers);
         let trailers = req.trailing_headers;
         let input = req.input;
         names::validate_key(&input.key)?;
@@ -253,53 +343,33 @@ impl S3 for CairnS3 {
         if input.write_offset_bytes.is_some() {
             return Err(not_implemented("appending writes"));
         }
-        let content_length = match input.content_length {
-            Some(n) => Some(
-                u64::try_from(n)
-                    .map_err(|_| ApiError::InvalidArgument("negative Content-Length".into()))?,
-            ),
-            None => None,
-        };
-        let expected: Vec<(Algorithm, String)> = [
-            (Algorithm::Crc32, input.checksum_crc32),
-            (Algorithm::Crc32c, input.checksum_crc32c),
-            (Algorithm::Crc64Nvme, input.checksum_crc64nvme),
-            (Algorithm::Sha1, input.checksum_sha1),
-            (Algorithm::Sha256, input.checksum_sha256),
-        ]
-        .into_iter()
-        .filter_map(|(a, v)| v.map(|v| (a, v)))
-        .collect();
-        let checksums = BodyChecksums::new(expected, trailer_algo.zip(trailers));
+        let expected = header_checksums([
+            input.checksum_crc32,
+            input.checksum_crc32c,
+            input.checksum_crc64nvme,
+            input.checksum_sha1,
+            input.checksum_sha256,
+        ]);
         let put_input = PutInput {
             bucket: input.bucket,
             key: input.key,
-            content_length,
+            content_length: content_length(input.content_length)?,
             content_md5: decode_content_md5(input.content_md5.as_deref())?,
             content_type: input.content_type.unwrap_or_default(),
             user_metadata: input.metadata.unwrap_or_default(),
-            checksums,
+            checksums: BodyChecksums::new(expected, trailer_algo.zip(trailers)),
         };
-        let body = match input.body {
-            Some(body) => body,
-            None => StreamingBlob::wrap(futures::stream::empty::<
-                Result<bytes::Bytes, std::io::Error>,
-            >()),
-        };
-        let out = put::put_object(&self.gw, put_input, body).await?;
-        let mut output = PutObjectOutput {
+        let out = put::put_object(&self.gw, put_input, body_or_empty(input.body)).await?;
+        let [crc32, crc32c, crc64nvme, sha1, sha256] = checksum_fields(out.checksums);
+        let output = PutObjectOutput {
             e_tag: Some(dto::etag(&out.etag)),
+            checksum_crc32: crc32,
+            checksum_crc32c: crc32c,
+            checksum_crc64nvme: crc64nvme,
+            checksum_sha1: sha1,
+            checksum_sha256: sha256,
             ..Default::default()
         };
-        for (algo, value) in out.checksums {
-            match algo {
-                Algorithm::Crc32 => output.checksum_crc32 = Some(value),
-                Algorithm::Crc32c => output.checksum_crc32c = Some(value),
-                Algorithm::Crc64Nvme => output.checksum_crc64nvme = Some(value),
-                Algorithm::Sha1 => output.checksum_sha1 = Some(value),
-                Algorithm::Sha256 => output.checksum_sha256 = Some(value),
-            }
-        }
         tracing::debug!(version = %out.version_id, "put complete");
         Ok(S3Response::new(output))
     }
@@ -325,7 +395,9 @@ impl S3 for CairnS3 {
             })
             .await?;
         let body = get::open_body(Arc::clone(&self.gw.blobs), &obj, span.clone()).await?;
+        let parts_count = parts_count(&obj, input.part_number);
         let output = GetObjectOutput {
+            parts_count,
             body: Some(StreamingBlob::new(body)),
             content_length: Some(len_i64(span.end - span.start)),
             content_range: partial.map(|r| range::content_range(&r, obj.size)),
@@ -360,6 +432,7 @@ impl S3 for CairnS3 {
             })
             .await?;
         let output = HeadObjectOutput {
+            parts_count: parts_count(&obj, input.part_number),
             content_length: Some(len_i64(span.end - span.start)),
             content_range: partial.map(|r| range::content_range(&r, obj.size)),
             accept_ranges: Some("bytes".into()),
@@ -390,7 +463,7 @@ impl S3 for CairnS3 {
             Ok(Some(deleted)) => {
                 spawn_delete_shards(
                     Arc::clone(&self.gw.blobs),
-                    deleted.shards,
+                    object_shards(deleted),
                     &[],
                     self.gw.shard_delete_grace,
                     "deleted",
@@ -403,6 +476,218 @@ impl S3 for CairnS3 {
             Err(e) => return Err(e.into()),
         }
         Ok(S3Response::new(DeleteObjectOutput::default()))
+    }
+
+    async fn create_multipart_upload(
+        &self,
+        req: S3Request<CreateMultipartUploadInput>,
+    ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
+        let input = req.input;
+        names::validate_key(&input.key)?;
+        if input.sse_customer_algorithm.is_some() || input.sse_customer_key.is_some() {
+            return Err(not_implemented("server-side encryption with customer keys"));
+        }
+        let upload_id = multipart::create(
+            &self.gw,
+            &input.bucket,
+            &input.key,
+            input.content_type.unwrap_or_default(),
+            input.metadata.unwrap_or_default(),
+        )
+        .await?;
+        Ok(S3Response::new(CreateMultipartUploadOutput {
+            bucket: Some(input.bucket),
+            key: Some(input.key),
+            upload_id: Some(upload_id),
+            ..Default::default()
+        }))
+    }
+
+    async fn upload_part(
+        &self,
+        req: S3Request<UploadPartInput>,
+    ) -> S3Result<S3Response<UploadPartOutput>> {
+        let trailer_algo = trailer_algorithm(&req.headers);
+        let trailers = req.trailing_headers;
+        let input = req.input;
+        let number = multipart::part_number(input.part_number)?;
+        if input.sse_customer_algorithm.is_some() || input.sse_customer_key.is_some() {
+            return Err(not_implemented("server-side encryption with customer keys"));
+        }
+        let expected = header_checksums([
+            input.checksum_crc32,
+            input.checksum_crc32c,
+            input.checksum_crc64nvme,
+            input.checksum_sha1,
+            input.checksum_sha256,
+        ]);
+        let checks = BodyChecks {
+            content_length: content_length(input.content_length)?,
+            content_md5: decode_content_md5(input.content_md5.as_deref())?,
+            checksums: BodyChecksums::new(expected, trailer_algo.zip(trailers)),
+        };
+        let upload = UploadRef {
+            bucket: input.bucket,
+            key: input.key,
+            upload_id: input.upload_id,
+        };
+        let body = body_or_empty(input.body);
+        let part = multipart::upload_part(&self.gw, &upload, number, checks, body).await?;
+        let [crc32, crc32c, crc64nvme, sha1, sha256] = checksum_fields(part.checksums);
+        Ok(S3Response::new(UploadPartOutput {
+            e_tag: Some(dto::etag(&part.etag)),
+            checksum_crc32: crc32,
+            checksum_crc32c: crc32c,
+            checksum_crc64nvme: crc64nvme,
+            checksum_sha1: sha1,
+            checksum_sha256: sha256,
+            ..Default::default()
+        }))
+    }
+
+    async fn upload_part_copy(
+        &self,
+        req: S3Request<UploadPartCopyInput>,
+    ) -> S3Result<S3Response<UploadPartCopyOutput>> {
+        let input = req.input;
+        let number = multipart::part_number(input.part_number)?;
+        if input.sse_customer_algorithm.is_some()
+            || input.sse_customer_key.is_some()
+            || input.copy_source_sse_customer_algorithm.is_some()
+            || input.copy_source_sse_customer_key.is_some()
+        {
+            return Err(not_implemented("server-side encryption with customer keys"));
+        }
+        let CopySource::Bucket {
+            bucket: src_bucket,
+            key: src_key,
+            version_id: src_version,
+        } = input.copy_source
+        else {
+            return Err(not_implemented("access point and outpost copy sources"));
+        };
+        let source = self.gw.meta.get_object(&src_bucket, &src_key).await?;
+        if src_version
+            .as_deref()
+            .is_some_and(|v| v != source.version_id && v != "null")
+        {
+            return Err(ApiError::NoSuchVersion.into());
+        }
+        let conds = conditions_of(
+            input.copy_source_if_match.as_ref(),
+            input.copy_source_if_none_match.as_ref(),
+            input.copy_source_if_modified_since.as_ref(),
+            input.copy_source_if_unmodified_since.as_ref(),
+        );
+        // For a copy source every failed condition is 412, never 304.
+        let modified = source.last_modified_ms.div_euclid(1000);
+        if conditions::evaluate(&conds, &source.etag, modified) != Verdict::Proceed {
+            return Err(ApiError::PreconditionFailed.into());
+        }
+        let span = match input.copy_source_range.as_deref() {
+            None => 0..source.size,
+            Some(header) => copy_source_range(header, source.size)?,
+        };
+        let len = span.end - span.start;
+        let body = get::open_body(Arc::clone(&self.gw.blobs), &source, span).await?;
+        let checks = BodyChecks {
+            content_length: Some(len),
+            content_md5: None,
+            checksums: BodyChecksums::new(Vec::new(), None),
+        };
+        let upload = UploadRef {
+            bucket: input.bucket,
+            key: input.key,
+            upload_id: input.upload_id,
+        };
+        let part = multipart::upload_part(&self.gw, &upload, number, checks, body).await?;
+        Ok(S3Response::new(UploadPartCopyOutput {
+            copy_part_result: Some(CopyPartResult {
+                e_tag: Some(dto::etag(&part.etag)),
+                last_modified: Some(dto::timestamp(part.last_modified_ms)),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }))
+    }
+
+    async fn complete_multipart_upload(
+        &self,
+        req: S3Request<CompleteMultipartUploadInput>,
+    ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
+        let input = req.input;
+        if input.if_match.is_some() || input.if_none_match.is_some() {
+            return Err(not_implemented(
+                "conditional completion (If-Match / If-None-Match)",
+            ));
+        }
+        if input.mpu_object_size.is_some() {
+            return Err(not_implemented("x-amz-mp-object-size"));
+        }
+        let mut parts = Vec::new();
+        for p in input
+            .multipart_upload
+            .and_then(|m| m.parts)
+            .unwrap_or_default()
+        {
+            let (Some(number), Some(etag)) = (p.part_number, p.e_tag) else {
+                return Err(ApiError::MalformedXml(
+                    "every part needs a PartNumber and an ETag".into(),
+                )
+                .into());
+            };
+            let number = multipart::part_number(number).map_err(|_| ApiError::InvalidPart)?;
+            parts.push((number, etag.value().to_string()));
+        }
+        let upload = UploadRef {
+            bucket: input.bucket,
+            key: input.key,
+            upload_id: input.upload_id,
+        };
+        let object = multipart::complete(&self.gw, &upload, parts).await?;
+        Ok(S3Response::new(CompleteMultipartUploadOutput {
+            bucket: Some(upload.bucket),
+            key: Some(upload.key),
+            e_tag: Some(dto::etag(&object.etag)),
+            ..Default::default()
+        }))
+    }
+
+    async fn abort_multipart_upload(
+        &self,
+        req: S3Request<AbortMultipartUploadInput>,
+    ) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
+        let input = req.input;
+        if input.if_match_initiated_time.is_some() {
+            return Err(not_implemented(
+                "conditional abort (x-amz-if-match-initiated-time)",
+            ));
+        }
+        let upload = UploadRef {
+            bucket: input.bucket,
+            key: input.key,
+            upload_id: input.upload_id,
+        };
+        multipart::abort(&self.gw, &upload).await?;
+        Ok(S3Response::new(AbortMultipartUploadOutput::default()))
+    }
+
+    async fn list_parts(
+        &self,
+        req: S3Request<ListPartsInput>,
+    ) -> S3Result<S3Response<ListPartsOutput>> {
+        Ok(S3Response::new(
+            multipart::list_parts(&self.gw, req.input).await?,
+        ))
+    }
+
+    async fn list_multipart_uploads(
+        &self,
+        req: S3Request<ListMultipartUploadsInput>,
+    ) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
+        Ok(S3Response::new(
+            multipart::list_uploads(&self.gw, req.input).await?,
+        ))
     }
 
     async fn list_objects(

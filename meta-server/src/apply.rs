@@ -5,7 +5,9 @@
 //! Ids come from the log: a bucket's id and an object version's number are the index of the
 //! entry that created them, so they are unique and increase in commit order on every replica.
 
-use cairn_proto::meta::{BlobNode, Bucket, ErasureScheme, MetaError, ObjectVersion};
+pub(crate) mod multipart;
+
+use cairn_proto::meta::{BlobNode, Bucket, ErasureScheme, MetaError, ObjectPart, ObjectVersion};
 use prost::Message;
 use rocksdb::{WriteBatch, DB};
 
@@ -104,7 +106,15 @@ pub fn apply(
                 }
             }
             batch.delete_cf(crate::store::cf(db, CF_BUCKETS)?, name.as_bytes());
-            Ok(Response::Done)
+            // S3 deletes a bucket whose only content is uploads in progress; they go with it.
+            let aborted = multipart::abort_bucket_uploads(db, batch, bucket.id)?;
+            if aborted.is_empty() {
+                Ok(Response::Done)
+            } else {
+                Ok(Response::Aborted {
+                    parts: aborted.iter().map(Message::encode_to_vec).collect(),
+                })
+            }
         }
         Command::CommitObject { object } => {
             let Ok(mut object) = ObjectVersion::decode(object.as_slice()) else {
@@ -131,19 +141,7 @@ pub fn apply(
                 keys::object_key(bucket.id, &object.key, index),
                 records::encode(&object),
             );
-            if !object.upload_id.is_empty() {
-                // The version's identity without its placement: enough to answer a retry.
-                let summary = ObjectVersion {
-                    shards: Vec::new(),
-                    user_metadata: Default::default(),
-                    ..object.clone()
-                };
-                batch.put_cf(
-                    crate::store::cf(db, CF_UPLOADS)?,
-                    object.upload_id.as_bytes(),
-                    records::encode(&summary),
-                );
-            }
+            record_upload(db, batch, &object)?;
             Ok(Response::Committed {
                 object: object.encode_to_vec(),
                 replaced: replaced.map(|r| r.encode_to_vec()),
@@ -158,6 +156,43 @@ pub fn apply(
                 deleted: deleted.map(|d| d.encode_to_vec()),
             })
         }
+        Command::CreateMultipartUpload { upload, nonce } => {
+            multipart::create(db, batch, index, now, upload, *nonce)
+        }
+        Command::CommitPart {
+            bucket,
+            key,
+            upload_id,
+            part,
+        } => multipart::commit_part(
+            db,
+            batch,
+            now,
+            (bucket.as_str(), key.as_str(), upload_id.as_str()),
+            part,
+        ),
+        Command::CompleteMultipartUpload {
+            bucket,
+            key,
+            upload_id,
+            parts,
+        } => multipart::complete(
+            db,
+            batch,
+            index,
+            now,
+            (bucket.as_str(), key.as_str(), upload_id.as_str()),
+            parts,
+        ),
+        Command::AbortMultipartUpload {
+            bucket,
+            key,
+            upload_id,
+        } => multipart::abort(
+            db,
+            batch,
+            (bucket.as_str(), key.as_str(), upload_id.as_str()),
+        ),
         Command::RegisterBlobNode { node } => {
             let Ok(mut node) = BlobNode::decode(node.as_slice()) else {
                 return Ok(error(MetaError::InvalidArgument));
@@ -177,11 +212,46 @@ pub fn apply(
 /// server keeps its node id across restarts but may come back on another address, so the
 /// node id is the durable part of a placement and the address is looked up when it is used.
 pub fn refresh_addresses(object: &mut ObjectVersion, nodes: &[BlobNode]) {
-    for shard in &mut object.shards {
+    let parts = object.parts.iter_mut().flat_map(|p| p.shards.iter_mut());
+    for shard in object.shards.iter_mut().chain(parts) {
         if let Some(node) = nodes.iter().find(|n| n.node_id == shard.node_id) {
             shard.node_address.clone_from(&node.address);
         }
     }
+}
+
+/// [`refresh_addresses`] for the shards of parts.
+pub fn refresh_part_addresses(parts: &mut [ObjectPart], nodes: &[BlobNode]) {
+    for shard in parts.iter_mut().flat_map(|p| p.shards.iter_mut()) {
+        if let Some(node) = nodes.iter().find(|n| n.node_id == shard.node_id) {
+            shard.node_address.clone_from(&node.address);
+        }
+    }
+}
+
+/// Records which version the commit of `object.upload_id` made, so that a retry of the same
+/// commit changes nothing (see [`committed_upload`]).
+fn record_upload(
+    db: &DB,
+    batch: &mut WriteBatch,
+    object: &ObjectVersion,
+) -> Result<(), StoreError> {
+    if object.upload_id.is_empty() {
+        return Ok(());
+    }
+    // The version's identity without its placement: enough to answer a retry.
+    let summary = ObjectVersion {
+        shards: Vec::new(),
+        parts: Vec::new(),
+        user_metadata: Default::default(),
+        ..object.clone()
+    };
+    batch.put_cf(
+        crate::store::cf(db, CF_UPLOADS)?,
+        object.upload_id.as_bytes(),
+        records::encode(&summary),
+    );
+    Ok(())
 }
 
 /// Every registered blob node.

@@ -6,6 +6,9 @@
 //! buckets CF:    bucket name (UTF-8)                      -> Bucket record
 //! objects CF:    bucket id (u64 BE) | escaped(object key) | !version (u64 BE) -> ObjectVersion
 //! blob_nodes CF: node id (UTF-8)                          -> BlobNode record
+//! multipart CF:  'U' | bucket id | escaped(object key) | upload id -> MultipartUpload
+//!                'P' | upload id | 0x00 | part number (u32 BE)      -> ObjectPart
+//!                'A' | upload id | 0x00 | PlanPut attempt id        -> ObjectPart, no shards
 //! ```
 //!
 //! `escaped` maps byte 0x00 to 0x00 0xFF and ends the key with 0x00 0x01. That keeps UTF-8
@@ -92,6 +95,113 @@ pub fn bucket_objects_prefix(bucket_id: u64) -> Vec<u8> {
     bucket_id.to_be_bytes().to_vec()
 }
 
+/// Tag of multipart upload records in the `multipart` column family.
+const TAG_UPLOAD: u8 = b'U';
+/// Tag of part records.
+const TAG_PART: u8 = b'P';
+/// Tag of committed part attempts (what makes CommitPart idempotent).
+const TAG_ATTEMPT: u8 = b'A';
+
+/// Whether `id` has the shape of a multipart upload id (32 lowercase hex digits). Ids from
+/// clients are checked before they are used in a key, so they cannot reach another upload's
+/// records.
+pub fn is_upload_id(id: &str) -> bool {
+    id.len() == 32
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// The range-scan prefix of every multipart upload in `bucket_id` whose key starts with
+/// `prefix`. Uploads sort by key, then by upload id (creation order).
+pub fn upload_prefix(bucket_id: u64, prefix: &str) -> Vec<u8> {
+    let mut out = vec![TAG_UPLOAD];
+    out.extend_from_slice(&object_prefix(bucket_id, prefix));
+    out
+}
+
+/// The scan start of every upload of exactly `key`.
+pub fn upload_key_start(bucket_id: u64, key: &str) -> Vec<u8> {
+    let mut out = vec![TAG_UPLOAD];
+    out.extend_from_slice(&object_versions_start(bucket_id, key));
+    out
+}
+
+/// The key of one multipart upload record.
+pub fn upload_key(bucket_id: u64, key: &str, upload_id: &str) -> Vec<u8> {
+    let mut out = upload_key_start(bucket_id, key);
+    out.extend_from_slice(upload_id.as_bytes());
+    out
+}
+
+/// Splits an upload record key into (bucket id, object key, upload id). `None` if malformed.
+pub fn decode_upload_key(raw: &[u8]) -> Option<(u64, String, String)> {
+    let rest = raw.strip_prefix(&[TAG_UPLOAD])?;
+    if rest.len() < BUCKET_ID_LEN {
+        return None;
+    }
+    let (id, body) = rest.split_at(BUCKET_ID_LEN);
+    let bucket_id = u64::from_be_bytes(id.try_into().ok()?);
+    let mut key = Vec::new();
+    let mut i = 0;
+    loop {
+        let b = *body.get(i)?;
+        if b == 0 {
+            match body.get(i + 1)? {
+                0xFF => key.push(0),
+                0x01 => break,
+                _ => return None,
+            }
+            i += 2;
+        } else {
+            key.push(b);
+            i += 1;
+        }
+    }
+    let upload_id = std::str::from_utf8(&body[i + 2..]).ok()?;
+    Some((
+        bucket_id,
+        String::from_utf8(key).ok()?,
+        upload_id.to_string(),
+    ))
+}
+
+/// The prefix of every part record of an upload.
+pub fn parts_prefix(upload_id: &str) -> Vec<u8> {
+    let mut out = vec![TAG_PART];
+    out.extend_from_slice(upload_id.as_bytes());
+    out.push(0);
+    out
+}
+
+/// The key of part `number` of an upload (parts sort by number).
+pub fn part_key(upload_id: &str, number: u32) -> Vec<u8> {
+    let mut out = parts_prefix(upload_id);
+    out.extend_from_slice(&number.to_be_bytes());
+    out
+}
+
+/// The part number of a part record key.
+pub fn decode_part_number(raw: &[u8]) -> Option<u32> {
+    let tail = raw.len().checked_sub(4).map(|at| &raw[at..])?;
+    Some(u32::from_be_bytes(tail.try_into().ok()?))
+}
+
+/// The prefix of every committed-attempt record of an upload.
+pub fn attempts_prefix(upload_id: &str) -> Vec<u8> {
+    let mut out = vec![TAG_ATTEMPT];
+    out.extend_from_slice(upload_id.as_bytes());
+    out.push(0);
+    out
+}
+
+/// The key recording that PlanPut attempt `attempt_id` was committed as a part of an upload.
+pub fn attempt_key(upload_id: &str, attempt_id: &str) -> Vec<u8> {
+    let mut out = attempts_prefix(upload_id);
+    out.extend_from_slice(attempt_id.as_bytes());
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -124,6 +234,41 @@ mod tests {
         assert!(object_key(3, "photos/a.jpg", 1).starts_with(&p));
         assert!(!object_key(3, "photos", 1).starts_with(&p));
         assert!(!object_key(4, "photos/a.jpg", 1).starts_with(&p));
+    }
+
+    #[test]
+    fn upload_keys_sort_by_key_then_id_and_round_trip() {
+        let a = upload_key(3, "a", "0000000000000002ffffffffffffffff");
+        let a_later = upload_key(3, "a", "0000000000000009ffffffffffffffff");
+        let a0 = upload_key(3, "a\0", "0000000000000001ffffffffffffffff");
+        let b = upload_key(3, "b", "0000000000000001ffffffffffffffff");
+        assert!(a < a_later && a_later < a0 && a0 < b);
+        assert_eq!(
+            decode_upload_key(&a0),
+            Some((
+                3,
+                "a\0".to_string(),
+                "0000000000000001ffffffffffffffff".into()
+            ))
+        );
+        assert!(a.starts_with(&upload_prefix(3, "")));
+        assert!(!a.starts_with(&upload_prefix(4, "")));
+        assert!(b.starts_with(&upload_key_start(3, "b")));
+        assert!(!a0.starts_with(&upload_key_start(3, "a")));
+    }
+
+    #[test]
+    fn part_keys_sort_by_number_within_their_upload() {
+        let id = "00000000000000010123456789abcdef";
+        let two = part_key(id, 2);
+        let ten = part_key(id, 10);
+        assert!(two < ten);
+        assert!(ten.starts_with(&parts_prefix(id)));
+        assert_eq!(decode_part_number(&ten), Some(10));
+        assert!(is_upload_id(id));
+        assert!(!is_upload_id("0000000000000001"));
+        assert!(!is_upload_id("0000000000000001012345678\0abcdef"));
+        assert!(!is_upload_id("00000000000000010123456789ABCDEF"));
     }
 
     #[test]

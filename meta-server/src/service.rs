@@ -5,6 +5,8 @@
 //! UNAVAILABLE means "no leader here, retry" and carries the leader's address in the
 //! `cairn-leader` metadata when it is known.
 
+mod multipart;
+
 use cairn_proto::meta::meta_server::Meta;
 use cairn_proto::meta::*;
 use prost::Message;
@@ -130,13 +132,15 @@ impl Meta for MetaService {
             .write(Command::DeleteBucket { name })
             .await
             .map_err(group_status)?;
-        let error = match applied {
-            Applied::Done => MetaError::None,
-            Applied::Error { code } => meta_error(code),
+        let (error, aborted_parts) = match applied {
+            Applied::Done => (MetaError::None, Vec::new()),
+            Applied::Aborted { parts } => (MetaError::None, multipart::decode_parts(&parts)?),
+            Applied::Error { code } => (meta_error(code), Vec::new()),
             other => return Err(unexpected(&other)),
         };
         Ok(Response::new(DeleteBucketResponse {
             error: error as i32,
+            aborted_parts,
         }))
     }
 
@@ -189,6 +193,17 @@ impl Meta for MetaService {
                 ..Default::default()
             }));
         };
+        if !request.multipart_upload_id.is_empty()
+            && reader
+                .upload(bucket.id, &request.key, &request.multipart_upload_id)
+                .map_err(store_status)?
+                .is_none()
+        {
+            return Ok(Response::new(PlanPutResponse {
+                error: MetaError::NoSuchUpload as i32,
+                ..Default::default()
+            }));
+        }
         let nodes = placement::live_nodes(
             reader.blob_nodes().map_err(store_status)?,
             crate::group::now_ms(),
@@ -369,5 +384,59 @@ impl Meta for MetaService {
             .map_err(group_status)?;
         let nodes = reader.blob_nodes().map_err(store_status)?;
         Ok(Response::new(ListBlobNodesResponse { nodes }))
+    }
+
+    async fn create_multipart_upload(
+        &self,
+        request: Request<CreateMultipartUploadRequest>,
+    ) -> Result<Response<CreateMultipartUploadResponse>, Status> {
+        self.create_upload(request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn commit_part(
+        &self,
+        request: Request<CommitPartRequest>,
+    ) -> Result<Response<CommitPartResponse>, Status> {
+        self.commit_upload_part(request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn complete_multipart_upload(
+        &self,
+        request: Request<CompleteMultipartUploadRequest>,
+    ) -> Result<Response<CompleteMultipartUploadResponse>, Status> {
+        self.complete_upload(request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn abort_multipart_upload(
+        &self,
+        request: Request<AbortMultipartUploadRequest>,
+    ) -> Result<Response<AbortMultipartUploadResponse>, Status> {
+        self.abort_upload(request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn list_parts(
+        &self,
+        request: Request<ListPartsRequest>,
+    ) -> Result<Response<ListPartsResponse>, Status> {
+        self.list_upload_parts(request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn list_multipart_uploads(
+        &self,
+        request: Request<ListMultipartUploadsRequest>,
+    ) -> Result<Response<ListMultipartUploadsResponse>, Status> {
+        self.list_uploads(request.into_inner())
+            .await
+            .map(Response::new)
     }
 }

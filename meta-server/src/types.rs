@@ -61,6 +61,30 @@ pub enum Command {
     },
     /// Set the cluster secret unless one is set already (the first proposal wins).
     SetClusterSecret { secret: String },
+    /// Start a multipart upload (a `MultipartUpload` message: bucket, key, content type and
+    /// user metadata). Its id is this entry's log index followed by `nonce`, which the
+    /// proposer drew at random.
+    CreateMultipartUpload { upload: Vec<u8>, nonce: u64 },
+    /// Record a durable part (an `ObjectPart` message) in an upload.
+    CommitPart {
+        bucket: String,
+        key: String,
+        upload_id: String,
+        part: Vec<u8>,
+    },
+    /// Turn the listed parts (number, unquoted ETag) of an upload into an object version.
+    CompleteMultipartUpload {
+        bucket: String,
+        key: String,
+        upload_id: String,
+        parts: Vec<(u32, String)>,
+    },
+    /// Drop an upload and all of its parts.
+    AbortMultipartUpload {
+        bucket: String,
+        key: String,
+        upload_id: String,
+    },
 }
 
 /// The outcome of applying one entry. Domain failures (no such bucket...) are outcomes, not
@@ -86,4 +110,21 @@ pub enum Response {
     NodeId { id: u64 },
     /// The cluster secret in force.
     Secret { secret: String },
+    /// A multipart upload was created (prost-encoded `MultipartUpload`).
+    Upload { upload: Vec<u8> },
+    /// A part was committed, and the part it replaced (prost-encoded `ObjectPart`s).
+    PartCommitted {
+        part: Vec<u8>,
+        replaced: Option<Vec<u8>>,
+    },
+    /// A multipart upload became an object: the object, the version it replaced and the
+    /// uploaded parts left out of it (prost-encoded).
+    MultipartCompleted {
+        object: Vec<u8>,
+        replaced: Option<Vec<u8>>,
+        unused_parts: Vec<Vec<u8>>,
+    },
+    /// Uploads were dropped (an abort, or a bucket deleted with uploads in progress); these
+    /// are their parts (prost-encoded `ObjectPart`s), whose shards are garbage now.
+    Aborted { parts: Vec<Vec<u8>> },
 }

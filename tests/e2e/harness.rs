@@ -355,3 +355,14 @@ pub fn first_word(line: &str) -> String {
         .unwrap_or_default()
         .to_string()
 }
+
+/// Peak resident memory of a process in KiB (Linux `VmHWM`).
+#[cfg(target_os = "linux")]
+pub fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM")
+}

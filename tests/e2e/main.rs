@@ -9,5 +9,6 @@ mod cluster_script;
 mod compose;
 mod durability;
 mod listing;
+mod multipart;
 mod objects;
 mod roles;

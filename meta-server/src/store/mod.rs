@@ -7,6 +7,7 @@
 //! | `sm_state`   | last applied log id, membership, current snapshot file | [`StateMachine`] |
 //! | `buckets`, `objects`, `blob_nodes` | the metadata itself | [`StateMachine`] |
 //! | `uploads`    | upload id -> the version its commit made (retries are no-ops) | [`StateMachine`] |
+//! | `multipart`  | multipart uploads in progress, their parts and committed part attempts | [`StateMachine`] |
 //! | `cluster`    | cluster-wide settings: the cluster secret | [`StateMachine`] |
 //!
 //! The log and the state machine share the database (and so its write-ahead log) but never a
@@ -21,7 +22,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 pub use log_store::LogStore;
-pub use reads::{ListPage, MetaReader};
+pub use reads::{ListPage, MetaReader, UploadsPage};
 pub use state_machine::StateMachine;
 
 use rocksdb::{ColumnFamilyDescriptor, Options, DB};
@@ -33,17 +34,20 @@ pub(crate) const CF_BUCKETS: &str = "buckets";
 pub(crate) const CF_OBJECTS: &str = "objects";
 pub(crate) const CF_BLOB_NODES: &str = "blob_nodes";
 pub(crate) const CF_UPLOADS: &str = "uploads";
+pub(crate) const CF_MULTIPART: &str = "multipart";
 pub(crate) const CF_CLUSTER: &str = "cluster";
 
 /// Directory (inside the meta directory) of snapshot files.
 pub(crate) const SNAPSHOT_DIR: &str = "snapshots";
 
-/// The column families that make up the replicated state (what a snapshot carries).
-pub(crate) const DATA_CFS: [&str; 5] = [
+/// The column families that make up the replicated state (what a snapshot carries). A
+/// snapshot names each by its index here, so new ones are only ever appended.
+pub(crate) const DATA_CFS: [&str; 6] = [
     CF_BUCKETS,
     CF_OBJECTS,
     CF_BLOB_NODES,
     CF_UPLOADS,
+    CF_MULTIPART,
     CF_CLUSTER,
 ];
 
@@ -84,6 +88,7 @@ pub fn open(dir: &Path) -> Result<(LogStore, StateMachine), StoreError> {
         CF_OBJECTS,
         CF_BLOB_NODES,
         CF_UPLOADS,
+        CF_MULTIPART,
         CF_CLUSTER,
     ]
     .into_iter()

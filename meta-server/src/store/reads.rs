@@ -4,7 +4,11 @@
 //! `crate::service`): `ensure_linearizable` on the leader waits until this replica has applied
 //! everything committed before the read began.
 
+mod multipart;
+
 use std::sync::Arc;
+
+pub use multipart::UploadsPage;
 
 use cairn_proto::meta::{BlobNode, Bucket, ObjectSummary, ObjectVersion};
 use rocksdb::{IteratorMode, DB};
