@@ -485,7 +485,12 @@ impl Admin for AdminService {
             .object(record.id, &key)
             .map_err(internal)?
             .ok_or_else(|| Status::not_found(format!("no object {bucket}/{key}")))?;
-        let named: BTreeSet<&str> = object.shards.iter().map(|s| s.node_id.as_str()).collect();
+        let named: BTreeSet<&str> = object
+            .shards
+            .iter()
+            .chain(object.parts.iter().flat_map(|p| p.shards.iter()))
+            .map(|s| s.node_id.as_str())
+            .collect();
         let nodes = reader
             .blob_nodes()
             .map_err(internal)?

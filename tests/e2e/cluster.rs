@@ -425,6 +425,56 @@ async fn bucket_schemes_zones_and_locate() {
     cluster.admin_ok(&["bucket", "scheme", "narrow", "default"]);
     put(&s3, "narrow", "later", body.clone()).await;
     assert_eq!(locate(&cluster, "narrow", "later")["scheme"], "4+2");
+
+    // A multipart object: every part's shards are listed, each healthy.
+    let upload = s3
+        .create_multipart_upload()
+        .bucket("wide")
+        .key("parts")
+        .send()
+        .await
+        .expect("create upload");
+    let upload_id = upload.upload_id().expect("upload id");
+    let mut completed = Vec::new();
+    for (number, len) in [(1, 5 << 20), (2, 1000)] {
+        let part = s3
+            .upload_part()
+            .bucket("wide")
+            .key("parts")
+            .upload_id(upload_id)
+            .part_number(number)
+            .body(data(len, number as u64).into())
+            .send()
+            .await
+            .expect("upload part");
+        completed.push(
+            aws_sdk_s3::types::CompletedPart::builder()
+                .part_number(number)
+                .e_tag(part.e_tag().expect("etag"))
+                .build(),
+        );
+    }
+    s3.complete_multipart_upload()
+        .bucket("wide")
+        .key("parts")
+        .upload_id(upload_id)
+        .multipart_upload(
+            aws_sdk_s3::types::CompletedMultipartUpload::builder()
+                .set_parts(Some(completed))
+                .build(),
+        )
+        .send()
+        .await
+        .expect("complete");
+    let parts = locate(&cluster, "wide", "parts");
+    let numbers: BTreeSet<u64> = parts["shards"]
+        .as_array()
+        .expect("shards")
+        .iter()
+        .map(|s| s["part"].as_u64().expect("part"))
+        .collect();
+    assert_eq!(numbers, [1, 2].into_iter().collect(), "{parts:#}");
+    assert_eq!(parts["healthy"], 12, "{parts:#}");
 }
 
 /// A blob server serves only members of its cluster: calls without the cluster token, or with
