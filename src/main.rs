@@ -1,9 +1,11 @@
 //! `cairn`: one binary, one subcommand per role.
 //!
 //! `cairn server DIR...` runs all three roles in one process (the embedded default);
-//! `cairn meta`, `cairn blob` and `cairn gateway` run one role each. This file only parses
-//! flags and composes the three server libraries; everything else lives in them.
+//! `cairn meta`, `cairn blob` and `cairn gateway` run one role each; `cairn bench` is the S3
+//! load tool. This file only parses flags and composes the three server libraries; everything
+//! else lives in them, in `roles` and in `bench`.
 
+mod bench;
 mod roles;
 
 use std::net::SocketAddr;
@@ -29,6 +31,10 @@ enum Command {
     Blob(BlobArgs),
     /// Run a stateless S3 gateway.
     Gateway(GatewayArgs),
+    /// Load-test any S3 endpoint (put, get, mixed, list, delete, multipart), optionally
+    /// beside this machine's limits (--baseline) or against a trivial in-process server
+    /// (--self-test).
+    Bench(Box<bench::BenchArgs>),
 }
 
 /// S3 endpoint settings, shared by every role that serves S3.
@@ -135,7 +141,7 @@ struct GatewayArgs {
     credentials: Credentials,
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<std::process::ExitCode> {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -150,7 +156,7 @@ fn main() -> anyhow::Result<()> {
         .thread_name("cairn")
         .build()?;
     runtime.block_on(async move {
-        match cli.command {
+        let done = match cli.command {
             Command::Server(a) => {
                 roles::run_embedded(a.dirs, a.credentials.options(a.address)).await
             }
@@ -164,6 +170,8 @@ fn main() -> anyhow::Result<()> {
             Command::Gateway(a) => {
                 roles::run_gateway(a.meta.endpoints, a.credentials.options(a.address)).await
             }
-        }
+            Command::Bench(a) => return bench::run(*a).await,
+        };
+        done.map(|()| std::process::ExitCode::SUCCESS)
     })
 }
