@@ -2,6 +2,7 @@
 
 mod harness;
 
+mod bench;
 mod buckets;
 mod durability;
 mod listing;
