@@ -49,6 +49,10 @@ pub struct BenchArgs {
     /// otherwise as many as fit in 1 GiB (at least 16, at most 1000).
     #[arg(long)]
     pub objects: Option<u64>,
+    /// Requests in flight while prefilling and cleaning up (not measured). Default: the
+    /// larger of `--concurrency` and 32.
+    #[arg(long)]
+    pub prefill_concurrency: Option<usize>,
     /// Keys per ListObjectsV2 page.
     #[arg(long, default_value_t = 1000)]
     pub page_size: u32,

@@ -156,6 +156,10 @@ fn plan(args: &BenchArgs, kind: WorkloadKind) -> Plan {
         size: args.size,
         dist: args.size_dist,
         concurrency: args.concurrency,
+        prefill_concurrency: args
+            .prefill_concurrency
+            .unwrap_or(args.concurrency.max(32))
+            .max(1),
         duration,
         ops: args.ops,
         objects,
@@ -180,7 +184,7 @@ async fn run_once(
         &args.access_key,
         &args.secret_key,
         &args.region,
-        plan.concurrency,
+        plan.concurrency.max(plan.prefill_concurrency),
         args.timeout,
     )?;
     let run_id = format!("{:08x}", rand::rng().random::<u32>());
@@ -225,7 +229,7 @@ async fn run_once(
     };
     result.outcome = Some(workload::run(&target, &plan, payload, pool, seed).await);
     if !args.keep {
-        result.cleanup = bucket::cleanup(&target, plan.concurrency, created).await;
+        result.cleanup = bucket::cleanup(&target, plan.prefill_concurrency, created).await;
     }
     Ok(result)
 }

@@ -30,6 +30,8 @@ pub struct Plan {
     pub dist: SizeDist,
     /// Worker tasks.
     pub concurrency: usize,
+    /// Tasks of the prefill and the cleanup.
+    pub prefill_concurrency: usize,
     /// Run time limit.
     pub duration: Option<Duration>,
     /// Operation limit.
@@ -235,7 +237,7 @@ impl KeyPool {
     }
 }
 
-/// Writes `plan.objects` objects under `PREFIX/pre/` with `plan.concurrency` tasks and
+/// Writes `plan.objects` objects under `PREFIX/pre/` with `plan.prefill_concurrency` tasks and
 /// returns them as a pool. Stops early when nothing succeeds (after 10 failures).
 pub async fn prefill(
     target: &Target,
@@ -256,7 +258,7 @@ pub async fn prefill(
         )
     });
     let mut tasks = Vec::new();
-    for worker in 0..plan.concurrency.max(1) {
+    for worker in 0..plan.prefill_concurrency.max(1) {
         let (target, plan, payload) = (target.clone(), plan.clone(), payload.clone());
         let (pool, next, stop, live) = (pool.clone(), next.clone(), stop.clone(), live.clone());
         let span = tracing::info_span!("bench-prefill", worker);
