@@ -18,6 +18,7 @@ use anyhow::Context;
 use bytes::Bytes;
 use cairn_gateway::erasure::{Codec, Scheme};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tracing::Instrument;
 
 use super::args::SchemeSpec;
 use super::stats::{new_histogram, Percentiles};
@@ -162,20 +163,23 @@ async fn loopback() -> anyhow::Result<f64> {
     const TOTAL: u64 = 2 << 30;
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
     let addr = listener.local_addr()?;
-    let receiver = tokio::spawn(async move {
-        let (mut stream, _) = listener.accept().await?;
-        let mut buf = vec![0u8; 1 << 20];
-        let mut total = 0u64;
-        let start = Instant::now();
-        loop {
-            let n = stream.read(&mut buf).await?;
-            if n == 0 {
-                break;
+    let receiver = tokio::spawn(
+        async move {
+            let (mut stream, _) = listener.accept().await?;
+            let mut buf = vec![0u8; 1 << 20];
+            let mut total = 0u64;
+            let start = Instant::now();
+            loop {
+                let n = stream.read(&mut buf).await?;
+                if n == 0 {
+                    break;
+                }
+                total += n as u64;
             }
-            total += n as u64;
+            Ok::<_, std::io::Error>((total, start.elapsed()))
         }
-        Ok::<_, std::io::Error>((total, start.elapsed()))
-    });
+        .instrument(tracing::info_span!("bench-baseline-loopback")),
+    );
     let mut stream = tokio::net::TcpStream::connect(addr).await?;
     let chunk = random_buffer(1 << 20);
     let mut sent = 0u64;
