@@ -83,7 +83,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     };
     let plan = plan(&args, kind);
 
-    // The tool's ceiling for this workload, for the ratios.
+    // The tool's ceiling for this workload, for the ratios. A self-test run is its own
+    // ceiling: there is no ratio of it to itself.
     let ceiling = if args.baseline && !args.self_test {
         if !args.quiet {
             eprintln!("running the same workload against the in-process self-test server ...");
@@ -108,12 +109,6 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     if let Some(server) = server {
         server.stop().await;
     }
-    let ceiling = ceiling.or_else(
-        || match (&result.outcome, args.self_test && args.baseline) {
-            (Some(o), true) => Some(ceiling_of(o)),
-            _ => None,
-        },
-    );
 
     if let (Some(path), Some(outcome)) = (&args.plot, &result.outcome) {
         if let Some(seconds) = &outcome.timeline {

@@ -354,44 +354,48 @@ pub fn table(r: &Report) -> String {
     if let Some(b) = &r.baseline {
         let _ = writeln!(s);
         let _ = writeln!(s, "baseline (this machine, this run):");
-        let _ = writeln!(
-            s,
-            "  disk write {} + fsync     {:>9.1} MiB/s   ({})",
-            super::args::format_size(b.disk_bytes),
-            b.disk_write_mib_s,
-            b.disk_dir
+        let mut row = |label: String, value: String| {
+            let _ = writeln!(s, "  {label:<32} {value}");
+        };
+        row(
+            format!(
+                "disk write {} + fsync",
+                super::args::format_size(b.disk_bytes)
+            ),
+            format!("{:>9.1} MiB/s  ({})", b.disk_write_mib_s, b.disk_dir),
         );
-        let _ = writeln!(
-            s,
-            "  disk read                  {:>9.1} MiB/s   ({})",
-            b.disk_read_mib_s,
-            if b.disk_read_uncached {
-                "page cache dropped first"
-            } else {
-                "may be from the page cache"
-            }
+        row(
+            "disk read".into(),
+            format!(
+                "{:>9.1} MiB/s  ({})",
+                b.disk_read_mib_s,
+                if b.disk_read_uncached {
+                    "page cache dropped first"
+                } else {
+                    "may be from the page cache"
+                }
+            ),
         );
-        let _ = writeln!(
-            s,
-            "  fsync 4 KiB append         p50 {} ms, p99 {} ms ({} samples)",
-            fmt_ms(b.fsync_ms.p50),
-            fmt_ms(b.fsync_ms.p99),
-            b.fsync_ms.count
+        row(
+            "fsync of a 4 KiB append".into(),
+            format!(
+                "p50 {} ms, p99 {} ms ({} samples)",
+                fmt_ms(b.fsync_ms.p50),
+                fmt_ms(b.fsync_ms.p99),
+                b.fsync_ms.count
+            ),
         );
-        let _ = writeln!(
-            s,
-            "  loopback TCP, 1 connection {:>9.1} MiB/s",
-            b.loopback_mib_s
+        row(
+            "loopback TCP, 1 connection".into(),
+            format!("{:>9.1} MiB/s", b.loopback_mib_s),
         );
-        let _ = writeln!(
-            s,
-            "  memcpy                     {:>9.2} GiB/s",
-            b.memcpy_gib_s
-        );
-        let _ = writeln!(
-            s,
-            "  erasure {} encode          {:>9.2} GiB/s, decode {:.2} GiB/s",
-            b.scheme, b.ec_encode_gib_s, b.ec_decode_gib_s
+        row("memcpy".into(), format!("{:>9.2} GiB/s", b.memcpy_gib_s));
+        row(
+            format!("erasure {} encode / decode", b.scheme),
+            format!(
+                "{:>9.2} GiB/s / {:.2} GiB/s",
+                b.ec_encode_gib_s, b.ec_decode_gib_s
+            ),
         );
     }
     if let Some(c) = &r.self_test_ceiling {
