@@ -1,10 +1,12 @@
 //! `cairn`: one binary, one subcommand per role.
 //!
 //! `cairn server DIR...` runs all three roles in one process (the embedded default);
-//! `cairn meta`, `cairn blob` and `cairn gateway` run one role each. This file only parses
-//! flags and composes the three server libraries; everything else lives in them.
+//! `cairn meta`, `cairn blob` and `cairn gateway` run one role each; `cairn bench` is the S3
+//! load tool. This file only parses flags and composes the three server libraries; everything
+//! else lives in them, in `roles` and in `bench`.
 
 mod admin;
+mod bench;
 mod config;
 mod roles;
 
@@ -35,6 +37,10 @@ enum Command {
     Blob(BlobArgs),
     /// Run a stateless S3 gateway.
     Gateway(GatewayArgs),
+    /// Load-test any S3 endpoint (put, get, mixed, list, delete, multipart), optionally
+    /// beside this machine's limits (--baseline) or against a trivial in-process server
+    /// (--self-test).
+    Bench(Box<bench::BenchArgs>),
     /// Administer a cluster: status, meta membership.
     Admin(admin::AdminArgs),
 }
@@ -173,7 +179,7 @@ struct GatewayArgs {
     credentials: Credentials,
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<std::process::ExitCode> {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     config::load(&args, &Cli::command())?;
     let cli = Cli::parse_from(args);
@@ -190,7 +196,7 @@ fn main() -> anyhow::Result<()> {
         .thread_name("cairn")
         .build()?;
     runtime.block_on(async move {
-        match cli.command {
+        let done = match cli.command {
             Command::Server(a) => {
                 roles::run_embedded(a.dirs, a.credentials.options(a.address)).await
             }
@@ -221,7 +227,9 @@ fn main() -> anyhow::Result<()> {
                 roles::run_gateway(a.meta.endpoints, a.credentials.options(a.address)).await
             }
             Command::Admin(a) => admin::run(a).await,
-        }
+            Command::Bench(a) => return bench::run(*a).await,
+        };
+        done.map(|()| std::process::ExitCode::SUCCESS)
     })
 }
 

@@ -3,6 +3,7 @@
 mod cluster_harness;
 mod harness;
 
+mod bench;
 mod buckets;
 mod cluster;
 mod cluster_script;
