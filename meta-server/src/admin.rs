@@ -358,6 +358,29 @@ impl Admin for AdminService {
                 )))
             }
         }
+        // openraft counts a learner as caught up once it lags by less than its replication
+        // threshold (thousands of entries); wait until it holds everything the leader had
+        // when it was added, so a new voter never starts out far behind.
+        let target = leader.raft.metrics().borrow().last_log_index.unwrap_or(0);
+        leader
+            .raft
+            .wait(Some(CATCH_UP_TIMEOUT))
+            .metrics(
+                |m| {
+                    m.replication
+                        .as_ref()
+                        .and_then(|r| r.get(&node_id))
+                        .and_then(|matched| *matched)
+                        .is_some_and(|matched| matched.index >= target)
+                },
+                "new member caught up",
+            )
+            .await
+            .map_err(|e| {
+                Status::deadline_exceeded(format!(
+                    "meta node {node_id} at {address} did not catch up: {e}; it stays a learner"
+                ))
+            })?;
         if !learner_only {
             tracing::info!(node_id, %address, "adding a meta member: promoting it to voter");
             leader
