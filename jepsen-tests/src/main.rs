@@ -21,7 +21,8 @@ use jepsen_tests::{history, nemesis, run, RunConfig};
 #[derive(Parser, Debug)]
 #[command(name = "jepsen-tests", version, about)]
 struct Args {
-    /// register (linearizable PUT/GET/DELETE per key) or set (no lost or phantom PUTs).
+    /// register (linearizable PUT/GET/DELETE per key), set (no lost or phantom PUTs) or list
+    /// (every LIST reflects the PUTs and DELETEs acknowledged before it).
     #[arg(long, default_value = "register")]
     workload: String,
     /// none, all, or a comma-separated list of kill, pause, partition and single faults
@@ -100,8 +101,12 @@ fn real_main() -> anyhow::Result<Validity> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let workload = Workload::parse(&args.workload)
-        .with_context(|| format!("unknown workload {:?} (register or set)", args.workload))?;
+    let workload = Workload::parse(&args.workload).with_context(|| {
+        format!(
+            "unknown workload {:?} (register, set or list)",
+            args.workload
+        )
+    })?;
     if let Some(path) = &args.check {
         let events = history::read_jsonl(path)?;
         let result = run::check(workload, &events);

@@ -95,7 +95,8 @@ pub struct Report {
     pub counts: Counts,
     /// Faults injected (nemesis `start` events).
     pub faults_injected: usize,
-    /// Operations the checker constrained (register: ops checked; set: elements attempted).
+    /// Operations the checker constrained (register: ops checked; set: elements attempted;
+    /// list: listings checked).
     pub checked: u64,
     /// The summary line.
     pub summary: String,
@@ -164,6 +165,10 @@ pub async fn run(cfg: RunConfig) -> Result<Report> {
             workload::set::run(Arc::clone(&ctx)).await;
             Vec::new()
         }
+        Workload::List => {
+            workload::list::run(Arc::clone(&ctx)).await;
+            Vec::new()
+        }
     };
     drop(nemesis);
 
@@ -201,6 +206,7 @@ pub async fn run(cfg: RunConfig) -> Result<Report> {
             workload::register::final_reads(Arc::clone(&ctx), register_keys, final_deadline).await
         }
         Workload::Set => workload::set::final_reads(Arc::clone(&ctx), final_deadline).await,
+        Workload::List => workload::list::final_reads(Arc::clone(&ctx), final_deadline).await,
     }
 
     // Stop the cluster before checking, so its CPU goes to the checker and the logs are
@@ -229,6 +235,7 @@ pub async fn run(cfg: RunConfig) -> Result<Report> {
     let checked = match workload {
         Workload::Register => result.details["checked_ops"].as_u64().unwrap_or(0),
         Workload::Set => result.details["attempted"].as_u64().unwrap_or(0),
+        Workload::List => result.details["lists"].as_u64().unwrap_or(0),
     };
     let mut summary = format!(
         "JEPSEN workload={} nemesis={} ops={} ok={} fail={} info={} valid={}",
@@ -344,6 +351,7 @@ pub fn check(workload: Workload, events: &[history::Event]) -> CheckResult {
     match workload {
         Workload::Register => checker::register::check(events, checker::register::SEARCH_BUDGET),
         Workload::Set => checker::set::check(events),
+        Workload::List => checker::list::check(events),
     }
 }
 

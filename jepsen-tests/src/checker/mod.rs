@@ -2,6 +2,7 @@
 //! sub-history that shows them, or unknown).
 
 pub mod linear;
+pub mod list;
 pub mod register;
 pub mod set;
 

@@ -1,5 +1,6 @@
 //! Workloads: concurrent clients that run operations through the gateways and record them.
 
+pub mod list;
 pub mod register;
 pub mod set;
 
@@ -20,14 +21,17 @@ pub enum Workload {
     Register,
     /// Unique PUTs; every acknowledged one must be listed and readable at the end.
     Set,
+    /// PUT / DELETE on a small key space and LIST; a LIST reflects what was acknowledged.
+    List,
 }
 
 impl Workload {
-    /// Parses `register` or `set`.
+    /// Parses `register`, `set` or `list`.
     pub fn parse(s: &str) -> Option<Workload> {
         match s {
             "register" => Some(Workload::Register),
             "set" => Some(Workload::Set),
+            "list" => Some(Workload::List),
             _ => None,
         }
     }
@@ -37,6 +41,7 @@ impl Workload {
         match self {
             Workload::Register => "register",
             Workload::Set => "set",
+            Workload::List => "list",
         }
     }
 }
