@@ -1,12 +1,181 @@
-//! Black-box consistency tests of a real Cairn cluster under faults.
+//! `jepsen-tests`: runs one consistency test against a real Cairn cluster, or re-checks a
+//! recorded history. See docs/jepsen.md.
 //!
-//! Not built yet: the harness (network namespaces, nemeses, history recording and the
-//! linearizability checker) is the subject of the jepsen-tests issue and needs the multi-node
-//! meta cluster first. Running it says so and fails, rather than pretending to pass.
+//! ```text
+//! cargo run -p jepsen-tests -- --workload register --nemesis all --time-limit 120
+//! cargo run -p jepsen-tests -- --workload set --check target/jepsen/RUN/history.jsonl
+//! ```
 
-fn main() -> std::process::ExitCode {
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use jepsen_tests::checker::Validity;
+use jepsen_tests::nemesis::Schedule;
+use jepsen_tests::workload::Workload;
+use jepsen_tests::{history, nemesis, run, RunConfig};
+
+/// Black-box consistency test of a Cairn cluster under faults.
+#[derive(Parser, Debug)]
+#[command(name = "jepsen-tests", version, about)]
+struct Args {
+    /// register (linearizable PUT/GET/DELETE per key), set (no lost or phantom PUTs) or list
+    /// (every LIST reflects the PUTs and DELETEs acknowledged before it).
+    #[arg(long, default_value = "register")]
+    workload: String,
+    /// none, all, or a comma-separated list of kill, pause, partition and single faults
+    /// (kill-meta-leader, kill-meta, kill-blob, kill-gateway, pause-meta-leader, pause-meta,
+    /// pause-blob, pause-gateway, partition-leader, partition-halves).
+    #[arg(long, default_value = "all")]
+    nemesis: String,
+    /// Seconds the clients run (the heal and final reads come after).
+    #[arg(long, default_value_t = 60)]
+    time_limit: u64,
+    /// Seed of the random choices (default: from the clock; printed).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Client workers in all, spread over the gateways.
+    #[arg(long, default_value_t = 10)]
+    clients: usize,
+    /// Seconds one operation may take before it counts as indeterminate.
+    #[arg(long, default_value_t = 10)]
+    op_timeout: u64,
+    /// Quiet seconds before each fault.
+    #[arg(long, default_value_t = 5)]
+    quiet: u64,
+    /// Shortest fault, seconds.
+    #[arg(long, default_value_t = 5)]
+    fault_min: u64,
+    /// Longest fault, seconds.
+    #[arg(long, default_value_t = 10)]
+    fault_max: u64,
+    /// Run directory (default: target/jepsen/<time>-<workload>-<nemesis>).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// The cairn binary (default: CAIRN_BIN, else next to this executable).
+    #[arg(long)]
+    cairn_bin: Option<PathBuf>,
+    /// Run every node on 127.0.0.1 even where namespaces work (no partitions).
+    #[arg(long)]
+    no_netns: bool,
+    /// Keep the nodes' data directories.
+    #[arg(long)]
+    keep_data: bool,
+    /// Meta nodes.
+    #[arg(long, default_value_t = 5)]
+    metas: usize,
+    /// Blob servers.
+    #[arg(long, default_value_t = 4)]
+    blobs: usize,
+    /// Data directories per blob server.
+    #[arg(long, default_value_t = 1)]
+    blob_disks: usize,
+    /// Gateways.
+    #[arg(long, default_value_t = 2)]
+    gateways: usize,
+    /// Only check this recorded history (with --workload's checker) and print the verdict.
+    #[arg(long)]
+    check: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    match real_main() {
+        Ok(Validity::Valid) => ExitCode::SUCCESS,
+        Ok(Validity::Invalid) => ExitCode::from(1),
+        Ok(Validity::Unknown) => ExitCode::from(2),
+        Err(e) => {
+            eprintln!("jepsen-tests: {e:#}");
+            ExitCode::from(3)
+        }
+    }
+}
+
+fn real_main() -> anyhow::Result<Validity> {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("JEPSEN_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let workload = Workload::parse(&args.workload).with_context(|| {
+        format!(
+            "unknown workload {:?} (register, set or list)",
+            args.workload
+        )
+    })?;
+    if let Some(path) = &args.check {
+        let events = history::read_jsonl(path)?;
+        let result = run::check(workload, &events);
+        println!("{}", serde_json::to_string_pretty(&result)?);
+        println!("valid={}", result.valid.as_str());
+        return Ok(result.valid);
+    }
+    let faults = nemesis::parse(&args.nemesis)?;
+    let seed = args.seed.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0)
+    });
+    let out = match args.out {
+        Some(o) => o,
+        None => {
+            let stamp = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../target/jepsen")
+                .join(format!(
+                    "{stamp}-{}-{}",
+                    workload.name(),
+                    args.nemesis.replace(',', "+")
+                ))
+        }
+    };
+    let bin = args
+        .cairn_bin
+        .unwrap_or_else(jepsen_tests::default_cairn_bin);
+    let mut cfg = RunConfig::new(workload, out, bin);
+    cfg.faults = faults;
+    cfg.nemesis_label = args.nemesis.clone();
+    cfg.time_limit = Duration::from_secs(args.time_limit);
+    cfg.seed = seed;
+    cfg.clients = args.clients;
+    cfg.op_timeout = Duration::from_secs(args.op_timeout);
+    cfg.schedule = Schedule {
+        quiet: Duration::from_secs(args.quiet),
+        fault_min: Duration::from_secs(args.fault_min),
+        fault_max: Duration::from_secs(args.fault_max.max(args.fault_min)),
+    };
+    cfg.namespaces = !args.no_netns;
+    cfg.keep_data = args.keep_data;
+    cfg.metas = args.metas;
+    cfg.blobs = args.blobs;
+    cfg.blob_disks = args.blob_disks;
+    cfg.gateways = args.gateways;
     eprintln!(
-        "jepsen-tests: not implemented yet (see docs/architecture.md, 'What is not built yet')"
+        "jepsen-tests: workload={} nemesis={} time-limit={}s seed={seed} dir={}",
+        workload.name(),
+        args.nemesis,
+        args.time_limit,
+        cfg.dir.display()
     );
-    std::process::ExitCode::FAILURE
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("jepsen")
+        .build()?;
+    let report = runtime.block_on(async move {
+        jepsen_tests::cleanup::install_signal_handlers();
+        run(cfg).await
+    });
+    jepsen_tests::cleanup::run_now();
+    let report = report?;
+    println!("{}", report.summary);
+    eprintln!("run directory: {}", report.dir.display());
+    Ok(report.valid)
 }

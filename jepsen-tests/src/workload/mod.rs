@@ -1,0 +1,198 @@
+//! Workloads: concurrent clients that run operations through the gateways and record them.
+
+pub mod list;
+pub mod register;
+pub mod set;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_sdk_s3::Client;
+use serde_json::Value;
+
+use crate::client::Failure;
+use crate::history::{EventBody, EventType, Process, Recorder};
+
+/// Which workload to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Workload {
+    /// Single-key PUT / GET / DELETE on a few keys, checked for linearizability.
+    Register,
+    /// Unique PUTs; every acknowledged one must be listed and readable at the end.
+    Set,
+    /// PUT / DELETE on a small key space and LIST; a LIST reflects what was acknowledged.
+    List,
+}
+
+impl Workload {
+    /// Parses `register`, `set` or `list`.
+    pub fn parse(s: &str) -> Option<Workload> {
+        match s {
+            "register" => Some(Workload::Register),
+            "set" => Some(Workload::Set),
+            "list" => Some(Workload::List),
+            _ => None,
+        }
+    }
+
+    /// The name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Workload::Register => "register",
+            Workload::Set => "set",
+            Workload::List => "list",
+        }
+    }
+}
+
+/// What the workers share.
+pub struct Ctx {
+    /// The history.
+    pub recorder: Arc<Recorder>,
+    /// The S3 endpoints of the gateways.
+    pub endpoints: Vec<String>,
+    /// Root access key.
+    pub access_key: String,
+    /// Root secret key.
+    pub secret_key: String,
+    /// The bucket every operation uses.
+    pub bucket: String,
+    /// Client workers.
+    pub workers: usize,
+    /// Bound on one operation (request and body); beyond it the outcome is `info`.
+    pub op_timeout: Duration,
+    /// When the workers stop invoking.
+    pub deadline: Instant,
+    /// Base seed.
+    pub seed: u64,
+}
+
+impl Ctx {
+    /// A new client of gateway `i % gateways`.
+    pub fn client(&self, i: usize) -> Client {
+        crate::client::s3_client(
+            &self.endpoints[i % self.endpoints.len()],
+            &self.access_key,
+            &self.secret_key,
+            self.op_timeout,
+        )
+    }
+}
+
+/// A client worker's identity in the history. After an indeterminate outcome it takes a
+/// new process number (the old one may still have an operation in flight, as Jepsen does).
+pub struct Worker {
+    /// The current process number.
+    pub process: u64,
+    stride: u64,
+}
+
+impl Worker {
+    /// Worker `index` of `count`.
+    pub fn new(index: usize, count: usize) -> Worker {
+        Worker {
+            process: index as u64,
+            stride: count.max(1) as u64,
+        }
+    }
+
+    /// Records the invocation, runs `op` (bounded by `timeout`), records its completion and
+    /// returns it. After a `fail` or `info` it pauses a little, so a dead gateway is not
+    /// hammered.
+    pub async fn perform<F>(
+        &mut self,
+        recorder: &Recorder,
+        timeout: Duration,
+        f: &str,
+        key: Option<&str>,
+        value: Value,
+        op: F,
+    ) -> Result<Value, Failure>
+    where
+        F: Future<Output = Result<Value, Failure>>,
+    {
+        recorder.record(EventBody {
+            kind: EventType::Invoke,
+            process: Process::Client(self.process),
+            f,
+            key,
+            value: value.clone(),
+            error: None,
+        });
+        let result = match tokio::time::timeout(timeout, op).await {
+            Ok(r) => r,
+            Err(_) => Err(Failure::Indeterminate("timeout".into())),
+        };
+        let (kind, out, error) = match &result {
+            Ok(v) => (EventType::Ok, v.clone(), None),
+            Err(Failure::Definite(m)) => (EventType::Fail, value, Some(m.clone())),
+            Err(Failure::Indeterminate(m)) => (EventType::Info, value, Some(m.clone())),
+        };
+        recorder.record(EventBody {
+            kind,
+            process: Process::Client(self.process),
+            f,
+            key,
+            value: out,
+            error,
+        });
+        if kind == EventType::Info {
+            self.process += self.stride;
+        }
+        if kind != EventType::Ok {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        result
+    }
+}
+
+/// Deterministic bytes for value `v`: a first line naming it, then filler whose length
+/// depends on `v` (0.1 to ~8 KiB), so reads can tell a right body from a wrong one.
+pub fn payload(v: u64) -> Vec<u8> {
+    let mut out = format!("{v}\n").into_bytes();
+    let len = 100 + (v.wrapping_mul(7919) % 8000) as usize;
+    let mut x = v.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.push(b'a' + (x % 26) as u8);
+    }
+    out
+}
+
+/// The value a body holds if it is exactly [`payload`] of some value; otherwise a string
+/// describing what was read.
+pub fn decode(body: &[u8]) -> Value {
+    let first = body.split(|b| *b == b'\n').next().unwrap_or_default();
+    let parsed = std::str::from_utf8(first)
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok());
+    match parsed {
+        Some(v) if payload(v) == body => Value::from(v),
+        _ => Value::String(format!(
+            "corrupt: {} bytes starting {:?}",
+            body.len(),
+            String::from_utf8_lossy(&body[..body.len().min(24)])
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payloads_decode_to_their_value_and_damage_is_noticed() {
+        for v in [0u64, 1, 17, 123_456_789] {
+            assert_eq!(decode(&payload(v)), Value::from(v));
+        }
+        let mut p = payload(42);
+        let last = p.len() - 1;
+        p[last] ^= 1;
+        assert!(decode(&p).is_string());
+        assert!(decode(&payload(42)[..50]).is_string());
+        assert!(decode(b"").is_string());
+    }
+}
