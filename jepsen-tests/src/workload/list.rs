@@ -11,7 +11,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
 
-use super::{payload, Ctx, Worker};
+use super::{delete, put, Ctx, Worker};
 use crate::checker::list::LIST;
 use crate::client::{classify, Failure, Kind};
 
@@ -62,29 +62,6 @@ pub async fn run(ctx: Arc<Ctx>) {
             tracing::error!(error = %e, "list worker panicked");
         }
     }
-}
-
-async fn put(client: &Client, bucket: &str, key: &str, v: u64) -> Result<Value, Failure> {
-    client
-        .put_object()
-        .bucket(bucket)
-        .key(key)
-        .body(payload(v).into())
-        .send()
-        .await
-        .map(|_| Value::from(v))
-        .map_err(|e| classify(&e, Kind::Write))
-}
-
-async fn delete(client: &Client, bucket: &str, key: &str) -> Result<Value, Failure> {
-    client
-        .delete_object()
-        .bucket(bucket)
-        .key(key)
-        .send()
-        .await
-        .map(|_| Value::Null)
-        .map_err(|e| classify(&e, Kind::Write))
 }
 
 /// One LIST of the prefix (the key space fits one page; a truncated answer is a failure).

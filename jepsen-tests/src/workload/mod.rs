@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use aws_sdk_s3::Client;
 use serde_json::Value;
 
-use crate::client::Failure;
+use crate::client::{classify, Failure, Kind};
 use crate::history::{EventBody, EventType, Process, Recorder};
 
 /// Which workload to run.
@@ -177,6 +177,36 @@ pub fn decode(body: &[u8]) -> Value {
             String::from_utf8_lossy(&body[..body.len().min(24)])
         )),
     }
+}
+
+/// PUT of the value `v` (its payload encoding) at `key`; the outcome as a history value.
+pub(crate) async fn put(
+    client: &Client,
+    bucket: &str,
+    key: &str,
+    v: u64,
+) -> Result<Value, Failure> {
+    client
+        .put_object()
+        .bucket(bucket)
+        .key(key)
+        .body(payload(v).into())
+        .send()
+        .await
+        .map(|_| Value::from(v))
+        .map_err(|e| classify(&e, Kind::Write))
+}
+
+/// DELETE of `key`; the outcome as a history value.
+pub(crate) async fn delete(client: &Client, bucket: &str, key: &str) -> Result<Value, Failure> {
+    client
+        .delete_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .map(|_| Value::Null)
+        .map_err(|e| classify(&e, Kind::Write))
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
 
-use super::{decode, payload, Ctx, Worker};
+use super::{decode, delete, put, Ctx, Worker};
 use crate::client::{classify, Failure, Kind};
 
 /// Keys in use at once.
@@ -141,29 +141,6 @@ pub async fn get(client: &Client, bucket: &str, key: &str) -> Result<Value, Fail
             }
         }
     }
-}
-
-async fn put(client: &Client, bucket: &str, key: &str, v: u64) -> Result<Value, Failure> {
-    client
-        .put_object()
-        .bucket(bucket)
-        .key(key)
-        .body(payload(v).into())
-        .send()
-        .await
-        .map(|_| Value::from(v))
-        .map_err(|e| classify(&e, Kind::Write))
-}
-
-async fn delete(client: &Client, bucket: &str, key: &str) -> Result<Value, Failure> {
-    client
-        .delete_object()
-        .bucket(bucket)
-        .key(key)
-        .send()
-        .await
-        .map(|_| Value::Null)
-        .map_err(|e| classify(&e, Kind::Write))
 }
 
 /// After the heal: one successful read of every key (retried until `deadline`), recorded
