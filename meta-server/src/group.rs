@@ -12,8 +12,10 @@ use openraft::error::{ClientWriteError, RaftError};
 use crate::store::MetaReader;
 use crate::types::{Command, NodeId, Raft, Request, Response};
 
-/// How long a request waits for a leader before answering "unavailable".
-const LEADER_WAIT: Duration = Duration::from_secs(10);
+/// How long a request waits for a leader before answering "unavailable". An election takes
+/// about a second (timeouts 0.5-1 s); waiting longer only delays the client's move to another
+/// endpoint, or its 503 when a majority is gone.
+const LEADER_WAIT: Duration = Duration::from_secs(3);
 
 /// Why a group could not serve a request. All of these are retryable by the client.
 #[derive(Debug, thiserror::Error)]

@@ -567,3 +567,59 @@ async fn a_new_blob_server_takes_new_writes_at_once() {
     );
     assert_eq!(view["healthy"], 6, "{view:#}");
 }
+
+/// Losing a majority of the meta voters makes S3 requests fail with a retryable 503, never a
+/// wrong answer; once a majority is back, everything committed before is served again.
+#[tokio::test(flavor = "multi_thread")]
+async fn losing_a_meta_majority_gives_503_and_recovers() {
+    let mut cluster = Cluster::start(3, 1, 2, 1, &[]);
+    let s3 = cluster.client(0);
+    s3.create_bucket()
+        .bucket("quorum")
+        .send()
+        .await
+        .expect("create");
+    put(&s3, "quorum", "before", b"committed".to_vec()).await;
+
+    let leader = cluster.leader();
+    let follower = (0..3).find(|i| *i != leader).expect("a follower");
+    cluster.metas[leader].kill();
+    cluster.metas[follower].kill();
+    // No SDK retries: the point is what one request gets back.
+    let once = aws_sdk_s3::Client::from_conf(
+        s3.config()
+            .to_builder()
+            .retry_config(aws_sdk_s3::config::retry::RetryConfig::disabled())
+            .build(),
+    );
+    let err = once
+        .put_object()
+        .bucket("quorum")
+        .key("during")
+        .body(b"x".to_vec().into())
+        .send()
+        .await
+        .expect_err("no majority: the write must fail");
+    assert_eq!(status(&err), 503, "{err:?}");
+    let err = once
+        .get_object()
+        .bucket("quorum")
+        .key("before")
+        .send()
+        .await
+        .expect_err("no majority: no linearizable read");
+    assert_eq!(status(&err), 503, "{err:?}");
+
+    cluster.restart_meta(follower);
+    assert_eq!(get(&s3, "quorum", "before").await, b"committed");
+    put(&s3, "quorum", "after", b"y".to_vec()).await;
+    let listed = s3
+        .list_objects_v2()
+        .bucket("quorum")
+        .send()
+        .await
+        .expect("list")
+        .key_count
+        .unwrap_or(0);
+    assert_eq!(listed, 2, "the failed write left nothing behind");
+}
