@@ -15,8 +15,11 @@ use crate::error::{ApiError, ApiResult, GatewayError};
 
 /// Largest gRPC message accepted or sent (a listing of 1000 long keys fits easily).
 const MAX_MESSAGE: usize = 16 * 1024 * 1024;
-/// How long one meta call may take before it counts as failed.
-const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long one meta call may take before it counts as failed and the next endpoint is
+/// tried. Longer than a meta node waits for a leader (3 s), so a follower's "no leader" answer
+/// arrives first; short enough that a paused (SIGSTOPped) leader stalls S3 for seconds, not
+/// tens of seconds. Retries are safe: commits are idempotent by upload id.
+const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Passes over the whole endpoint list before giving up; a leader election takes a few
 /// hundred milliseconds, so the pauses between passes grow to outlast one.
