@@ -29,6 +29,27 @@ fn script(action: &str, dir: &std::path::Path, port: u16) -> String {
     stdout
 }
 
+/// Runs `cluster.sh down` when dropped, also when the test panics.
+struct Down {
+    dir: std::path::PathBuf,
+    port: u16,
+}
+
+impl Drop for Down {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/deploy/local/cluster.sh"
+            ))
+            .arg("down")
+            .arg(&self.dir)
+            .env("CAIRN_BIN", cairn_bin())
+            .env("CAIRN_CLUSTER_PORT", self.port.to_string())
+            .output();
+    }
+}
+
 fn pid_files(dir: &std::path::Path) -> usize {
     std::fs::read_dir(dir)
         .map(|d| {
@@ -47,6 +68,11 @@ async fn cluster_script_up_down_up_keeps_data() {
     // A port range away from the OS's ephemeral ports (and from other tests).
     let port = 20_000 + (std::process::id() % 2_000) as u16 * 3;
 
+    // Whatever happens below, the processes `up` detached are stopped at the end.
+    let _down = Down {
+        dir: dir.clone(),
+        port,
+    };
     let out = script("up", &dir, port);
     let gateways: Vec<&str> = out.lines().filter_map(|l| l.strip_prefix("S3 ")).collect();
     let metas = out.lines().filter(|l| l.starts_with("META ")).count();
