@@ -61,11 +61,7 @@ impl BlobPool {
 }
 
 fn lazy_channel(address: &str) -> ApiResult<Channel> {
-    let uri = if address.contains("://") {
-        address.to_string()
-    } else {
-        format!("http://{address}")
-    };
+    let uri = cairn_proto::endpoint_uri(address);
     let endpoint = Endpoint::from_shared(uri)
         .map_err(|e| ApiError::Internal(format!("bad blob server address {address:?}: {e}")))?
         .connect_timeout(CONNECT_TIMEOUT)

@@ -51,11 +51,7 @@ impl Meta {
         }
         let mut out = Vec::with_capacity(endpoints.len());
         for raw in endpoints {
-            let uri = if raw.contains("://") {
-                raw.clone()
-            } else {
-                format!("http://{raw}")
-            };
+            let uri = cairn_proto::endpoint_uri(raw);
             let endpoint = Endpoint::from_shared(uri.clone())
                 .map_err(|e| GatewayError::Config(format!("meta endpoint {raw:?}: {e}")))?
                 .connect_timeout(CONNECT_TIMEOUT)

@@ -252,22 +252,7 @@ impl Cluster {
                 }
             }
         }
-        let out = child.wait_with_output().map_err(|e| Error::Command {
-            command: command.clone(),
-            detail: e.to_string(),
-        })?;
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-        } else {
-            Err(Error::Command {
-                command,
-                detail: format!(
-                    "{}: {}",
-                    out.status,
-                    String::from_utf8_lossy(&out.stderr).trim()
-                ),
-            })
-        }
+        crate::error::command_output(command, child.wait_with_output())
     }
 
     /// `cairn admin status --json`.

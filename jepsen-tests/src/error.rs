@@ -64,3 +64,26 @@ impl Error {
 
 /// Shorthand for the harness's results.
 pub type Result<T> = std::result::Result<T, Error>;
+
+/// The stdout of a finished `command`, or an error naming it with its exit status and stderr.
+pub fn command_output(
+    command: String,
+    output: std::io::Result<std::process::Output>,
+) -> Result<String> {
+    let out = output.map_err(|e| Error::Command {
+        command: command.clone(),
+        detail: e.to_string(),
+    })?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(Error::Command {
+            command,
+            detail: format!(
+                "{}: {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+        })
+    }
+}

@@ -142,6 +142,7 @@ pub mod fetch {
     use crate::admin::admin_client::AdminClient;
     use crate::admin::GetClusterSecretRequest;
     use crate::admin_auth::AdminCredentials;
+    use crate::endpoint_uri;
 
     const FIRST_RETRY: Duration = Duration::from_millis(200);
     const LONGEST_RETRY: Duration = Duration::from_secs(5);
@@ -153,21 +154,13 @@ pub mod fetch {
             .unwrap_or(0)
     }
 
-    fn uri(raw: &str) -> String {
-        if raw.contains("://") {
-            raw.to_string()
-        } else {
-            format!("http://{raw}")
-        }
-    }
-
     /// Asks each meta endpoint in turn (following `cairn-leader` hints) for the secret.
     pub async fn secret_once(
         endpoints: &[String],
         credentials: &AdminCredentials,
     ) -> Result<String, String> {
         let mut errors = Vec::new();
-        let mut queue: Vec<String> = endpoints.iter().map(|e| uri(e)).collect();
+        let mut queue: Vec<String> = endpoints.iter().map(|e| endpoint_uri(e)).collect();
         let mut tried = 0;
         while let Some(endpoint) = queue.first().cloned() {
             queue.remove(0);
@@ -195,7 +188,7 @@ pub mod fetch {
                         .get("cairn-leader")
                         .and_then(|v| v.to_str().ok())
                     {
-                        queue.insert(0, uri(leader));
+                        queue.insert(0, endpoint_uri(leader));
                     }
                     errors.push(format!("{endpoint}: {}", status.message()));
                 }

@@ -32,5 +32,15 @@ pub use generated::cairn::blob::v1 as blob;
 /// The metadata service's API and Raft transport (`proto/meta.proto`), format family v1.
 pub use generated::cairn::meta::v1 as meta;
 
+/// `host:port` or `scheme://host:port` -> a URI a gRPC endpoint accepts (`http://` assumed):
+/// every role takes peer addresses in either form.
+pub fn endpoint_uri(raw: &str) -> String {
+    if raw.contains("://") {
+        raw.to_string()
+    } else {
+        format!("http://{raw}")
+    }
+}
+
 pub mod admin_auth;
 pub mod cluster_token;

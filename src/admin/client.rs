@@ -24,14 +24,7 @@ pub struct Admin {
     credentials: AdminCredentials,
 }
 
-/// `host:port` or `http://host:port` -> `http://host:port`.
-pub fn endpoint_uri(raw: &str) -> String {
-    if raw.contains("://") {
-        raw.to_string()
-    } else {
-        format!("http://{raw}")
-    }
-}
+pub use cairn_proto::endpoint_uri;
 
 /// `http://host:port` -> `host:port` (the form membership records).
 pub fn host_port(raw: &str) -> &str {
