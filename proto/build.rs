@@ -5,7 +5,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("cargo:rerun-if-changed={f}");
     }
     let fds = protox::compile(files, ["proto"])?;
+    // Methods a server does not implement answer UNIMPLEMENTED (tonic's default stubs), so a
+    // new RPC can land in the contract before every server serves it.
     tonic_prost_build::configure()
+        .generate_default_stubs(true)
         .bytes(".cairn.blob.v1.PutShardRequest.data")
         .bytes(".cairn.blob.v1.GetShardResponse.data")
         .compile_fds(fds)?;

@@ -214,6 +214,7 @@ impl Meta {
         let req = pb::GetObjectRequest {
             bucket: bucket.to_string(),
             key: key.to_string(),
+            version_id: String::new(),
         };
         let resp = self
             .call("GetObject", |mut c| {
