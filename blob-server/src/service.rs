@@ -23,6 +23,11 @@ use crate::layout::validate_shard_key;
 use crate::shard_file::{resolve_range, ShardReader};
 use crate::store::{self, PutItem};
 
+/// The reply stream of `GetShard` (tonic's boxed stream, as its generated trait wants).
+type GetShardStream = std::pin::Pin<
+    Box<dyn tokio_stream::Stream<Item = Result<GetShardResponse, Status>> + Send + 'static>,
+>;
+
 /// Largest data payload of one `GetShardResponse`.
 const GET_MESSAGE_SIZE: usize = 256 * 1024;
 /// Responses buffered per GetShard stream (bounds memory to about 1 MiB per stream).
@@ -160,12 +165,10 @@ impl Blob for BlobService {
         }
     }
 
-    type GetShardStream = ReceiverStream<Result<GetShardResponse, Status>>;
-
     async fn get_shard(
         &self,
         request: Request<GetShardRequest>,
-    ) -> Result<Response<Self::GetShardStream>, Status> {
+    ) -> Result<Response<GetShardStream>, Status> {
         let req = request.into_inner();
         let root = self.locate(&req.disk_id, &req.shard_key)?;
         let (disk_id, key) = (req.disk_id, req.shard_key);
@@ -184,7 +187,7 @@ impl Blob for BlobService {
         let (tx, rx) = mpsc::channel(GET_QUEUE_DEPTH);
         let span = tracing::debug_span!("blob-get-stream", %disk_id, shard_key = %key);
         tokio::spawn(stream_range(reader, offset, len, tx, disk_id, key).instrument(span));
-        Ok(Response::new(ReceiverStream::new(rx)))
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
     async fn delete_shard(
