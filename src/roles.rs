@@ -31,6 +31,7 @@ pub struct S3Options {
     pub region: String,
     pub body_idle_timeout: Duration,
     pub shard_delete_grace: Duration,
+    pub shard_io: cairn_gateway::ShardIo,
 }
 
 impl S3Options {
@@ -44,6 +45,7 @@ impl S3Options {
             region: self.region.clone(),
             body_idle_timeout: self.body_idle_timeout,
             shard_delete_grace: self.shard_delete_grace,
+            shard_io: self.shard_io,
         }
     }
 }
