@@ -37,7 +37,22 @@ fn wait_healed(cluster: &Cluster, keys: &[&str], limit: Duration, pred: impl Fn(
         }
         if Instant::now() > deadline {
             let views: Vec<Value> = keys.iter().map(|k| locate(cluster, k)).collect();
-            panic!("not healed in {limit:?}; heal status {status:#}\nobjects {views:#?}");
+            let healer_log: String = cluster
+                .gateways
+                .iter()
+                .chain(&cluster.metas)
+                .filter_map(|g| std::fs::read_to_string(&g.log).ok())
+                .flat_map(|log| {
+                    log.lines()
+                        .filter(|l| l.contains("heal"))
+                        .map(str::to_string)
+                        .collect::<Vec<_>>()
+                })
+                .collect::<Vec<_>>()
+                .join("\n");
+            panic!(
+                "not healed in {limit:?}; heal status {status:#}\nobjects {views:#?}\nhealer log:\n{healer_log}"
+            );
         }
         std::thread::sleep(Duration::from_millis(500));
     }
@@ -109,15 +124,16 @@ async fn deleted_and_corrupt_shards_are_rebuilt_by_a_heal_pass_and_verified() {
 
 #[tokio::test]
 async fn degraded_writes_and_a_lost_node_are_healed_back_to_full_redundancy() {
-    // A node is down after 3 s of silence and lost (its objects healed) after 6 s.
+    // Blob servers heartbeat every 10 s: a node is down after 12 s of silence and lost (its
+    // objects healed) after 20 s.
     let mut cluster = Cluster::start(
         1,
         5,
         1,
         1,
         &[
-            ("CAIRN_BLOB_DOWN_AFTER", "3"),
-            ("CAIRN_NODE_LOST_AFTER", "6"),
+            ("CAIRN_BLOB_DOWN_AFTER", "12"),
+            ("CAIRN_NODE_LOST_AFTER", "20"),
         ],
     );
     let s3 = cluster.client(0);
