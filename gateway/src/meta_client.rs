@@ -425,6 +425,11 @@ fn in_band(code: i32) -> ApiResult<()> {
         Ok(MetaError::InvalidPart) => Err(ApiError::InvalidPart),
         Ok(MetaError::InvalidPartOrder) => Err(ApiError::InvalidPartOrder),
         Ok(MetaError::EntityTooSmall) => Err(ApiError::EntityTooSmall),
+        // The write outlived the GC grace before its commit: nothing was committed, and the
+        // client may retry the upload.
+        Ok(MetaError::ShardCollected) => Err(ApiError::Unavailable(
+            "the upload took too long; its shards were garbage-collected".into(),
+        )),
         Err(_) => Err(ApiError::Internal(format!(
             "unknown meta error code {code}"
         ))),
