@@ -28,6 +28,8 @@ fn config(dirs: Vec<PathBuf>) -> BlobServerConfig {
         node_id: None,
         zone: String::new(),
         auth: BlobAuth::Open,
+        scrub: ScrubConfig::default(),
+        gc: GcConfig::default(),
     }
 }
 
