@@ -206,6 +206,10 @@ impl Scrubber {
                 if self.scrub_disk(&disk_id, &root, state).await == PassEnd::Stopped {
                     return;
                 }
+                // Its next pass is due an interval after this one started (or now, if this
+                // one took longer); after a failed disk, look again in a while.
+                let due = now_ms().saturating_add(interval_ms.min(MAX_PAUSE.as_millis() as i64));
+                next_due = Some(next_due.map_or(due, |d| d.min(due)));
             }
             let wait = next_due.map_or(MAX_PAUSE, |due| {
                 Duration::from_millis(u64::try_from(due - now_ms()).unwrap_or(0))
