@@ -338,7 +338,11 @@ fn write_probe(dir: &Path) -> Result<(), BlobError> {
             f.sync_all()
         })
         .and_then(|()| std::fs::remove_file(&probe))
-        .map_err(|e| BlobError::io(format!("write probe file {}", probe.display()), e))
+        .map_err(|e| {
+            // Best effort: a probe that failed half-way (a full disk) leaves no file behind.
+            let _ = std::fs::remove_file(&probe);
+            BlobError::io(format!("write probe file {}", probe.display()), e)
+        })
 }
 
 /// The run-time probe of an opened disk: its identity file still names it, its shard
