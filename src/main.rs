@@ -80,6 +80,10 @@ struct Credentials {
     /// already streaming it can finish.
     #[arg(long, env = "CAIRN_SHARD_DELETE_GRACE", default_value_t = 30)]
     shard_delete_grace: u64,
+    /// MiB per second of shard data this gateway's healer may read to rebuild damaged
+    /// objects (0 turns its healer off).
+    #[arg(long, env = "CAIRN_HEAL_RATE", default_value_t = 64)]
+    heal_rate: u64,
 }
 
 /// Where the meta service is, for the roles that use it.
@@ -104,6 +108,7 @@ impl Credentials {
             region: self.region,
             body_idle_timeout: std::time::Duration::from_secs(self.body_idle_timeout),
             shard_delete_grace: std::time::Duration::from_secs(self.shard_delete_grace),
+            heal_rate_bytes_per_sec: self.heal_rate.saturating_mul(1 << 20),
         }
     }
 }
@@ -177,6 +182,10 @@ struct MetaArgs {
     /// Seconds without a heartbeat after which a blob node is down (gets no new shards).
     #[arg(long, env = "CAIRN_BLOB_DOWN_AFTER", default_value_t = 30)]
     blob_down_after: u64,
+    /// Seconds without a heartbeat after which a blob node is lost: its objects are healed
+    /// (their shards rebuilt on other nodes).
+    #[arg(long, env = "CAIRN_NODE_LOST_AFTER", default_value_t = cairn_meta::DEFAULT_NODE_LOST_AFTER.as_secs())]
+    node_lost_after: u64,
     /// Raft log entries between snapshots; members further behind catch up by snapshot.
     #[arg(long, env = "CAIRN_META_SNAPSHOT_LOGS", default_value_t = cairn_meta::DEFAULT_SNAPSHOT_LOGS)]
     snapshot_logs: u64,
@@ -256,6 +265,7 @@ fn main() -> anyhow::Result<std::process::ExitCode> {
                     dir: a.dir,
                     init: a.init,
                     blob_down_after: std::time::Duration::from_secs(a.blob_down_after),
+                    node_lost_after: std::time::Duration::from_secs(a.node_lost_after),
                     admin: a.keys.admin(),
                     snapshot_logs: a.snapshot_logs,
                 })

@@ -31,6 +31,8 @@ pub struct S3Options {
     pub region: String,
     pub body_idle_timeout: Duration,
     pub shard_delete_grace: Duration,
+    /// Bytes per second the gateway's healer may read; 0 = no healer.
+    pub heal_rate_bytes_per_sec: u64,
 }
 
 impl S3Options {
@@ -44,6 +46,10 @@ impl S3Options {
             region: self.region.clone(),
             body_idle_timeout: self.body_idle_timeout,
             shard_delete_grace: self.shard_delete_grace,
+            healer: cairn_gateway::HealerConfig {
+                rate_bytes_per_sec: self.heal_rate_bytes_per_sec,
+                ..Default::default()
+            },
         }
     }
 }
@@ -133,6 +139,7 @@ pub async fn run_embedded(
             secret_key: s3.secret_key.clone(),
         }),
         snapshot_logs: cairn_meta::DEFAULT_SNAPSHOT_LOGS,
+        node_lost_after: cairn_meta::DEFAULT_NODE_LOST_AFTER,
     })
     .await
     .context("starting the meta service")?;
@@ -190,6 +197,8 @@ pub struct MetaOptions {
     /// Create a one-node cluster at once when `dir` is pristine.
     pub init: bool,
     pub blob_down_after: Duration,
+    /// A blob node silent this long is lost: its objects are healed elsewhere.
+    pub node_lost_after: Duration,
     pub admin: cairn_meta::AdminCredentials,
     /// Log entries between snapshots.
     pub snapshot_logs: u64,
@@ -210,6 +219,7 @@ pub async fn run_meta(options: MetaOptions) -> anyhow::Result<()> {
         blob_down_after: options.blob_down_after,
         admin: Some(options.admin),
         snapshot_logs: options.snapshot_logs,
+        node_lost_after: options.node_lost_after,
     })
     .await
     .context("starting the meta service")?;

@@ -16,6 +16,7 @@
 //!     region: "us-east-1".into(),
 //!     body_idle_timeout: std::time::Duration::from_secs(60),
 //!     shard_delete_grace: std::time::Duration::from_secs(30),
+//!     healer: cairn_gateway::HealerConfig::default(),
 //! })
 //! .await?;
 //! println!("S3 on http://{}", gw.local_addr());
@@ -33,6 +34,7 @@ mod dto;
 pub mod erasure;
 mod error;
 mod get;
+mod heal;
 mod list;
 mod meta_client;
 mod multipart;
@@ -52,6 +54,7 @@ use tokio::task::JoinHandle;
 use tracing::{info, info_span, Instrument};
 
 pub use error::GatewayError;
+pub use heal::HealerConfig;
 
 /// How to run a gateway.
 #[derive(Debug, Clone)]
@@ -73,6 +76,8 @@ pub struct GatewayConfig {
     /// How long the shards of an overwritten or deleted version are kept before they are
     /// deleted, so that GETs already streaming that version can finish.
     pub shard_delete_grace: std::time::Duration,
+    /// The background healer of this gateway (see [`HealerConfig`]).
+    pub healer: HealerConfig,
 }
 
 /// A gateway that is serving; stop it with [`RunningGateway::shutdown`]. Dropping it also
@@ -82,6 +87,7 @@ pub struct RunningGateway {
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<Result<(), std::convert::Infallible>>,
     fetch_token: JoinHandle<()>,
+    healer: Option<JoinHandle<()>>,
 }
 
 impl RunningGateway {
@@ -94,6 +100,9 @@ impl RunningGateway {
     /// grace period).
     pub async fn shutdown(mut self) -> Result<(), GatewayError> {
         self.fetch_token.abort();
+        if let Some(healer) = &self.healer {
+            healer.abort();
+        }
         if let Some(stop) = self.stop.take() {
             // An error means the server task is already gone; joining it says why.
             let _ = stop.send(());
@@ -102,6 +111,16 @@ impl RunningGateway {
             Ok(Ok(())) => Ok(()),
             Ok(Err(never)) => match never {},
             Err(e) => Err(GatewayError::Server(e.to_string())),
+        }
+    }
+}
+
+impl Drop for RunningGateway {
+    /// The background tasks (token refresh, healer) end with the gateway.
+    fn drop(&mut self) {
+        self.fetch_token.abort();
+        if let Some(healer) = &self.healer {
+            healer.abort();
         }
     }
 }
@@ -153,6 +172,7 @@ pub async fn start(config: GatewayConfig) -> Result<RunningGateway, GatewayError
         shard_delete_grace: config.shard_delete_grace,
     });
 
+    let healer = heal::spawn(Arc::clone(&gateway), config.healer.clone());
     let mut builder = S3ServiceBuilder::new(s3::CairnS3::new(gateway));
     builder.set_auth(auth::StaticAuth::new(
         &config.access_key,
@@ -177,6 +197,7 @@ pub async fn start(config: GatewayConfig) -> Result<RunningGateway, GatewayError
     Ok(RunningGateway {
         local_addr,
         fetch_token,
+        healer,
         stop: Some(stop_tx),
         task,
     })

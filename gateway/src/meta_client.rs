@@ -211,10 +211,20 @@ impl Meta {
 
     /// The current version of an object.
     pub async fn get_object(&self, bucket: &str, key: &str) -> ApiResult<pb::ObjectVersion> {
+        self.get_object_version(bucket, key, "").await
+    }
+
+    /// One version of an object (`""`: the current one).
+    pub async fn get_object_version(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: &str,
+    ) -> ApiResult<pb::ObjectVersion> {
         let req = pb::GetObjectRequest {
             bucket: bucket.to_string(),
             key: key.to_string(),
-            version_id: String::new(),
+            version_id: version_id.to_string(),
         };
         let resp = self
             .call("GetObject", |mut c| {
@@ -405,6 +415,57 @@ fn retryable(status: &Status) -> bool {
             .any(|needle| msg.contains(needle))
         }
         _ => false,
+    }
+}
+
+impl Meta {
+    /// Leases up to `max` heal items for `lease`.
+    pub async fn claim_heal(&self, max: u32, lease: Duration) -> ApiResult<Vec<pb::HealItem>> {
+        let req = pb::ClaimHealRequest {
+            max,
+            lease_ms: lease.as_millis() as u64,
+        };
+        let resp = self
+            .call("ClaimHeal", |mut c| {
+                let req = req.clone();
+                async move { c.claim_heal(req).await }
+            })
+            .await?;
+        Ok(resp.items)
+    }
+
+    /// New placements for the rebuilt shards `req.indices` of one segment.
+    pub async fn plan_heal(&self, req: pb::PlanHealRequest) -> ApiResult<Vec<pb::ShardPlacement>> {
+        let resp = self
+            .call("PlanHeal", |mut c| {
+                let req = req.clone();
+                async move { c.plan_heal(req).await }
+            })
+            .await?;
+        in_band(resp.error)?;
+        Ok(resp.shards)
+    }
+
+    /// Records rebuilt shards; `false` when the version or the old shards changed meanwhile.
+    pub async fn replace_shards(&self, req: pb::ReplaceShardsRequest) -> ApiResult<bool> {
+        let resp = self
+            .call("ReplaceShards", |mut c| {
+                let req = req.clone();
+                async move { c.replace_shards(req).await }
+            })
+            .await?;
+        in_band(resp.error)?;
+        Ok(resp.applied)
+    }
+
+    /// Ends a heal item.
+    pub async fn finish_heal(&self, req: pb::FinishHealRequest) -> ApiResult<()> {
+        self.call("FinishHeal", |mut c| {
+            let req = req.clone();
+            async move { c.finish_heal(req).await }
+        })
+        .await?;
+        Ok(())
     }
 }
 

@@ -500,7 +500,7 @@ impl Drop for ShardWriters {
 }
 
 /// Streams one shard: a header message, then the blocks cut into pieces of at most `PIECE`.
-async fn write_shard(
+pub(crate) async fn write_shard(
     pool: Arc<BlobPool>,
     placement: ShardPlacement,
     rx: mpsc::Receiver<Bytes>,

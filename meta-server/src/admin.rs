@@ -24,7 +24,7 @@ use cairn_proto::admin_auth::AdminCredentials;
 use openraft::{BasicNode, ChangeMembers, ServerState};
 use tonic::{Request, Response, Status};
 
-use cairn_proto::meta::Bucket;
+use cairn_proto::meta::{Bucket, HealItem, HealReason, HealStats};
 use prost::Message;
 
 use crate::group::{now_ms, Group, GroupMap, LocalNode};
@@ -526,5 +526,89 @@ impl Admin for AdminService {
             now_ms: now_ms(),
             blob_down_after_ms: self.ctx.blob_down_after.as_millis() as i64,
         }))
+    }
+
+    async fn heal_status(
+        &self,
+        request: Request<HealStatusRequest>,
+    ) -> Result<Response<HealStatusResponse>, Status> {
+        self.authorize(&request, "HealStatus")?;
+        let reader = self
+            .group()?
+            .linearizable_reader()
+            .await
+            .map_err(group_status)?;
+        let items = reader.heal_items().map_err(internal)?;
+        let totals = reader.heal_stats().map_err(internal)?;
+        Ok(Response::new(heal_status(items, totals, now_ms())))
+    }
+
+    async fn start_heal(
+        &self,
+        request: Request<StartHealRequest>,
+    ) -> Result<Response<StartHealResponse>, Status> {
+        self.authorize(&request, "StartHeal")?;
+        let StartHealRequest { bucket, prefix } = request.into_inner();
+        let group = self.group()?;
+        let reader = group.linearizable_reader().await.map_err(group_status)?;
+        let record = reader
+            .bucket(&bucket)
+            .map_err(internal)?
+            .ok_or_else(|| Status::not_found(format!("no bucket {bucket:?}")))?;
+        let mut queued = 0u64;
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let (versions, next) = reader
+                .versions_page(record.id, &prefix, after.as_deref(), HEAL_PASS_BATCH)
+                .map_err(internal)?;
+            queued += versions.len() as u64;
+            let items = versions
+                .iter()
+                .map(|v| crate::apply::heal::item_for(v, HealReason::Pass).encode_to_vec())
+                .collect();
+            group
+                .write(Command::QueueHeal { items })
+                .await
+                .map_err(group_status)?;
+            match next {
+                Some(n) => after = Some(n),
+                None => break,
+            }
+        }
+        tracing::info!(%bucket, %prefix, queued, "heal pass queued");
+        Ok(Response::new(StartHealResponse { queued }))
+    }
+}
+
+/// Versions queued per Raft entry by `StartHeal`.
+const HEAL_PASS_BATCH: usize = 1000;
+/// Queued items `HealStatus` shows.
+const HEAL_SAMPLE: usize = 20;
+
+/// The heal progress figures from the queue and the totals, at `now`.
+fn heal_status(items: Vec<HealItem>, totals: HealStats, now: i64) -> HealStatusResponse {
+    let queued_bytes = items.iter().map(|i| i.size).sum();
+    let active_objects = items.iter().filter(|i| i.lease_until_ms > now).count() as u64;
+    let elapsed_ms = now.saturating_sub(totals.window_start_ms).max(1_000);
+    let rate = if totals.window_bytes == 0 {
+        0.0
+    } else {
+        totals.window_bytes as f64 * 1000.0 / elapsed_ms as f64
+    };
+    let eta_seconds = if items.is_empty() {
+        0
+    } else if rate > 0.0 {
+        (queued_bytes as f64 / rate).ceil() as i64
+    } else {
+        -1
+    };
+    HealStatusResponse {
+        queued_objects: items.len() as u64,
+        queued_bytes,
+        active_objects,
+        totals: Some(totals),
+        rate_bytes_per_sec: rate,
+        eta_seconds,
+        sample: items.into_iter().take(HEAL_SAMPLE).collect(),
     }
 }

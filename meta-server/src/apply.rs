@@ -5,9 +5,13 @@
 //! Ids come from the log: a bucket's id and an object version's number are the index of the
 //! entry that created them, so they are unique and increase in commit order on every replica.
 
+pub(crate) mod gc;
+pub(crate) mod heal;
 pub(crate) mod multipart;
 
-use cairn_proto::meta::{BlobNode, Bucket, ErasureScheme, MetaError, ObjectPart, ObjectVersion};
+use cairn_proto::meta::{
+    BlobNode, Bucket, ErasureScheme, HealReason, MetaError, ObjectPart, ObjectVersion,
+};
 use prost::Message;
 use rocksdb::{WriteBatch, DB};
 
@@ -132,6 +136,9 @@ pub fn apply(
             let Some(bucket) = read_bucket(db, &object.bucket)? else {
                 return Ok(error(MetaError::NoSuchBucket));
             };
+            if gc::any_tombstoned(db, object.shards.iter())? {
+                return Ok(error(MetaError::ShardCollected));
+            }
             object.version_id = version_id(index);
             object.last_modified_ms = now;
             // Unversioned bucket: the new version replaces every older one of this key.
@@ -142,6 +149,11 @@ pub fn apply(
                 records::encode(&object),
             );
             record_upload(db, batch, &object)?;
+            if heal::has_unwritten_shards(&object) {
+                // Acknowledged with fewer than k + m shards: the healer restores the rest.
+                let item = heal::item_for(&object, HealReason::DegradedWrite);
+                heal::queue(db, batch, now, [item])?;
+            }
             Ok(Response::Committed {
                 object: object.encode_to_vec(),
                 replaced: replaced.map(|r| r.encode_to_vec()),
@@ -193,6 +205,52 @@ pub fn apply(
             batch,
             (bucket.as_str(), key.as_str(), upload_id.as_str()),
         ),
+        Command::QueueHeal { items } => heal::apply_queue(db, batch, now, items),
+        Command::ClaimHeal { max, lease_ms } => heal::claim(db, batch, now, *max, *lease_ms),
+        Command::ReplaceShards {
+            bucket,
+            key,
+            version_id,
+            part_number,
+            replacements,
+        } => heal::replace_shards(
+            db,
+            batch,
+            heal::Replacement {
+                bucket,
+                key,
+                version_id,
+                part_number: *part_number,
+                replacements,
+            },
+        ),
+        Command::FinishHeal {
+            bucket,
+            key,
+            version_id,
+            healed,
+            bytes_rebuilt,
+            shards_rebuilt,
+            retry_in_ms,
+        } => heal::finish(
+            db,
+            batch,
+            now,
+            heal::Finished {
+                bucket,
+                key,
+                version_id,
+                healed: *healed,
+                bytes_rebuilt: *bytes_rebuilt,
+                shards_rebuilt: *shards_rebuilt,
+                retry_in_ms: *retry_in_ms,
+            },
+        ),
+        Command::CollectGarbage {
+            node_id,
+            disk_id,
+            shard_keys,
+        } => gc::collect(db, batch, gc::ShardFile { node_id, disk_id }, shard_keys),
         Command::RegisterBlobNode { node } => {
             let Ok(mut node) = BlobNode::decode(node.as_slice()) else {
                 return Ok(error(MetaError::InvalidArgument));

@@ -14,6 +14,7 @@
 pub mod admin;
 pub mod apply;
 pub mod group;
+pub mod heal_trigger;
 pub mod joined;
 pub mod keys;
 pub mod network;
@@ -99,15 +100,23 @@ pub struct MetaConfig {
     /// Log entries between snapshots ([`DEFAULT_SNAPSHOT_LOGS`]). A snapshot compacts the log;
     /// members further behind than the kept log catch up by snapshot install.
     pub snapshot_logs: u64,
+    /// A blob node silent for this long counts as lost: the versions with shards on it are
+    /// queued for healing (rebuilt elsewhere). Longer than `blob_down_after`, so a restart
+    /// or a short outage costs no healing.
+    pub node_lost_after: Duration,
 }
 
 /// A running meta service.
 pub struct RunningMeta {
     local_addr: SocketAddr,
+    heal_trigger: JoinHandle<()>,
     joined: JoinState,
     stop: Option<oneshot::Sender<()>>,
     server: JoinHandle<Result<(), tonic::transport::Error>>,
 }
+
+/// Default for [`MetaConfig::node_lost_after`].
+pub const DEFAULT_NODE_LOST_AFTER: Duration = Duration::from_secs(600);
 
 /// Default for [`MetaConfig::snapshot_logs`].
 pub const DEFAULT_SNAPSHOT_LOGS: u64 = 10_000;
@@ -390,6 +399,7 @@ pub async fn start(config: MetaConfig) -> Result<RunningMeta, MetaError> {
         blob_down_after: config.blob_down_after,
         snapshot_logs: config.snapshot_logs,
     }));
+    let heal_trigger = heal_trigger::spawn(joined.clone(), config.node_lost_after);
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
     let server = tokio::spawn(
@@ -406,6 +416,7 @@ pub async fn start(config: MetaConfig) -> Result<RunningMeta, MetaError> {
     tracing::info!(%local_addr, cluster_id = cluster_id.as_deref().unwrap_or("none yet"), "meta service listening");
     Ok(RunningMeta {
         local_addr,
+        heal_trigger,
         joined,
         stop: Some(stop_tx),
         server,
@@ -447,6 +458,7 @@ impl RunningMeta {
 
     /// Stops serving and shuts the Raft nodes down.
     pub async fn shutdown(mut self) -> Result<(), MetaError> {
+        self.heal_trigger.abort();
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }

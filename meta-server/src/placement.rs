@@ -113,7 +113,63 @@ pub fn place(
     upload_id: &str,
 ) -> Result<(ErasureScheme, Vec<ShardPlacement>), PlacementError> {
     let mut rng = rand::rng();
-    let mut candidates: Vec<Candidate<'_>> = Vec::new();
+    let mut candidates = usable_disks(nodes);
+    let scheme = scheme.unwrap_or_else(|| default_scheme(candidates.len()));
+    let k = u64::from(scheme.data_shards.max(1));
+    let shard_estimate = size_hint.div_ceil(k) + FREE_SPACE_RESERVE;
+    candidates.retain(|c| c.free == 0 || c.free >= shard_estimate);
+    let needed = (scheme.data_shards + scheme.parity_shards) as usize;
+    let mut chosen = choose(candidates, &[], needed, &mut rng)?;
+    // Shard index says nothing about location: data and parity shards spread alike.
+    chosen.shuffle(&mut rng);
+    let shards = chosen
+        .iter()
+        .enumerate()
+        .map(|(index, c)| c.placement(index as u32, format!("{upload_id}.{index}")))
+        .collect();
+    Ok((scheme, shards))
+}
+
+/// Disks for rebuilt shards: one for each of `indices`, never a disk that `keep` (the shards
+/// of the segment that stay) uses, and spread away from their nodes and zones by the rules of
+/// [`place`]. `shard_size` is the size of one shard; `name` gives each new shard its key.
+pub fn place_replacements(
+    nodes: &[BlobNode],
+    keep: &[ShardPlacement],
+    indices: &[u32],
+    shard_size: u64,
+    name: impl Fn(u32) -> String,
+) -> Result<Vec<ShardPlacement>, PlacementError> {
+    let mut rng = rand::rng();
+    let mut candidates = usable_disks(nodes);
+    candidates.retain(|c| {
+        (c.free == 0 || c.free >= shard_size + FREE_SPACE_RESERVE)
+            && !keep
+                .iter()
+                .any(|s| s.node_id == c.node.node_id && s.disk_id == c.disk_id)
+    });
+    // The kept shards count as already chosen, so the new ones avoid their nodes and zones.
+    let taken: Vec<(&str, &str)> = keep
+        .iter()
+        .map(|s| {
+            let zone = nodes
+                .iter()
+                .find(|n| n.node_id == s.node_id)
+                .map_or("", |n| n.zone.as_str());
+            (zone, s.node_id.as_str())
+        })
+        .collect();
+    let chosen = choose(candidates, &taken, indices.len(), &mut rng)?;
+    Ok(indices
+        .iter()
+        .zip(chosen)
+        .map(|(&index, c)| c.placement(index, name(index)))
+        .collect())
+}
+
+/// The disks that can take data: healthy and with more than the reserve free.
+fn usable_disks(nodes: &[BlobNode]) -> Vec<Candidate<'_>> {
+    let mut candidates = Vec::new();
     for node in nodes {
         for disk in &node.disks {
             if disk.state != DiskState::Ok as i32 {
@@ -129,25 +185,33 @@ pub fn place(
     // A disk with less than the reserve left counts as full before the scheme is chosen, so
     // the default scheme reflects the disks that can really take data.
     candidates.retain(|c| c.free == 0 || c.free >= FREE_SPACE_RESERVE);
-    let scheme = scheme.unwrap_or_else(|| default_scheme(candidates.len()));
-    let k = u64::from(scheme.data_shards.max(1));
-    let shard_estimate = size_hint.div_ceil(k) + FREE_SPACE_RESERVE;
-    candidates.retain(|c| c.free == 0 || c.free >= shard_estimate);
-    let needed = (scheme.data_shards + scheme.parity_shards) as usize;
+    candidates
+}
+
+/// Picks `needed` of `candidates`: each to the least-used zone, then the least-used node in
+/// it (counting `taken`, the (zone, node) of shards placed before), then by free space.
+fn choose<'a>(
+    mut candidates: Vec<Candidate<'a>>,
+    taken: &[(&str, &str)],
+    needed: usize,
+    rng: &mut impl Rng,
+) -> Result<Vec<Candidate<'a>>, PlacementError> {
     if candidates.len() < needed {
         return Err(PlacementError::NotEnoughDisks {
             needed,
             available: candidates.len(),
         });
     }
-    let mut chosen: Vec<Candidate<'_>> = Vec::with_capacity(needed);
+    let mut chosen: Vec<Candidate<'a>> = Vec::with_capacity(needed);
     while chosen.len() < needed {
         let spread = |c: &Candidate<'_>| {
-            let zone = chosen.iter().filter(|o| o.node.zone == c.node.zone).count();
+            let zone = chosen.iter().filter(|o| o.node.zone == c.node.zone).count()
+                + taken.iter().filter(|(z, _)| *z == c.node.zone).count();
             let node = chosen
                 .iter()
                 .filter(|o| o.node.node_id == c.node.node_id)
-                .count();
+                .count()
+                + taken.iter().filter(|(_, n)| *n == c.node.node_id).count();
             (zone, node)
         };
         let Some(best) = candidates.iter().map(spread).min() else {
@@ -156,26 +220,25 @@ pub fn place(
         let pool: Vec<usize> = (0..candidates.len())
             .filter(|&i| spread(&candidates[i]) == best)
             .collect();
-        let Some(i) = pick_weighted(&pool, &candidates, &mut rng) else {
+        let Some(i) = pick_weighted(&pool, &candidates, rng) else {
             break;
         };
         chosen.push(candidates.swap_remove(i));
     }
-    // Shard index says nothing about location: data and parity shards spread alike.
-    chosen.shuffle(&mut rng);
-    let shards = chosen
-        .iter()
-        .enumerate()
-        .map(|(index, c)| ShardPlacement {
-            index: index as u32,
-            node_id: c.node.node_id.clone(),
-            node_address: c.node.address.clone(),
-            disk_id: c.disk_id.to_string(),
-            shard_key: format!("{upload_id}.{index}"),
+    Ok(chosen)
+}
+
+impl Candidate<'_> {
+    fn placement(&self, index: u32, shard_key: String) -> ShardPlacement {
+        ShardPlacement {
+            index,
+            node_id: self.node.node_id.clone(),
+            node_address: self.node.address.clone(),
+            disk_id: self.disk_id.to_string(),
+            shard_key,
             written: false,
-        })
-        .collect();
-    Ok((scheme, shards))
+        }
+    }
 }
 
 /// Checks an erasure scheme given by an operator: 1 to 16 data shards, 0 to 16 parity shards,

@@ -5,6 +5,7 @@
 //! UNAVAILABLE means "no leader here, retry" and carries the leader's address in the
 //! `cairn-leader` metadata when it is known.
 
+mod heal;
 mod multipart;
 
 use cairn_proto::meta::meta_server::Meta;
@@ -269,9 +270,12 @@ impl Meta for MetaService {
                 object: None,
             }));
         };
-        let mut object = reader
-            .object(bucket.id, &request.key)
-            .map_err(store_status)?;
+        let mut object = if request.version_id.is_empty() {
+            reader.object(bucket.id, &request.key)
+        } else {
+            reader.object_version(bucket.id, &request.key, &request.version_id)
+        }
+        .map_err(store_status)?;
         if let Some(object) = object.as_mut() {
             refresh_addresses(object, &reader.blob_nodes().map_err(store_status)?);
         }
@@ -438,5 +442,59 @@ impl Meta for MetaService {
         self.list_uploads(request.into_inner())
             .await
             .map(Response::new)
+    }
+
+    async fn report_damage(
+        &self,
+        request: Request<ReportDamageRequest>,
+    ) -> Result<Response<ReportDamageResponse>, Status> {
+        Ok(Response::new(
+            self.queue_damage(request.into_inner()).await?,
+        ))
+    }
+
+    async fn claim_heal(
+        &self,
+        request: Request<ClaimHealRequest>,
+    ) -> Result<Response<ClaimHealResponse>, Status> {
+        Ok(Response::new(
+            self.lease_heal_items(request.into_inner()).await?,
+        ))
+    }
+
+    async fn plan_heal(
+        &self,
+        request: Request<PlanHealRequest>,
+    ) -> Result<Response<PlanHealResponse>, Status> {
+        Ok(Response::new(
+            self.plan_rebuilt_shards(request.into_inner()).await?,
+        ))
+    }
+
+    async fn replace_shards(
+        &self,
+        request: Request<ReplaceShardsRequest>,
+    ) -> Result<Response<ReplaceShardsResponse>, Status> {
+        Ok(Response::new(
+            self.record_rebuilt_shards(request.into_inner()).await?,
+        ))
+    }
+
+    async fn finish_heal(
+        &self,
+        request: Request<FinishHealRequest>,
+    ) -> Result<Response<FinishHealResponse>, Status> {
+        Ok(Response::new(
+            self.end_heal_item(request.into_inner()).await?,
+        ))
+    }
+
+    async fn collect_garbage(
+        &self,
+        request: Request<CollectGarbageRequest>,
+    ) -> Result<Response<CollectGarbageResponse>, Status> {
+        Ok(Response::new(
+            self.find_garbage(request.into_inner()).await?,
+        ))
     }
 }

@@ -85,6 +85,38 @@ pub enum Command {
         key: String,
         upload_id: String,
     },
+    /// Queue object versions for healing (prost-encoded `HealItem`s). An item already queued
+    /// keeps its place and lease.
+    QueueHeal { items: Vec<Vec<u8>> },
+    /// Lease up to `max` free heal items to a healer for `lease_ms`.
+    ClaimHeal { max: u32, lease_ms: u64 },
+    /// Point shards of one segment (0 = a single PUT's body, else a part number) of a version
+    /// at their rebuilt copies: `(old shard key, new ShardPlacement)`.
+    ReplaceShards {
+        bucket: String,
+        key: String,
+        version_id: String,
+        part_number: u32,
+        replacements: Vec<(String, Vec<u8>)>,
+    },
+    /// End a heal item and count it.
+    FinishHeal {
+        bucket: String,
+        key: String,
+        version_id: String,
+        healed: bool,
+        bytes_rebuilt: u64,
+        shards_rebuilt: u32,
+        /// Nonzero: keep the item, free again after this many ms.
+        retry_in_ms: u64,
+    },
+    /// Decide which of these shard files on one disk no committed metadata refers to, and
+    /// tombstone those.
+    CollectGarbage {
+        node_id: String,
+        disk_id: String,
+        shard_keys: Vec<String>,
+    },
 }
 
 /// The outcome of applying one entry. Domain failures (no such bucket...) are outcomes, not
@@ -127,4 +159,10 @@ pub enum Response {
     /// Uploads were dropped (an abort, or a bucket deleted with uploads in progress); these
     /// are their parts (prost-encoded `ObjectPart`s), whose shards are garbage now.
     Aborted { parts: Vec<Vec<u8>> },
+    /// Heal items handed to a healer (prost-encoded `HealItem`s).
+    HealItems { items: Vec<Vec<u8>> },
+    /// Whether a `ReplaceShards` changed the placement.
+    Replaced { applied: bool },
+    /// The shard keys a `CollectGarbage` declared garbage (and tombstoned).
+    Garbage { shard_keys: Vec<String> },
 }

@@ -1,6 +1,7 @@
 //! `cairn admin`: cluster status and meta membership, over the meta nodes' `Admin` API.
 
 mod client;
+mod heal;
 mod locate;
 mod status;
 
@@ -47,6 +48,9 @@ enum AdminCommand {
     /// Bucket settings.
     #[command(subcommand)]
     Bucket(BucketCommand),
+    /// Healing: progress, or force a pass over a bucket.
+    #[command(subcommand)]
+    Heal(HealCommand),
     /// Where every shard of an object is, and whether it is really there.
     Locate {
         bucket: String,
@@ -55,6 +59,18 @@ enum AdminCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Subcommand, Debug)]
+enum HealCommand {
+    /// Objects and bytes queued and done, the rate and the time left.
+    Status {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check (and heal where needed) every object of BUCKET, or of BUCKET/PREFIX.
+    Start { target: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -165,6 +181,18 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
                 ),
                 None => println!("bucket {bucket}: new objects use the default scheme"),
             }
+        }
+        AdminCommand::Heal(HealCommand::Status { json }) => {
+            let reply = heal::status(&admin).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&heal::to_json(&reply))?);
+            } else {
+                print!("{}", heal::render(&reply));
+            }
+        }
+        AdminCommand::Heal(HealCommand::Start { target }) => {
+            let queued = heal::start(&admin, &target).await?;
+            println!("queued {queued} objects of {target} for healing");
         }
         AdminCommand::Locate { bucket, key, json } => {
             let view = locate::gather(&admin, &bucket, &key).await?;

@@ -415,7 +415,6 @@ async fn wait_for_log(node: &Node, what: &str, pred: impl Fn(&str) -> bool) -> S
 /// and the meta service accepts the report (the object is queued for healing). The file is
 /// left where it is.
 #[tokio::test]
-#[ignore = "needs the meta side of ReportDamage / CollectGarbage (being done on main)"]
 async fn the_scrubber_reports_a_flipped_byte_to_the_meta_service() {
     let mut cluster = Cluster::start(1, 0, 0, 1, &[]);
     cluster.add_blob_with_env("", 4, &FAST_MAINTENANCE);
@@ -462,7 +461,6 @@ async fn the_scrubber_reports_a_flipped_byte_to_the_meta_service() {
 /// Orphan shard files (what a crashed upload or a gateway that died before deleting leaves
 /// behind) disappear once older than the grace; every shard of every committed object stays.
 #[tokio::test]
-#[ignore = "needs the meta side of ReportDamage / CollectGarbage (being done on main)"]
 async fn orphan_shards_are_collected_after_the_grace_and_live_ones_stay() {
     let mut cluster = Cluster::start(1, 0, 0, 1, &[]);
     cluster.add_blob_with_env("", 4, &FAST_MAINTENANCE);

@@ -10,6 +10,7 @@ mod cluster;
 mod cluster_script;
 mod compose;
 mod durability;
+mod heal;
 mod listing;
 mod multipart;
 mod objects;

@@ -72,7 +72,10 @@ fn find_upload(
 }
 
 /// Every part of an upload, by number.
-fn read_parts(db: &DB, upload_id: &str) -> Result<BTreeMap<u32, ObjectPart>, StoreError> {
+pub(crate) fn read_parts(
+    db: &DB,
+    upload_id: &str,
+) -> Result<BTreeMap<u32, ObjectPart>, StoreError> {
     let handle = cf(db, CF_MULTIPART)?;
     let prefix = keys::parts_prefix(upload_id);
     let mut out = BTreeMap::new();
@@ -148,8 +151,8 @@ pub(super) fn commit_part(
         return Ok(error(MetaError::InvalidArgument));
     }
     let (bucket, key, upload_id) = target;
-    match find_upload(db, target)? {
-        Ok(_) => {}
+    let upload = match find_upload(db, target)? {
+        Ok((_, upload)) => upload,
         Err(MetaError::NoSuchUpload) => {
             // The upload ended. If this attempt is a part of the object it completed into,
             // this is a retry whose first commit landed: its shards are the object's, and the
@@ -163,7 +166,7 @@ pub(super) fn commit_part(
             return Ok(error(MetaError::NoSuchUpload));
         }
         Err(code) => return Ok(error(code)),
-    }
+    };
     let handle = cf(db, CF_MULTIPART)?;
     if !part.attempt_id.is_empty() {
         if let Some(raw) = db.get_cf(handle, keys::attempt_key(upload_id, &part.attempt_id))? {
@@ -174,6 +177,9 @@ pub(super) fn commit_part(
             });
         }
     }
+    if super::gc::any_tombstoned(db, part.shards.iter())? {
+        return Ok(error(MetaError::ShardCollected));
+    }
     part.last_modified_ms = now;
     let part_key = keys::part_key(upload_id, part.part_number);
     let mut replaced = match db.get_cf(handle, &part_key)? {
@@ -181,6 +187,7 @@ pub(super) fn commit_part(
         None => Vec::new(),
     };
     batch.put_cf(handle, &part_key, records::encode(&part));
+    super::gc::record_part_owner(db, batch, &part.attempt_id, &upload)?;
     if !part.attempt_id.is_empty() {
         let summary = ObjectPart {
             shards: Vec::new(),
@@ -307,6 +314,10 @@ pub(super) fn complete(
         records::encode(&object),
     );
     record_upload(db, batch, &object)?;
+    if super::heal::has_unwritten_shards(&object) {
+        let item = super::heal::item_for(&object, cairn_proto::meta::HealReason::DegradedWrite);
+        super::heal::queue(db, batch, now, [item])?;
+    }
     // What is left in `stored` was uploaded but not listed.
     drop_upload(db, batch, bucket_id, key, upload_id)?;
     let mut unused: Vec<ObjectPart> = stored.into_values().collect();

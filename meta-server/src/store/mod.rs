@@ -36,19 +36,29 @@ pub(crate) const CF_BLOB_NODES: &str = "blob_nodes";
 pub(crate) const CF_UPLOADS: &str = "uploads";
 pub(crate) const CF_MULTIPART: &str = "multipart";
 pub(crate) const CF_CLUSTER: &str = "cluster";
+/// Heal queue and heal statistics (see `apply::heal`).
+pub(crate) const CF_HEAL: &str = "heal";
+/// PlanPut attempt id of a committed multipart part -> its upload (bucket, key, upload id):
+/// lets garbage collection find what a part's shard file belongs to.
+pub(crate) const CF_PART_OWNERS: &str = "part_owners";
+/// Shard keys that garbage collection declared garbage: never committed afterwards.
+pub(crate) const CF_TOMBSTONES: &str = "gc_tombstones";
 
 /// Directory (inside the meta directory) of snapshot files.
 pub(crate) const SNAPSHOT_DIR: &str = "snapshots";
 
 /// The column families that make up the replicated state (what a snapshot carries). A
 /// snapshot names each by its index here, so new ones are only ever appended.
-pub(crate) const DATA_CFS: [&str; 6] = [
+pub(crate) const DATA_CFS: [&str; 9] = [
     CF_BUCKETS,
     CF_OBJECTS,
     CF_BLOB_NODES,
     CF_UPLOADS,
     CF_MULTIPART,
     CF_CLUSTER,
+    CF_HEAL,
+    CF_PART_OWNERS,
+    CF_TOMBSTONES,
 ];
 
 /// Failure to open or use the meta store.
@@ -80,19 +90,10 @@ pub fn open(dir: &Path) -> Result<(LogStore, StateMachine), StoreError> {
     let mut opts = Options::default();
     opts.create_if_missing(true);
     opts.create_missing_column_families(true);
-    let cfs = [
-        CF_RAFT_LOG,
-        CF_RAFT_STATE,
-        CF_SM_STATE,
-        CF_BUCKETS,
-        CF_OBJECTS,
-        CF_BLOB_NODES,
-        CF_UPLOADS,
-        CF_MULTIPART,
-        CF_CLUSTER,
-    ]
-    .into_iter()
-    .map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
+    let cfs = [CF_RAFT_LOG, CF_RAFT_STATE, CF_SM_STATE]
+        .into_iter()
+        .chain(DATA_CFS)
+        .map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
     let db = Arc::new(DB::open_cf_descriptors(&opts, dir, cfs)?);
     Ok((
         LogStore::new(db.clone()),

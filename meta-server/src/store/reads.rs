@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 pub use multipart::UploadsPage;
 
-use cairn_proto::meta::{BlobNode, Bucket, ObjectSummary, ObjectVersion};
+use cairn_proto::meta::{BlobNode, Bucket, HealItem, HealStats, ObjectSummary, ObjectVersion};
 use rocksdb::{IteratorMode, DB};
 
 use super::{cf, StoreError, CF_BUCKETS, CF_OBJECTS};
@@ -71,6 +71,115 @@ impl MetaReader {
                 Ok(None)
             }
         }
+    }
+
+    /// One version of `key`, by its version id.
+    pub fn object_version(
+        &self,
+        bucket_id: u64,
+        key: &str,
+        version_id: &str,
+    ) -> Result<Option<ObjectVersion>, StoreError> {
+        crate::apply::heal::read_version(&self.db, bucket_id, key, version_id)
+    }
+
+    /// The committed version that places shard file `shard_key` on this node and disk.
+    pub fn shard_owner(
+        &self,
+        shard_key: &str,
+        node_id: &str,
+        disk_id: &str,
+    ) -> Result<Option<ObjectVersion>, StoreError> {
+        let file = crate::apply::gc::ShardFile { node_id, disk_id };
+        Ok(
+            match crate::apply::gc::owner_of(&self.db, shard_key, &file)? {
+                Some(crate::apply::gc::Owner::Version(v)) => Some(*v),
+                _ => None,
+            },
+        )
+    }
+
+    /// Every queued heal item, in key order.
+    pub fn heal_items(&self) -> Result<Vec<HealItem>, StoreError> {
+        crate::apply::heal::read_items(&self.db)
+    }
+
+    /// Whether a heal item is free to claim at `now_ms`.
+    pub fn heal_item_free(&self, now_ms: i64) -> Result<bool, StoreError> {
+        crate::apply::heal::any_free(&self.db, now_ms)
+    }
+
+    /// The heal statistics.
+    pub fn heal_stats(&self) -> Result<HealStats, StoreError> {
+        crate::apply::heal::read_stats(&self.db)
+    }
+
+    /// Up to `limit` stored versions of `bucket_id` whose key starts with `prefix`, in key
+    /// order, starting after the raw object key `after`; and the raw key to continue after
+    /// (`None` at the end).
+    pub fn versions_page(
+        &self,
+        bucket_id: u64,
+        prefix: &str,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<(Vec<ObjectVersion>, Option<Vec<u8>>), StoreError> {
+        let start = keys::object_prefix(bucket_id, prefix);
+        let mut iter = self.db.raw_iterator_cf(cf(&self.db, CF_OBJECTS)?);
+        match after {
+            Some(after) => {
+                iter.seek(after);
+                if iter.key() == Some(after) {
+                    iter.next();
+                }
+            }
+            None => iter.seek(&start),
+        }
+        let mut out = Vec::new();
+        let mut last = None;
+        while let (Some(k), Some(v)) = (iter.key(), iter.value()) {
+            if !k.starts_with(&start) || out.len() >= limit {
+                break;
+            }
+            out.push(records::decode(v)?);
+            last = Some(k.to_vec());
+            iter.next();
+        }
+        iter.status()?;
+        let more = out.len() >= limit;
+        Ok((out, if more { last } else { None }))
+    }
+
+    /// Every stored version of every bucket, `limit` at a time (see [`Self::versions_page`]);
+    /// `after` is a raw key of the objects column family.
+    pub fn all_versions_page(
+        &self,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<(Vec<ObjectVersion>, Option<Vec<u8>>), StoreError> {
+        let mut iter = self.db.raw_iterator_cf(cf(&self.db, CF_OBJECTS)?);
+        match after {
+            Some(after) => {
+                iter.seek(after);
+                if iter.key() == Some(after) {
+                    iter.next();
+                }
+            }
+            None => iter.seek_to_first(),
+        }
+        let mut out = Vec::new();
+        let mut last = None;
+        while let (Some(k), Some(v)) = (iter.key(), iter.value()) {
+            if out.len() >= limit {
+                break;
+            }
+            out.push(records::decode(v)?);
+            last = Some(k.to_vec());
+            iter.next();
+        }
+        iter.status()?;
+        let more = out.len() >= limit;
+        Ok((out, if more { last } else { None }))
     }
 
     /// The cluster secret, once one was set.

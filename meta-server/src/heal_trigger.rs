@@ -1,0 +1,206 @@
+//! Queues for healing the object versions whose shards sit where data was lost: on a blob node
+//! down for longer than the heal delay, on a disk reported faulty, or on a disk its node no
+//! longer reports (a wiped or replaced disk comes back under a new disk id).
+//!
+//! Runs on every meta node and acts only where a local node leads the group. It rescans the
+//! objects when the *shape* of the blob registry changes (a node crossing the delay, a disk
+//! turning faulty, a disk id appearing or vanishing) and once whenever this node becomes the
+//! leader, since a new leader cannot know what its predecessor already queued. Queuing is
+//! idempotent (items are keyed by version), so a rescan costs reads, not duplicate work.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use cairn_proto::blob::DiskState;
+use cairn_proto::meta::{BlobNode, HealReason, ObjectVersion};
+use prost::Message;
+use tokio::task::JoinHandle;
+use tracing::{debug, info, warn, Instrument};
+
+use crate::apply::heal::{all_shards, item_for};
+use crate::group::{now_ms, Group};
+use crate::joined::JoinState;
+use crate::store::MetaReader;
+use crate::types::Command;
+
+/// How often the registry is looked at.
+const CHECK_EVERY: Duration = Duration::from_secs(5);
+/// Versions read (and queued) per step of a scan.
+const SCAN_BATCH: usize = 1000;
+
+/// Where shards are lost, as the registry shows it.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+struct Registry {
+    /// Every (node, disk) a node reports healthy, of nodes not lost.
+    healthy: BTreeSet<(String, String)>,
+    /// Nodes silent for longer than the heal delay.
+    lost_nodes: BTreeSet<String>,
+}
+
+impl Registry {
+    fn read(nodes: &[BlobNode], now: i64, node_lost_after: Duration) -> Self {
+        let lost_after = node_lost_after.as_millis() as i64;
+        let mut out = Registry::default();
+        for node in nodes {
+            if now.saturating_sub(node.registered_ms) > lost_after {
+                out.lost_nodes.insert(node.node_id.clone());
+                continue;
+            }
+            for disk in &node.disks {
+                if disk.state == DiskState::Ok as i32 {
+                    out.healthy
+                        .insert((node.node_id.clone(), disk.disk_id.clone()));
+                }
+            }
+        }
+        out
+    }
+
+    /// Why a shard at (node, disk) needs healing, if it does. A node the registry does not
+    /// know at all counts as lost.
+    fn loss(&self, node_id: &str, disk_id: &str) -> Option<HealReason> {
+        if self.lost_nodes.contains(node_id) {
+            return Some(HealReason::NodeDown);
+        }
+        if self
+            .healthy
+            .contains(&(node_id.to_string(), disk_id.to_string()))
+        {
+            return None;
+        }
+        Some(HealReason::DiskLost)
+    }
+}
+
+/// Starts the trigger (named `heal_trigger` in traces).
+pub fn spawn(joined: JoinState, node_lost_after: Duration) -> JoinHandle<()> {
+    tokio::spawn(
+        run(joined, node_lost_after)
+            .instrument(tracing::info_span!("heal_trigger", ?node_lost_after)),
+    )
+}
+
+async fn run(joined: JoinState, node_lost_after: Duration) {
+    // What the last scan saw; `None` while this node does not lead.
+    let mut scanned: Option<Registry> = None;
+    loop {
+        tokio::time::sleep(CHECK_EVERY).await;
+        let Some(j) = joined.get() else { continue };
+        let group = j.groups.system_group();
+        if !leads(group) {
+            scanned = None;
+            continue;
+        }
+        let reader = match group.linearizable_reader().await {
+            Ok(r) => r,
+            Err(e) => {
+                debug!(error = %e, "not a linearizable leader now");
+                continue;
+            }
+        };
+        let nodes = match reader.blob_nodes() {
+            Ok(n) => n,
+            Err(e) => {
+                warn!(error = %e, "cannot read the blob registry");
+                continue;
+            }
+        };
+        let registry = Registry::read(&nodes, now_ms(), node_lost_after);
+        if scanned.as_ref() == Some(&registry) {
+            continue;
+        }
+        match scan(group, reader, &registry).await {
+            Ok(queued) => {
+                if queued > 0 {
+                    info!(queued, lost_nodes = ?registry.lost_nodes, "queued versions with lost shards for healing");
+                }
+                scanned = Some(registry);
+            }
+            Err(e) => warn!(error = %e, "heal scan failed; retrying"),
+        }
+    }
+}
+
+/// Whether a node of this process leads the group.
+fn leads(group: &Group) -> bool {
+    group
+        .nodes()
+        .iter()
+        .any(|n| n.raft.metrics().borrow().current_leader == Some(n.id))
+}
+
+/// Queues every stored version with a shard on a lost location; returns how many.
+async fn scan(group: &Group, reader: &MetaReader, registry: &Registry) -> Result<u64, String> {
+    let mut after: Option<Vec<u8>> = None;
+    let mut queued = 0u64;
+    loop {
+        let (versions, next) = reader
+            .all_versions_page(after.as_deref(), SCAN_BATCH)
+            .map_err(|e| e.to_string())?;
+        let items: Vec<Vec<u8>> = versions
+            .iter()
+            .filter_map(|v| needs_heal(v, registry).map(|r| item_for(v, r).encode_to_vec()))
+            .collect();
+        if !items.is_empty() {
+            queued += items.len() as u64;
+            group
+                .write(Command::QueueHeal { items })
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        match next {
+            Some(n) => after = Some(n),
+            None => return Ok(queued),
+        }
+    }
+}
+
+fn needs_heal(version: &ObjectVersion, registry: &Registry) -> Option<HealReason> {
+    all_shards(version)
+        .filter(|s| s.written)
+        .find_map(|s| registry.loss(&s.node_id, &s.disk_id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cairn_proto::blob::DiskInfo;
+
+    fn node(id: &str, registered_ms: i64, disks: &[(&str, DiskState)]) -> BlobNode {
+        BlobNode {
+            node_id: id.into(),
+            registered_ms,
+            disks: disks
+                .iter()
+                .map(|(d, state)| DiskInfo {
+                    disk_id: d.to_string(),
+                    state: *state as i32,
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn lost_nodes_faulty_and_vanished_disks_need_healing() {
+        let nodes = [
+            node(
+                "a",
+                100_000,
+                &[("a1", DiskState::Ok), ("a2", DiskState::Faulty)],
+            ),
+            node("b", 10_000, &[("b1", DiskState::Ok)]),
+        ];
+        let r = Registry::read(&nodes, 100_000, Duration::from_secs(60));
+        assert_eq!(r.loss("a", "a1"), None);
+        assert_eq!(r.loss("a", "a2"), Some(HealReason::DiskLost));
+        // a3 was replaced: a comes back without it.
+        assert_eq!(r.loss("a", "a3"), Some(HealReason::DiskLost));
+        assert_eq!(r.loss("b", "b1"), Some(HealReason::NodeDown));
+        assert_eq!(r.loss("zz", "z1"), Some(HealReason::DiskLost));
+        // b back within the delay: nothing to heal there.
+        let r = Registry::read(&nodes, 30_000, Duration::from_secs(60));
+        assert_eq!(r.loss("b", "b1"), None);
+    }
+}
