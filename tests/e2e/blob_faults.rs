@@ -412,12 +412,12 @@ async fn wait_for_log(node: &Node, what: &str, pred: impl Fn(&str) -> bool) -> S
 }
 
 /// A byte flipped in a shard file that nobody reads: the scrubber finds it on its next pass
-/// and the meta service accepts the report (the object is queued for healing). The file is
-/// left where it is.
+/// and the meta service accepts the report (the object is queued for healing); a gateway's
+/// healer rebuilds the shard elsewhere and garbage collection removes the damaged file.
 #[tokio::test]
-async fn the_scrubber_reports_a_flipped_byte_to_the_meta_service() {
+async fn a_flipped_byte_is_scrubbed_reported_healed_and_collected() {
     let mut cluster = Cluster::start(1, 0, 0, 1, &[]);
-    cluster.add_blob_with_env("", 4, &FAST_MAINTENANCE);
+    cluster.add_blob_with_env("", 5, &FAST_MAINTENANCE);
     cluster.wait_for_blob_nodes(1);
     let s3 = cluster.client(0);
     s3.create_bucket()
@@ -428,7 +428,7 @@ async fn the_scrubber_reports_a_flipped_byte_to_the_meta_service() {
     let body = data(3 << 20, 77);
     put_when_placed(&s3, "rot", "victim", &body).await;
 
-    let disks: Vec<String> = (0..4)
+    let disks: Vec<String> = (0..5)
         .map(|d| cluster.path(&format!("blob0-d{d}")))
         .collect();
     let victim = disks
@@ -456,6 +456,31 @@ async fn the_scrubber_reports_a_flipped_byte_to_the_meta_service() {
     assert!(log.contains("scrub found a damaged shard file"), "{log}");
     // The object still reads back (three good shards of four).
     assert_eq!(get(&s3, "rot", "victim").await, body);
+
+    // The loop closes: a gateway's healer rebuilds the shard elsewhere, garbage collection
+    // removes the damaged file, and every shard file left verifies.
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        let (ok, out, _) = cluster.admin(&["heal", "status", "--json"]);
+        let healed = ok
+            && serde_json::from_str::<serde_json::Value>(&out).is_ok_and(|s| {
+                s["objects_healed"].as_u64().unwrap_or(0) >= 1 && s["queued_objects"] == 0
+            });
+        if healed && !victim.exists() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not healed and collected in time; heal status {out}; victim exists: {}",
+            victim.exists()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    for shard in disks.iter().flat_map(|d| shard_files(d).0) {
+        cairn_blob::verify_shard_file(&shard)
+            .unwrap_or_else(|e| panic!("{}: {e}", shard.display()));
+    }
+    assert_eq!(get(&s3, "rot", "victim").await, body);
 }
 
 /// Orphan shard files (what a crashed upload or a gateway that died before deleting leaves
@@ -467,14 +492,14 @@ async fn orphan_shards_are_collected_after_the_grace_and_live_ones_stay() {
     cluster.wait_for_blob_nodes(1);
     let s3 = cluster.client(0);
     s3.create_bucket()
-        .bucket("gc")
+        .bucket("gc-walk")
         .send()
         .await
         .expect("create");
     let mut bodies = Vec::new();
     for i in 0..4u64 {
         let body = data((1 << 20) + i as usize * 4096, 300 + i);
-        put_when_placed(&s3, "gc", &format!("live-{i}"), &body).await;
+        put_when_placed(&s3, "gc-walk", &format!("live-{i}"), &body).await;
         bodies.push(body);
     }
     let disks: Vec<String> = (0..4)
@@ -522,6 +547,6 @@ async fn orphan_shards_are_collected_after_the_grace_and_live_ones_stay() {
     now.sort();
     assert_eq!(now, live, "garbage collection touched a live shard");
     for (i, body) in bodies.iter().enumerate() {
-        assert_eq!(&get(&s3, "gc", &format!("live-{i}")).await, body);
+        assert_eq!(&get(&s3, "gc-walk", &format!("live-{i}")).await, body);
     }
 }
