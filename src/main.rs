@@ -84,6 +84,18 @@ struct Credentials {
     /// objects (0 turns its healer off).
     #[arg(long, env = "CAIRN_HEAL_RATE", default_value_t = 64)]
     heal_rate: u64,
+    /// Milliseconds a GET waits for a stripe before it also reads a parity shard and rebuilds
+    /// the stripe from the first k blocks to arrive (a slow blob server costs about this).
+    #[arg(long, env = "CAIRN_SHARD_HEDGE_MS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
+    shard_hedge_ms: u64,
+    /// Seconds a shard stream may make no progress before it counts as failed: a GET reads
+    /// another shard (and reports the damage), a PUT drops the shard.
+    #[arg(long, env = "CAIRN_SHARD_TIMEOUT", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    shard_timeout: u64,
+    /// Milliseconds a PUT waits for the other shards once a write quorum is durable (or has
+    /// taken a stripe); shards later than that are recorded as not written, left to healing.
+    #[arg(long, env = "CAIRN_PUT_STRAGGLER_MS", default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..))]
+    put_straggler_ms: u64,
 }
 
 /// Where the meta service is, for the roles that use it.
@@ -109,6 +121,11 @@ impl Credentials {
             body_idle_timeout: std::time::Duration::from_secs(self.body_idle_timeout),
             shard_delete_grace: std::time::Duration::from_secs(self.shard_delete_grace),
             heal_rate_bytes_per_sec: self.heal_rate.saturating_mul(1 << 20),
+            shard_io: cairn_gateway::ShardIo {
+                hedge: std::time::Duration::from_millis(self.shard_hedge_ms),
+                timeout: std::time::Duration::from_secs(self.shard_timeout),
+                straggler: std::time::Duration::from_millis(self.put_straggler_ms),
+            },
         }
     }
 }

@@ -33,6 +33,7 @@ pub struct S3Options {
     pub shard_delete_grace: Duration,
     /// Bytes per second the gateway's healer may read; 0 = no healer.
     pub heal_rate_bytes_per_sec: u64,
+    pub shard_io: cairn_gateway::ShardIo,
 }
 
 impl S3Options {
@@ -50,6 +51,7 @@ impl S3Options {
                 rate_bytes_per_sec: self.heal_rate_bytes_per_sec,
                 ..Default::default()
             },
+            shard_io: self.shard_io,
         }
     }
 }

@@ -1,5 +1,5 @@
-//! GET: read the stripes covering a byte range from the data shards, switch to parity shards
-//! when a data shard fails, and stream the decoded bytes out a few stripes ahead at most.
+//! GET: read the stripes covering a byte range (from whichever `k` shards answer first, see
+//! [`crate::stripe_reader`]) and stream the decoded bytes out a few stripes ahead at most.
 //!
 //! An object is one or more [`Segment`]s, each erasure-coded on its own: the whole body of a
 //! single PUT, or the parts of a multipart object in order. A range is cut at the segment
@@ -10,26 +10,21 @@ use std::ops::Range;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
-use cairn_proto::blob::{GetShardRequest, GetShardResponse};
+use bytes::Bytes;
 use cairn_proto::meta::{ErasureScheme, ObjectVersion, ShardPlacement};
 use futures::Stream;
 use s3s::stream::{ByteStream, RemainingLength};
 use tokio::sync::mpsc;
-use tonic::Streaming;
 use tracing::{debug, info_span, warn, Instrument};
 
-use crate::blob_pool::BlobPool;
-use crate::erasure::{Codec, Scheme, StripeSpan};
+use crate::damage::VersionRef;
+use crate::erasure::Scheme;
 use crate::error::{ApiError, ApiResult};
+use crate::stripe_reader::{ReadContext, StripeReader};
 
 /// Decoded stripes buffered between the shard readers and the client.
 const STRIPES_AHEAD: usize = 2;
-/// How long opening a shard stream or waiting for its next bytes may take before the shard
-/// counts as unavailable.
-const SHARD_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The body of a GET: decoded bytes from a background reader, with an exact length.
 pub(crate) struct ObjectBody {
@@ -115,10 +110,38 @@ fn segments(object: &ObjectVersion, range: &Range<u64>) -> Vec<(Segment, Range<u
     out
 }
 
+/// A reader of `range` of one segment.
+fn segment_reader(
+    ctx: &Arc<ReadContext>,
+    segment: &Segment,
+    range: Range<u64>,
+    version: &VersionRef,
+) -> ApiResult<StripeReader> {
+    let bad = |why: String| {
+        ApiError::Internal(format!("bad object metadata for {}: {why}", segment.label))
+    };
+    let pb = segment
+        .scheme
+        .as_ref()
+        .ok_or_else(|| bad("no scheme".into()))?;
+    let scheme = Scheme::new(pb.data_shards, pb.parity_shards, pb.block_size)
+        .map_err(|e| bad(e.to_string()))?;
+    StripeReader::new(
+        Arc::clone(ctx),
+        scheme,
+        &segment.shards,
+        segment.size,
+        range,
+        segment.label.clone(),
+        version.clone(),
+    )
+    .map_err(|e| bad(e.to_string()))
+}
+
 /// Starts streaming `range` of `object`. The first stripe is read before returning, so an
 /// object that cannot be read fails the request instead of truncating a 200 response.
 pub(crate) async fn open_body(
-    pool: Arc<BlobPool>,
+    ctx: Arc<ReadContext>,
     object: &ObjectVersion,
     range: Range<u64>,
 ) -> ApiResult<ObjectBody> {
@@ -139,7 +162,12 @@ pub(crate) async fn open_body(
     let Some((segment, local)) = pieces.next() else {
         return Err(ApiError::Internal("empty range".into()));
     };
-    let mut reader = StripeReader::new(Arc::clone(&pool), &segment, local)?;
+    let version = VersionRef {
+        bucket: object.bucket.clone(),
+        key: object.key.clone(),
+        version_id: object.version_id.clone(),
+    };
+    let mut reader = segment_reader(&ctx, &segment, local, &version)?;
     let first = reader.next_chunk().await?;
     let span = info_span!("get_body", bucket = %object.bucket, key = %object.key, version = %object.version_id);
     tokio::spawn(
@@ -164,7 +192,7 @@ pub(crate) async fn open_body(
                 let Some((segment, local)) = pieces.next() else {
                     return;
                 };
-                let opened = StripeReader::new(Arc::clone(&pool), &segment, local);
+                let opened = segment_reader(&ctx, &segment, local, &version);
                 let first = match opened {
                     Ok(r) => {
                         reader = r;
@@ -185,259 +213,6 @@ pub(crate) async fn open_body(
         .instrument(span),
     );
     Ok(ObjectBody { rx, remaining: len })
-}
-
-/// Failure of one shard stream.
-#[derive(Debug, thiserror::Error)]
-enum ShardError {
-    #[error("{0:?}: {1}")]
-    Status(tonic::Code, String),
-    #[error("the shard ended early")]
-    Short,
-    #[error("timed out")]
-    Timeout,
-    #[error("{0}")]
-    Other(String),
-}
-
-/// One open GetShard stream, read block by block.
-struct ShardReader {
-    stream: Streaming<GetShardResponse>,
-    pending: Bytes,
-}
-
-impl ShardReader {
-    async fn open(
-        pool: &BlobPool,
-        shard: &ShardPlacement,
-        offset: u64,
-        length: u64,
-    ) -> Result<Self, ShardError> {
-        let mut client = pool
-            .client(&shard.node_address)
-            .map_err(|e| ShardError::Other(e.to_string()))?;
-        let req = GetShardRequest {
-            disk_id: shard.disk_id.clone(),
-            shard_key: shard.shard_key.clone(),
-            offset,
-            length,
-        };
-        match tokio::time::timeout(SHARD_TIMEOUT, client.get_shard(req)).await {
-            Err(_) => Err(ShardError::Timeout),
-            Ok(Err(status)) => Err(ShardError::Status(
-                status.code(),
-                status.message().to_string(),
-            )),
-            Ok(Ok(resp)) => Ok(Self {
-                stream: resp.into_inner(),
-                pending: Bytes::new(),
-            }),
-        }
-    }
-
-    /// Exactly the next `n` bytes of the shard.
-    async fn read_exact(&mut self, n: usize) -> Result<Bytes, ShardError> {
-        if self.pending.len() >= n {
-            return Ok(self.pending.split_to(n));
-        }
-        let mut buf = BytesMut::new();
-        while buf.len() + self.pending.len() < n {
-            let msg = match tokio::time::timeout(SHARD_TIMEOUT, self.stream.message()).await {
-                Err(_) => return Err(ShardError::Timeout),
-                Ok(Err(status)) => {
-                    return Err(ShardError::Status(
-                        status.code(),
-                        status.message().to_string(),
-                    ))
-                }
-                Ok(Ok(None)) => return Err(ShardError::Short),
-                Ok(Ok(Some(msg))) => msg,
-            };
-            if self.pending.is_empty() && buf.is_empty() {
-                self.pending = msg.data;
-            } else {
-                if buf.is_empty() {
-                    buf.reserve(n);
-                }
-                buf.extend_from_slice(&std::mem::take(&mut self.pending));
-                self.pending = msg.data;
-            }
-        }
-        if buf.is_empty() {
-            return Ok(self.pending.split_to(n));
-        }
-        let want = n - buf.len();
-        buf.extend_from_slice(&self.pending.split_to(want));
-        Ok(buf.freeze())
-    }
-}
-
-/// Reads the stripes of a span in order, keeping exactly `k` healthy shard streams open.
-struct StripeReader {
-    pool: Arc<BlobPool>,
-    codec: Codec,
-    size: u64,
-    span: StripeSpan,
-    /// By shard index; `None` when the shard was never written or is not in the plan.
-    shards: Vec<Option<ShardPlacement>>,
-    readers: Vec<Option<ShardReader>>,
-    failed: Vec<bool>,
-    next_stripe: u64,
-    /// Object bytes still to emit.
-    remaining: u64,
-    bucket_key: String,
-}
-
-impl StripeReader {
-    fn new(pool: Arc<BlobPool>, segment: &Segment, range: Range<u64>) -> ApiResult<Self> {
-        let bad = |why: String| {
-            ApiError::Internal(format!("bad object metadata for {}: {why}", segment.label))
-        };
-        let pb = segment
-            .scheme
-            .as_ref()
-            .ok_or_else(|| bad("no scheme".into()))?;
-        let scheme = Scheme::new(pb.data_shards, pb.parity_shards, pb.block_size)
-            .map_err(|e| bad(e.to_string()))?;
-        let codec = Codec::new(scheme).map_err(|e| bad(e.to_string()))?;
-        let total = scheme.total_shards();
-        let mut shards: Vec<Option<ShardPlacement>> = vec![None; total];
-        for s in &segment.shards {
-            let i = s.index as usize;
-            if i < total && s.written {
-                shards[i] = Some(s.clone());
-            }
-        }
-        let span = scheme.span(segment.size, range);
-        Ok(Self {
-            pool,
-            codec,
-            size: segment.size,
-            span,
-            shards,
-            readers: (0..total).map(|_| None).collect(),
-            failed: vec![false; total],
-            next_stripe: span.first_stripe,
-            remaining: span.len,
-            bucket_key: segment.label.clone(),
-        })
-    }
-
-    fn scheme(&self) -> Scheme {
-        self.codec.scheme()
-    }
-
-    /// The object bytes of the next stripe that fall inside the range, or `None` at the end.
-    async fn next_chunk(&mut self) -> ApiResult<Option<Bytes>> {
-        if self.remaining == 0 || self.next_stripe > self.span.last_stripe {
-            return Ok(None);
-        }
-        let stripe = self.next_stripe;
-        let data = self.read_stripe(stripe).await?;
-        let skip = if stripe == self.span.first_stripe {
-            self.span.skip as usize
-        } else {
-            0
-        };
-        let take = (data.len().saturating_sub(skip) as u64).min(self.remaining) as usize;
-        self.next_stripe += 1;
-        self.remaining -= take as u64;
-        Ok(Some(data.slice(skip..skip + take)))
-    }
-
-    /// Reads and decodes one stripe, replacing failed shards with untried ones as needed.
-    async fn read_stripe(&mut self, stripe: u64) -> ApiResult<Bytes> {
-        let scheme = self.scheme();
-        let (k, total) = (scheme.k, scheme.total_shards());
-        let block_len = scheme.block_len(self.size, stripe);
-        let offset = stripe * scheme.block_size as u64;
-        let shard_end = self.span.shard_offset + self.span.shard_length;
-        let mut blocks: Vec<Option<Bytes>> = vec![None; total];
-        loop {
-            let have = blocks.iter().filter(|b| b.is_some()).count();
-            if have >= k {
-                break;
-            }
-            // Open streams on untried shards (data shards first: they need no decoding) until
-            // enough are reading this stripe.
-            let reading = (0..total)
-                .filter(|&i| self.readers[i].is_some() && blocks[i].is_none())
-                .count();
-            let candidates: Vec<usize> = (0..total)
-                .filter(|&i| {
-                    !self.failed[i]
-                        && self.readers[i].is_none()
-                        && blocks[i].is_none()
-                        && self.shards[i].is_some()
-                })
-                .take((k - have).saturating_sub(reading))
-                .collect();
-            let opens = candidates.iter().map(|&i| {
-                let pool = Arc::clone(&self.pool);
-                let shard = self.shards[i].clone();
-                async move {
-                    let result = match shard {
-                        Some(shard) => {
-                            ShardReader::open(&pool, &shard, offset, shard_end - offset).await
-                        }
-                        None => Err(ShardError::Other("no placement".into())),
-                    };
-                    (i, result)
-                }
-            });
-            for (i, result) in futures::future::join_all(opens).await {
-                match result {
-                    Ok(r) => self.readers[i] = Some(r),
-                    Err(e) => self.fail(i, &e),
-                }
-            }
-            let active: Vec<usize> = (0..total)
-                .filter(|&i| self.readers[i].is_some() && blocks[i].is_none())
-                .collect();
-            if active.is_empty() && !candidates.is_empty() {
-                // Every shard just opened failed: try the next untried ones.
-                continue;
-            }
-            if active.is_empty() {
-                return Err(ApiError::Unavailable(format!(
-                    "{}: only {have} of the {k} shards needed for stripe {stripe} are readable",
-                    self.bucket_key
-                )));
-            }
-            let reads = self
-                .readers
-                .iter_mut()
-                .enumerate()
-                .filter(|(i, _)| active.contains(i))
-                .map(|(i, r)| async move {
-                    match r {
-                        Some(r) => (i, r.read_exact(block_len).await),
-                        None => (i, Err(ShardError::Other("no reader".into()))),
-                    }
-                });
-            for (i, result) in futures::future::join_all(reads).await {
-                match result {
-                    Ok(block) => blocks[i] = Some(block),
-                    Err(e) => self.fail(i, &e),
-                }
-            }
-        }
-        let data_len = scheme.stripe_data_len(self.size, stripe);
-        self.codec
-            .decode(blocks, data_len)
-            .map_err(|e| ApiError::Internal(format!("decode stripe {stripe}: {e}")))
-    }
-
-    /// Drops shard `i` for the rest of this read: not found, unreachable, corrupt (DATA_LOSS),
-    /// short or stalled are all handled the same way.
-    fn fail(&mut self, i: usize, e: &ShardError) {
-        let node = self.shards[i]
-            .as_ref()
-            .map_or("", |s| s.node_address.as_str());
-        warn!(object = %self.bucket_key, shard = i, node, error = %e, "shard unavailable; reading parity instead");
-        self.failed[i] = true;
-        self.readers[i] = None;
-    }
 }
 
 #[cfg(test)]

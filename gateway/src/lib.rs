@@ -16,6 +16,7 @@
 //!     region: "us-east-1".into(),
 //!     body_idle_timeout: std::time::Duration::from_secs(60),
 //!     shard_delete_grace: std::time::Duration::from_secs(30),
+//!     shard_io: cairn_gateway::ShardIo::default(),
 //!     healer: cairn_gateway::HealerConfig::default(),
 //! })
 //! .await?;
@@ -30,6 +31,7 @@ mod auth;
 mod blob_pool;
 mod checksum;
 mod conditions;
+mod damage;
 mod dto;
 pub mod erasure;
 mod error;
@@ -43,6 +45,9 @@ mod put;
 mod range;
 mod s3;
 mod server;
+mod shard_feed;
+mod shard_writers;
+mod stripe_reader;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -78,6 +83,33 @@ pub struct GatewayConfig {
     pub shard_delete_grace: std::time::Duration,
     /// The background healer of this gateway (see [`HealerConfig`]).
     pub healer: HealerConfig,
+    /// How shard reads and writes treat slow or stuck blob servers.
+    pub shard_io: ShardIo,
+}
+
+/// How the gateway treats a slow or stuck blob server, so that one cannot stall S3 requests.
+#[derive(Debug, Clone, Copy)]
+pub struct ShardIo {
+    /// GET: a stripe still incomplete this long after it was asked for opens one more shard
+    /// (parity) and is rebuilt from the first `k` blocks to arrive (`--shard-hedge-ms`).
+    pub hedge: std::time::Duration,
+    /// GET and PUT: a shard stream that makes no progress for this long counts as failed: a
+    /// read moves to another shard, a write drops the shard (`--shard-timeout`).
+    pub timeout: std::time::Duration,
+    /// PUT: once a write quorum of shards is durable (and while the body streams, once a
+    /// quorum has taken a stripe), how long the other shards may lag before the write goes
+    /// on without them; they are recorded as not written (`--put-straggler-ms`).
+    pub straggler: std::time::Duration,
+}
+
+impl Default for ShardIo {
+    fn default() -> Self {
+        Self {
+            hedge: std::time::Duration::from_millis(300),
+            timeout: std::time::Duration::from_secs(10),
+            straggler: std::time::Duration::from_secs(2),
+        }
+    }
 }
 
 /// A gateway that is serving; stop it with [`RunningGateway::shutdown`]. Dropping it also
@@ -130,8 +162,11 @@ const TOKEN_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// State shared by every request.
 pub(crate) struct Gateway {
-    pub(crate) meta: meta_client::Meta,
+    pub(crate) meta: Arc<meta_client::Meta>,
     pub(crate) blobs: Arc<blob_pool::BlobPool>,
+    /// What GETs read shards with.
+    pub(crate) reads: Arc<stripe_reader::ReadContext>,
+    pub(crate) shard_io: ShardIo,
     pub(crate) region: String,
     pub(crate) body_idle_timeout: std::time::Duration,
     pub(crate) shard_delete_grace: std::time::Duration,
@@ -147,6 +182,14 @@ pub async fn start(config: GatewayConfig) -> Result<RunningGateway, GatewayError
     }
     if config.region.is_empty() {
         return Err(GatewayError::Config("region must not be empty".into()));
+    }
+    if config.shard_io.hedge.is_zero()
+        || config.shard_io.timeout.is_zero()
+        || config.shard_io.straggler.is_zero()
+    {
+        return Err(GatewayError::Config(
+            "the shard hedge delay, shard timeout and straggler time must be positive".into(),
+        ));
     }
     // Blob servers serve only members of their cluster: fetch the cluster secret (with the
     // root key pair) in the background; blob calls made before it arrives are refused.
@@ -164,9 +207,22 @@ pub async fn start(config: GatewayConfig) -> Result<RunningGateway, GatewayError
             "no cluster secret yet; writes and reads fail until the meta service hands it out"
         );
     }
+    let meta = Arc::new(meta_client::Meta::new(&config.meta_endpoints)?);
+    let blobs = Arc::new(blob_pool::BlobPool::new(token));
+    let damage = Arc::new(damage::DamageReports::new(Arc::clone(&meta)));
+    let reads = Arc::new(stripe_reader::ReadContext {
+        pool: Arc::clone(&blobs),
+        tuning: stripe_reader::ReadTuning {
+            hedge: config.shard_io.hedge,
+            timeout: config.shard_io.timeout,
+        },
+        damage,
+    });
     let gateway = Arc::new(Gateway {
-        meta: meta_client::Meta::new(&config.meta_endpoints)?,
-        blobs: Arc::new(blob_pool::BlobPool::new(token)),
+        meta,
+        blobs,
+        reads,
+        shard_io: config.shard_io,
         region: config.region.clone(),
         body_idle_timeout: config.body_idle_timeout,
         shard_delete_grace: config.shard_delete_grace,

@@ -256,6 +256,32 @@ impl Meta {
         Ok(resp.deleted)
     }
 
+    /// Asks meta to queue an object version for healing (`version_id` empty = the current
+    /// version). Answers whether a committed version matched. Only a hint: the healer checks
+    /// every shard itself, so a lost report costs only time until the next one or a scrub.
+    pub async fn report_damage(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: &str,
+        reason: pb::HealReason,
+    ) -> ApiResult<bool> {
+        let req = pb::ReportDamageRequest {
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+            version_id: version_id.to_string(),
+            reason: reason as i32,
+            ..Default::default()
+        };
+        let resp = self
+            .call("ReportDamage", |mut c| {
+                let req = req.clone();
+                async move { c.report_damage(req).await }
+            })
+            .await?;
+        Ok(resp.queued)
+    }
+
     /// One page of a bucket listing.
     pub async fn list_objects(
         &self,

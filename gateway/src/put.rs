@@ -4,33 +4,19 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use cairn_proto::blob::{PutShardRequest, ShardHeader};
 use cairn_proto::meta::{self as pb, ShardPlacement};
 use futures::{Stream, StreamExt};
 use md5::{Digest, Md5};
-use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
-use tokio_stream::wrappers::ReceiverStream;
-use tracing::{debug, info_span, warn, Instrument};
+use tracing::{debug, warn};
 
-use crate::blob_pool::{object_shards, spawn_delete_shards, BlobPool};
+use crate::blob_pool::{object_shards, spawn_delete_shards};
 use crate::checksum::{Algorithm, BodyChecksums};
 use crate::erasure::{Codec, Scheme};
 use crate::error::{ApiError, ApiResult};
+use crate::shard_writers::ShardWriters;
 use crate::Gateway;
-
-/// Blocks queued per shard stream: enough to keep a blob server busy, small enough that a
-/// PUT of any size holds only a few stripes in memory.
-const SHARD_QUEUE_BLOCKS: usize = 2;
-/// A blob server that accepts nothing for this long is dropped from the write.
-const SEND_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long a blob server may take to fsync and acknowledge a complete shard.
-const FINISH_TIMEOUT: Duration = Duration::from_secs(120);
-/// Shard data is sent in gRPC messages of at most this size.
-const PIECE: usize = 1024 * 1024;
 
 /// What the S3 layer hands to a PUT.
 pub(crate) struct PutInput {
@@ -114,7 +100,10 @@ where
             &key,
         );
     }
-    debug!(size = stored.size, version = %committed.object.version_id, "object committed");
+    // Shards not written need no report: the commit's Raft entry queued the version for
+    // healing.
+    let missing = stored.shards.iter().filter(|s| !s.written).count();
+    debug!(size = stored.size, version = %committed.object.version_id, missing, "object committed");
     Ok(PutOutput {
         etag: stored.etag,
         version_id: committed.object.version_id,
@@ -221,7 +210,7 @@ where
     let (pb_scheme, scheme, placements) = check_plan(plan)?;
     let codec = Codec::new(scheme).map_err(|e| ApiError::Internal(e.to_string()))?;
     let quorum = scheme.write_quorum();
-    let mut writers = ShardWriters::start(&gw.blobs, &placements);
+    let mut writers = ShardWriters::start(&gw.blobs, &placements, gw.shard_io, quorum);
 
     let stripe_size = scheme.stripe_size() as usize;
     let mut pending = BytesMut::with_capacity(stripe_size);
@@ -379,174 +368,9 @@ fn body_error(msg: &str) -> ApiError {
     }
 }
 
-/// How one shard write ended.
-struct ShardOutcome {
-    /// Acknowledged as durable with the expected length.
-    written: bool,
-    /// The blob server finalized a file (possibly of a wrong length): it must be cleaned up
-    /// if the object is not committed.
-    finalized: bool,
-}
-
-struct ShardWriter {
-    /// `None` once the shard is closed or given up.
-    tx: Option<mpsc::Sender<Bytes>>,
-    task: JoinHandle<Result<u64, String>>,
-    index: usize,
-    failed: Option<&'static str>,
-}
-
-/// One PutShard stream per shard, each fed through a small bounded queue.
-struct ShardWriters {
-    writers: Vec<ShardWriter>,
-}
-
-impl ShardWriters {
-    fn start(pool: &Arc<BlobPool>, placements: &[ShardPlacement]) -> Self {
-        let writers = placements
-            .iter()
-            .enumerate()
-            .map(|(index, p)| {
-                let (tx, rx) = mpsc::channel(SHARD_QUEUE_BLOCKS);
-                let span =
-                    info_span!("put_shard", index, node = %p.node_address, shard = %p.shard_key);
-                let task =
-                    tokio::spawn(write_shard(Arc::clone(pool), p.clone(), rx).instrument(span));
-                ShardWriter {
-                    tx: Some(tx),
-                    task,
-                    index,
-                    failed: None,
-                }
-            })
-            .collect();
-        Self { writers }
-    }
-
-    /// Shards still accepting data.
-    fn alive(&self) -> usize {
-        self.writers.iter().filter(|w| w.tx.is_some()).count()
-    }
-
-    /// Queues block `i` of a stripe on shard `i`. A shard whose server failed or stalls is
-    /// given up; the write goes on degraded.
-    async fn send_stripe(&mut self, blocks: Vec<Bytes>) {
-        let sends = self
-            .writers
-            .iter_mut()
-            .zip(blocks)
-            .map(|(w, block)| async move {
-                let Some(tx) = w.tx.as_ref() else { return };
-                let sent = tokio::time::timeout(SEND_TIMEOUT, tx.send(block)).await;
-                match sent {
-                    Ok(Ok(())) => {}
-                    Ok(Err(_)) => {
-                        w.tx = None;
-                        w.failed = Some("the shard stream ended early");
-                    }
-                    Err(_) => {
-                        w.tx = None;
-                        w.task.abort();
-                        w.failed = Some("the blob server stopped accepting data");
-                    }
-                }
-            });
-        futures::future::join_all(sends).await;
-    }
-
-    /// Closes every stream (the servers finalize now) and waits for the acknowledgements.
-    async fn finish(&mut self, expected_len: u64) -> Vec<ShardOutcome> {
-        for w in &mut self.writers {
-            w.tx = None;
-        }
-        let waits = self.writers.iter_mut().map(|w| async move {
-            let result = tokio::time::timeout(FINISH_TIMEOUT, &mut w.task).await;
-            let outcome = match result {
-                Ok(Ok(Ok(len))) => {
-                    let written = w.failed.is_none() && len == expected_len;
-                    if !written {
-                        warn!(index = w.index, len, expected_len, "shard acknowledged with a wrong length");
-                    }
-                    ShardOutcome { written, finalized: true }
-                }
-                Ok(Ok(Err(e))) => {
-                    warn!(index = w.index, error = %e, "shard write failed");
-                    ShardOutcome { written: false, finalized: false }
-                }
-                Ok(Err(join)) => {
-                    warn!(index = w.index, reason = w.failed.unwrap_or("task ended"), error = %join, "shard writer stopped");
-                    ShardOutcome { written: false, finalized: false }
-                }
-                Err(_) => {
-                    w.task.abort();
-                    warn!(index = w.index, "shard acknowledgement timed out");
-                    ShardOutcome { written: false, finalized: false }
-                }
-            };
-            outcome
-        });
-        futures::future::join_all(waits).await
-    }
-}
-
-impl Drop for ShardWriters {
-    /// A PUT that ends early (error, client gone) aborts its unfinished shard streams, so
-    /// the blob servers see a reset stream instead of a clean end and keep nothing.
-    fn drop(&mut self) {
-        for w in &self.writers {
-            w.task.abort();
-        }
-    }
-}
-
-/// Streams one shard: a header message, then the blocks cut into pieces of at most `PIECE`.
-pub(crate) async fn write_shard(
-    pool: Arc<BlobPool>,
-    placement: ShardPlacement,
-    rx: mpsc::Receiver<Bytes>,
-) -> Result<u64, String> {
-    let mut client = pool
-        .client(&placement.node_address)
-        .map_err(|e| e.to_string())?;
-    let header = PutShardRequest {
-        header: Some(ShardHeader {
-            disk_id: placement.disk_id.clone(),
-            shard_key: placement.shard_key.clone(),
-        }),
-        data: Bytes::new(),
-    };
-    let data = ReceiverStream::new(rx)
-        .flat_map(|block| futures::stream::iter(pieces(block)))
-        .map(|data| PutShardRequest { header: None, data });
-    let request = futures::stream::once(futures::future::ready(header)).chain(data);
-    match client.put_shard(request).await {
-        Ok(resp) => Ok(resp.into_inner().length),
-        Err(status) => Err(format!("{:?}: {}", status.code(), status.message())),
-    }
-}
-
-/// Cuts a block into views of at most `PIECE` bytes.
-fn pieces(block: Bytes) -> Vec<Bytes> {
-    (0..block.len())
-        .step_by(PIECE)
-        .map(|start| block.slice(start..(start + PIECE).min(block.len())))
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn pieces_cover_the_block() {
-        let block = Bytes::from(vec![7u8; 2 * PIECE + 3]);
-        let p = pieces(block);
-        assert_eq!(
-            p.iter().map(Bytes::len).collect::<Vec<_>>(),
-            vec![PIECE, PIECE, 3]
-        );
-        assert!(pieces(Bytes::new()).is_empty());
-    }
 
     #[test]
     fn body_errors_map() {

@@ -394,7 +394,7 @@ impl S3 for CairnS3 {
                 part_number: input.part_number,
             })
             .await?;
-        let body = get::open_body(Arc::clone(&self.gw.blobs), &obj, span.clone()).await?;
+        let body = get::open_body(Arc::clone(&self.gw.reads), &obj, span.clone()).await?;
         let parts_count = parts_count(&obj, input.part_number);
         let output = GetObjectOutput {
             parts_count,
@@ -589,7 +589,7 @@ impl S3 for CairnS3 {
             Some(header) => copy_source_range(header, source.size)?,
         };
         let len = span.end - span.start;
-        let body = get::open_body(Arc::clone(&self.gw.blobs), &source, span).await?;
+        let body = get::open_body(Arc::clone(&self.gw.reads), &source, span).await?;
         let checks = BodyChecks {
             content_length: Some(len),
             content_md5: None,

@@ -9,6 +9,7 @@ mod buckets;
 mod cluster;
 mod cluster_script;
 mod compose;
+mod degraded;
 mod durability;
 mod heal;
 mod listing;

@@ -290,7 +290,8 @@ impl Writer {
         let (tx, rx) = mpsc::channel(WRITE_QUEUE);
         let span = info_span!("heal_put_shard", index = target.index, shard = %target.shard_key);
         let task = tokio::spawn(
-            crate::put::write_shard(Arc::clone(pool), target.clone(), rx).instrument(span),
+            crate::shard_writers::write_shard(Arc::clone(pool), target.clone(), rx)
+                .instrument(span),
         );
         Self {
             index: target.index as usize,

@@ -432,7 +432,7 @@ mod tests {
         let again = claimed(run(
             &db,
             6,
-            3_600,
+            3_550,
             Command::ClaimHeal {
                 max: 5,
                 lease_ms: 500,
