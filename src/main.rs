@@ -130,6 +130,43 @@ impl Credentials {
     }
 }
 
+/// Background maintenance of a blob server's disks: scrubbing and garbage collection
+/// (docs/durability.md).
+#[derive(Args, Debug, Clone)]
+struct Maintenance {
+    /// MiB per second the scrubber may read to re-verify shard files (all disks of the server
+    /// together); 0 turns scrubbing off.
+    #[arg(long, env = "CAIRN_SCRUB_RATE", default_value_t = 8)]
+    scrub_rate: u64,
+    /// Seconds from the start of one scrub pass over a disk to the start of the next (the
+    /// next starts at once if a pass takes longer). Default: 30 days.
+    #[arg(long, env = "CAIRN_SCRUB_INTERVAL", default_value_t = 30 * 24 * 3600)]
+    scrub_interval: u64,
+    /// Seconds a shard file must have existed before garbage collection asks the meta service
+    /// about it; longer than any upload takes.
+    #[arg(long, env = "CAIRN_GC_GRACE", default_value_t = 3600)]
+    gc_grace: u64,
+    /// Seconds between two garbage-collection walks over the disks; 0 turns it off.
+    #[arg(long, env = "CAIRN_GC_INTERVAL", default_value_t = 6 * 3600)]
+    gc_interval: u64,
+}
+
+impl Maintenance {
+    fn scrub(&self) -> cairn_blob::ScrubConfig {
+        cairn_blob::ScrubConfig {
+            rate_bytes_per_sec: self.scrub_rate.saturating_mul(1 << 20),
+            interval: std::time::Duration::from_secs(self.scrub_interval),
+        }
+    }
+
+    fn gc(&self) -> cairn_blob::GcConfig {
+        cairn_blob::GcConfig {
+            grace: std::time::Duration::from_secs(self.gc_grace),
+            interval: std::time::Duration::from_secs(self.gc_interval),
+        }
+    }
+}
+
 #[derive(Args, Debug)]
 struct ServerArgs {
     /// Data directories, one per disk. Several give a single-node, multi-disk store.
@@ -140,6 +177,8 @@ struct ServerArgs {
     address: SocketAddr,
     #[command(flatten)]
     credentials: Credentials,
+    #[command(flatten)]
+    maintenance: Maintenance,
 }
 
 #[derive(Args, Debug)]
@@ -192,6 +231,8 @@ struct BlobArgs {
     /// serves only callers that prove membership.
     #[command(flatten)]
     keys: Keys,
+    #[command(flatten)]
+    maintenance: Maintenance,
 }
 
 #[derive(Args, Debug)]
@@ -224,7 +265,15 @@ fn main() -> anyhow::Result<std::process::ExitCode> {
     runtime.block_on(async move {
         let done = match cli.command {
             Command::Server(a) => {
-                roles::run_embedded(a.dirs, a.credentials.options(a.address)).await
+                roles::run_embedded(
+                    a.dirs,
+                    a.credentials.options(a.address),
+                    roles::Maintenance {
+                        scrub: a.maintenance.scrub(),
+                        gc: a.maintenance.gc(),
+                    },
+                )
+                .await
             }
             Command::Meta(a) => {
                 roles::run_meta(roles::MetaOptions {
@@ -247,6 +296,10 @@ fn main() -> anyhow::Result<std::process::ExitCode> {
                     meta: a.meta.endpoints,
                     zone: a.zone,
                     admin: a.keys.admin(),
+                    maintenance: roles::Maintenance {
+                        scrub: a.maintenance.scrub(),
+                        gc: a.maintenance.gc(),
+                    },
                 })
                 .await
             }
@@ -281,6 +334,11 @@ init = true
 [blob]
 dirs = ["/d1", "/d2"]
 meta = ["http://a:7000", "http://b:7000"]
+scrub_rate = 16
+gc-grace = 7200
+[server]
+scrub_interval = 86400
+gc_interval = 0
 "#;
         let command = Cli::command();
         let meta = config::settings(text, "meta", &command).expect("meta settings");
@@ -304,6 +362,44 @@ meta = ["http://a:7000", "http://b:7000"]
             get(&blob, "CAIRN_META").as_deref(),
             Some("http://a:7000,http://b:7000")
         );
+        assert_eq!(get(&blob, "CAIRN_SCRUB_RATE").as_deref(), Some("16"));
+        assert_eq!(get(&blob, "CAIRN_GC_GRACE").as_deref(), Some("7200"));
+        let server = config::settings(text, "server", &command).expect("server settings");
+        assert_eq!(
+            get(&server, "CAIRN_SCRUB_INTERVAL").as_deref(),
+            Some("86400")
+        );
+        assert_eq!(get(&server, "CAIRN_GC_INTERVAL").as_deref(), Some("0"));
+    }
+
+    #[test]
+    fn maintenance_flags_default_to_a_slow_scrub_and_an_hour_of_gc_grace() {
+        let cli = Cli::parse_from(["cairn", "blob", "/d1"]);
+        let Command::Blob(a) = cli.command else {
+            panic!("not a blob command");
+        };
+        assert_eq!(a.maintenance.scrub(), cairn_blob::ScrubConfig::default());
+        assert_eq!(a.maintenance.gc(), cairn_blob::GcConfig::default());
+        let cli = Cli::parse_from([
+            "cairn",
+            "server",
+            "/d1",
+            "--scrub-rate",
+            "100",
+            "--scrub-interval",
+            "2",
+            "--gc-grace",
+            "3",
+            "--gc-interval",
+            "1",
+        ]);
+        let Command::Server(a) = cli.command else {
+            panic!("not a server command");
+        };
+        assert_eq!(a.maintenance.scrub().rate_bytes_per_sec, 100 << 20);
+        assert_eq!(a.maintenance.scrub().interval.as_secs(), 2);
+        assert_eq!(a.maintenance.gc().grace.as_secs(), 3);
+        assert_eq!(a.maintenance.gc().interval.as_secs(), 1);
     }
 
     #[test]

@@ -106,9 +106,19 @@ async fn wait_for_blob_registration(meta_endpoint: &str, node_id: &str) -> anyho
     }
 }
 
+/// How a blob server looks after its disks in the background.
+pub struct Maintenance {
+    pub scrub: cairn_blob::ScrubConfig,
+    pub gc: cairn_blob::GcConfig,
+}
+
 /// `cairn server DIR...`: meta (one voter per disk, up to three) + blob server over every
 /// disk + S3 gateway, in one process.
-pub async fn run_embedded(dirs: Vec<PathBuf>, s3: S3Options) -> anyhow::Result<()> {
+pub async fn run_embedded(
+    dirs: Vec<PathBuf>,
+    s3: S3Options,
+    maintenance: Maintenance,
+) -> anyhow::Result<()> {
     warn_default_credentials(&s3.access_key, &s3.secret_key);
     let loopback: SocketAddr = ([127, 0, 0, 1], 0).into();
     let meta_nodes = dirs
@@ -150,6 +160,8 @@ pub async fn run_embedded(dirs: Vec<PathBuf>, s3: S3Options) -> anyhow::Result<(
             access_key: s3.access_key.clone(),
             secret_key: s3.secret_key.clone(),
         }),
+        scrub: maintenance.scrub,
+        gc: maintenance.gc,
     })
     .await
     .context("starting the blob server")?;
@@ -234,6 +246,7 @@ pub struct BlobOptions {
     pub zone: String,
     /// Root key pair, to fetch the cluster secret.
     pub admin: cairn_meta::AdminCredentials,
+    pub maintenance: Maintenance,
 }
 
 /// `cairn blob DIR...`: one blob server.
@@ -246,6 +259,8 @@ pub async fn run_blob(options: BlobOptions) -> anyhow::Result<()> {
         node_id: None,
         zone: options.zone,
         auth: cairn_blob::BlobAuth::Cluster(options.admin),
+        scrub: options.maintenance.scrub,
+        gc: options.maintenance.gc,
     })
     .await
     .context("starting the blob server")?;

@@ -10,11 +10,25 @@
 //! written or read, whose identity file is unreadable, that duplicates another one, or that
 //! belongs to a different node is logged and kept as FAULTY (id `faulty-<index>`), so it is
 //! reported but never used. Only when no directory is usable does opening fail.
+//!
+//! A disk can also fail while the server runs: it is remounted read-only, its device dies, or
+//! its directory is removed (an operator pulls the disk). [`DiskSet::check`] probes a disk
+//! (the identity file still names this disk, a small file can be written and fsynced) and marks
+//! it FAULTY when it fails: it keeps its disk id, so the meta service knows *which* disk is
+//! gone, and every call for it fails fast with UNAVAILABLE, so gateways write elsewhere. A probe
+//! runs after every I/O error of a shard operation and periodically for every disk (the
+//! `blob-disk-check` task), and each change of state wakes the registration task, which
+//! announces it at once instead of at the next heartbeat. A disk that passes the probe again
+//! with the same identity (a read-only remount undone) is healthy again; a disk replaced by an
+//! empty one (no identity file) stays FAULTY until the server restarts and gives it a new id.
+//! A full disk is not faulty: running out of space fails the one put that hit it, and the
+//! free-space figure in the next registration keeps placement away from it.
 
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, RwLock};
 
 use cairn_proto::blob::{DiskInfo, DiskState};
 use serde::{Deserialize, Serialize};
@@ -41,14 +55,19 @@ struct DiskIdentity {
 }
 
 /// One configured data directory.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) struct Disk {
     /// The directory as configured.
     pub(crate) path: PathBuf,
     /// The identity file's disk id, or `faulty-<index>`.
     pub(crate) disk_id: String,
-    /// Why the disk is unusable; `None` for a healthy disk.
-    pub(crate) fault: Option<String>,
+    /// Whether the disk was opened (has an identity); a disk unusable from the start never
+    /// becomes usable without a restart.
+    opened: bool,
+    /// Why the disk is unusable; `None` for a healthy disk. Set at open or by a failed probe.
+    fault: RwLock<Option<String>>,
+    /// Serialises probes of this disk (they share one probe file).
+    probe_lock: Mutex<()>,
 }
 
 impl Disk {
@@ -62,8 +81,42 @@ impl Disk {
         Disk {
             path: path.to_owned(),
             disk_id: format!("faulty-{index}"),
-            fault: Some(reason),
+            opened: false,
+            fault: RwLock::new(Some(reason)),
+            probe_lock: Mutex::new(()),
         }
+    }
+
+    fn healthy(path: &Path, disk_id: String) -> Disk {
+        Disk {
+            path: path.to_owned(),
+            disk_id,
+            opened: true,
+            fault: RwLock::new(None),
+            probe_lock: Mutex::new(()),
+        }
+    }
+
+    /// Why the disk is unusable now; `None` while it is healthy.
+    #[cfg(test)]
+    pub(crate) fn fault(&self) -> Option<String> {
+        // A poisoned lock only means a panic elsewhere while holding it; the value is intact.
+        self.fault.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn is_faulty(&self) -> bool {
+        self.fault
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
+    }
+
+    /// Records the probe's verdict; `true` if the state changed.
+    fn set_fault(&self, fault: Option<String>) -> bool {
+        let mut current = self.fault.write().unwrap_or_else(|e| e.into_inner());
+        let changed = current.is_some() != fault.is_some();
+        *current = fault;
+        changed
     }
 }
 
@@ -72,6 +125,8 @@ impl Disk {
 pub(crate) struct DiskSet {
     node_id: String,
     disks: Vec<Disk>,
+    /// Woken when a disk changes state, so the registration task announces it at once.
+    changed: tokio::sync::Notify,
 }
 
 /// What opening a directory found, before the node id is settled.
@@ -138,19 +193,19 @@ impl DiskSet {
                             %disk_id,
                             "data directory opened"
                         );
-                        Disk {
-                            path: dir.clone(),
-                            disk_id,
-                            fault: None,
-                        }
+                        Disk::healthy(dir, disk_id)
                     },
                 );
             disks.push(disk);
         }
-        if disks.iter().all(|d| d.fault.is_some()) {
+        if disks.iter().all(Disk::is_faulty) {
             return Err(BlobError::NoUsableDisk(disks.len()));
         }
-        Ok(DiskSet { node_id, disks })
+        Ok(DiskSet {
+            node_id,
+            disks,
+            changed: tokio::sync::Notify::new(),
+        })
     }
 
     /// The server's node id.
@@ -163,8 +218,72 @@ impl DiskSet {
     pub(crate) fn usable(&self, disk_id: &str) -> Result<&Disk, BlobError> {
         match self.disks.iter().find(|d| d.disk_id == disk_id) {
             None => Err(BlobError::UnknownDisk(disk_id.to_owned())),
-            Some(d) if d.fault.is_some() => Err(BlobError::FaultyDisk(disk_id.to_owned())),
+            Some(d) if d.is_faulty() => Err(BlobError::FaultyDisk(disk_id.to_owned())),
             Some(d) => Ok(d),
+        }
+    }
+
+    /// Every configured disk, healthy or not.
+    #[cfg(test)]
+    pub(crate) fn all(&self) -> &[Disk] {
+        &self.disks
+    }
+
+    /// The healthy disks now.
+    pub(crate) fn healthy(&self) -> impl Iterator<Item = &Disk> {
+        self.disks.iter().filter(|d| !d.is_faulty())
+    }
+
+    /// Resolves when a disk changed state since the last call (one waiter: the registration
+    /// task).
+    pub(crate) async fn changed(&self) {
+        self.changed.notified().await;
+    }
+
+    /// Asks the registration task to announce the disks now (fresh free space after a put
+    /// ran out of it).
+    pub(crate) fn announce_soon(&self) {
+        self.changed.notify_one();
+    }
+
+    /// Probes the disk with this id (blocking I/O: a small write and an fsync) and updates
+    /// its state: FAULTY when its directory is gone, unwritable or no longer holds its
+    /// identity; healthy again when a runtime fault has cleared. Returns whether it is healthy.
+    /// Disks that were never opened and unknown ids are left alone (`false`).
+    pub(crate) fn check(&self, disk_id: &str) -> bool {
+        let Some(disk) = self.disks.iter().find(|d| d.disk_id == disk_id) else {
+            return false;
+        };
+        if !disk.opened {
+            return false;
+        }
+        let _probing = disk.probe_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let verdict = probe_opened(&disk.path, &disk.disk_id, &self.node_id);
+        let healthy = verdict.is_ok();
+        let fault = verdict.err().map(|e| e.to_string());
+        if disk.set_fault(fault.clone()) {
+            match fault {
+                Some(reason) => tracing::error!(
+                    disk_id = %disk.disk_id,
+                    path = %disk.path.display(),
+                    error = %reason,
+                    "disk failed its probe; marking it FAULTY (no new shards, calls fail fast)"
+                ),
+                None => tracing::warn!(
+                    disk_id = %disk.disk_id,
+                    path = %disk.path.display(),
+                    "disk passes its probe again with the same identity; marking it OK"
+                ),
+            }
+            self.changed.notify_one();
+        }
+        healthy
+    }
+
+    /// Probes every opened disk (see [`DiskSet::check`]).
+    pub(crate) fn check_all(&self) {
+        for disk in &self.disks {
+            self.check(&disk.disk_id);
         }
     }
 
@@ -173,7 +292,7 @@ impl DiskSet {
         self.disks
             .iter()
             .map(|d| {
-                let (capacity_bytes, free_bytes, state) = if d.fault.is_some() {
+                let (capacity_bytes, free_bytes, state) = if d.is_faulty() {
                     (0, 0, DiskState::Faulty)
                 } else {
                     let (capacity, free) = space(&d.path).unwrap_or_else(|e| {
@@ -200,6 +319,16 @@ fn probe_dir(dir: &Path) -> Result<Probed, BlobError> {
         .map_err(|e| BlobError::io(format!("create {}", dir.display()), e))?;
     let canonical = std::fs::canonicalize(dir)
         .map_err(|e| BlobError::io(format!("resolve {}", dir.display()), e))?;
+    write_probe(dir)?;
+    let identity = read_identity(&dir.join(IDENTITY_FILE))?;
+    Ok(Probed {
+        canonical,
+        identity,
+    })
+}
+
+/// Writes, fsyncs and removes a small file in `dir`.
+fn write_probe(dir: &Path) -> Result<(), BlobError> {
     let probe = dir.join(PROBE_FILE);
     File::create(&probe)
         .and_then(|mut f| {
@@ -209,12 +338,49 @@ fn probe_dir(dir: &Path) -> Result<Probed, BlobError> {
             f.sync_all()
         })
         .and_then(|()| std::fs::remove_file(&probe))
-        .map_err(|e| BlobError::io(format!("write probe file {}", probe.display()), e))?;
-    let identity = read_identity(&dir.join(IDENTITY_FILE))?;
-    Ok(Probed {
-        canonical,
-        identity,
-    })
+        .map_err(|e| {
+            // Best effort: a probe that failed half-way (a full disk) leaves no file behind.
+            let _ = std::fs::remove_file(&probe);
+            BlobError::io(format!("write probe file {}", probe.display()), e)
+        })
+}
+
+/// The run-time probe of an opened disk: its identity file still names it, its shard
+/// directory is there, and it takes a small write. Out of space is not a fault (the disk
+/// works; placement avoids it by its free space), so a full disk passes.
+fn probe_opened(dir: &Path, disk_id: &str, node_id: &str) -> Result<(), BlobError> {
+    let identity_path = dir.join(IDENTITY_FILE);
+    match read_identity(&identity_path)? {
+        Some(id) if id.disk_id == disk_id && id.node_id == node_id => {}
+        Some(id) => {
+            return Err(BlobError::InvalidIdentity {
+                path: identity_path,
+                reason: format!(
+                    "now names disk {} of node {}; this server opened it as disk {disk_id}",
+                    id.disk_id, id.node_id
+                ),
+            })
+        }
+        None => {
+            return Err(BlobError::InvalidIdentity {
+                path: identity_path,
+                reason: "missing: the directory was removed or replaced".into(),
+            })
+        }
+    }
+    let shards = dir.join(SHARDS_DIR);
+    if !shards.is_dir() {
+        return Err(BlobError::io(
+            format!("check {}", shards.display()),
+            std::io::Error::from(std::io::ErrorKind::NotFound),
+        ));
+    }
+    match write_probe(dir) {
+        Err(BlobError::Io { source, .. }) if source.kind() == std::io::ErrorKind::StorageFull => {
+            Ok(())
+        }
+        other => other,
+    }
 }
 
 fn read_identity(path: &Path) -> Result<Option<DiskIdentity>, BlobError> {
@@ -314,15 +480,12 @@ fn prepare_shard_dirs(dir: &Path) -> Result<(), BlobError> {
             }
         }
     }
-    let stale_identity = dir.join(format!("{IDENTITY_FILE}.tmp"));
-    match std::fs::remove_file(&stale_identity) {
-        Ok(()) => removed += 1,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => {
-            return Err(BlobError::io(
-                format!("remove {}", stale_identity.display()),
-                e,
-            ))
+    for small_file in [IDENTITY_FILE, crate::scrub::STATE_FILE] {
+        let stale = dir.join(format!("{small_file}.tmp"));
+        match std::fs::remove_file(&stale) {
+            Ok(()) => removed += 1,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(BlobError::io(format!("remove {}", stale.display()), e)),
         }
     }
     if removed > 0 {
@@ -375,7 +538,7 @@ mod tests {
     use super::*;
 
     fn ok_count(set: &DiskSet) -> usize {
-        set.disks.iter().filter(|d| d.fault.is_none()).count()
+        set.disks.iter().filter(|d| d.fault().is_none()).count()
     }
 
     #[test]
@@ -418,9 +581,9 @@ mod tests {
         // d0 belongs to node-a; opening it as node-b must not silently re-home it.
         let set = DiskSet::open(&[d0.clone(), d1.clone()], Some("node-b")).unwrap();
         assert_eq!(set.node_id(), "node-b");
-        assert!(set.disks[0].fault.is_some());
+        assert!(set.disks[0].fault().is_some());
         assert_eq!(set.disks[0].disk_id, "faulty-0");
-        assert!(set.disks[1].fault.is_none());
+        assert!(set.disks[1].fault().is_none());
         let id0 = read_identity(&d0.join(IDENTITY_FILE)).unwrap().unwrap();
         assert_eq!(
             id0.node_id, "node-a",
@@ -436,7 +599,7 @@ mod tests {
         let dirs = vec![file.join("disk"), tmp.path().join("good")];
         let set = DiskSet::open(&dirs, None).unwrap();
         assert_eq!(set.disks[0].disk_id, "faulty-0");
-        assert!(set.disks[0].fault.is_some());
+        assert!(set.disks[0].fault().is_some());
         assert!(matches!(
             set.usable("faulty-0"),
             Err(BlobError::FaultyDisk(_))
@@ -467,13 +630,12 @@ mod tests {
         std::fs::create_dir_all(&bad).unwrap();
         std::fs::write(bad.join(IDENTITY_FILE), b"{not json").unwrap();
         let set = DiskSet::open(&[d0.clone(), d0.join("."), bad.clone()], None).unwrap();
-        assert!(set.disks[0].fault.is_none());
+        assert!(set.disks[0].fault().is_none());
         assert!(set.disks[1]
-            .fault
-            .as_deref()
-            .unwrap_or("")
+            .fault()
+            .unwrap_or_default()
             .contains("same directory"));
-        assert!(set.disks[2].fault.is_some());
+        assert!(set.disks[2].fault().is_some());
         assert_eq!(
             std::fs::read(bad.join(IDENTITY_FILE)).unwrap(),
             b"{not json",
@@ -485,11 +647,61 @@ mod tests {
         std::fs::create_dir_all(&copy).unwrap();
         std::fs::copy(d0.join(IDENTITY_FILE), copy.join(IDENTITY_FILE)).unwrap();
         let set = DiskSet::open(&[d0, copy], None).unwrap();
-        assert!(set.disks[1]
-            .fault
-            .as_deref()
-            .unwrap_or("")
-            .contains("disk id"));
+        assert!(set.disks[1].fault().unwrap_or_default().contains("disk id"));
+    }
+
+    #[test]
+    fn a_replaced_empty_disk_gets_a_new_id_at_the_same_path() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dirs = vec![tmp.path().join("d0"), tmp.path().join("d1")];
+        let first = DiskSet::open(&dirs, None).unwrap();
+        let old_id = first.disks[1].disk_id.clone();
+        drop(first);
+        // The disk is swapped for an empty one mounted at the same path.
+        std::fs::remove_dir_all(&dirs[1]).unwrap();
+        std::fs::create_dir_all(&dirs[1]).unwrap();
+        let again = DiskSet::open(&dirs, None).unwrap();
+        assert_eq!(ok_count(&again), 2);
+        assert_ne!(
+            again.disks[1].disk_id, old_id,
+            "an empty disk must not claim the shards of the one it replaced"
+        );
+        let id = read_identity(&dirs[1].join(IDENTITY_FILE))
+            .unwrap()
+            .unwrap();
+        assert_eq!(id.node_id, again.node_id(), "it joins the same node");
+    }
+
+    #[test]
+    fn a_vanished_disk_turns_faulty_and_a_replaced_one_stays_faulty() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d0 = tmp.path().join("d0");
+        let d1 = tmp.path().join("d1");
+        let set = DiskSet::open(&[d0.clone(), d1.clone()], None).unwrap();
+        let id1 = set.disks[1].disk_id.clone();
+        assert!(set.check(&id1));
+
+        // Moved away (as good as removed): faulty, keeps its id, refuses calls.
+        let aside = tmp.path().join("aside");
+        std::fs::rename(&d1, &aside).unwrap();
+        assert!(!set.check(&id1));
+        assert!(matches!(set.usable(&id1), Err(BlobError::FaultyDisk(_))));
+        let infos = set.disk_infos();
+        assert_eq!(infos[1].disk_id, id1);
+        assert_eq!(infos[1].state, DiskState::Faulty as i32);
+        assert_eq!(set.healthy().count(), 1);
+
+        // An empty directory in its place is another disk: still faulty.
+        std::fs::create_dir_all(d1.join(SHARDS_DIR)).unwrap();
+        assert!(!set.check(&id1));
+        std::fs::remove_dir_all(&d1).unwrap();
+
+        // The same disk back (same identity): healthy again.
+        std::fs::rename(&aside, &d1).unwrap();
+        assert!(set.check(&id1));
+        assert!(set.usable(&id1).is_ok());
+        // A disk faulty from the start is never probed back to health.
+        assert!(!set.check("faulty-9"));
     }
 
     #[test]

@@ -95,6 +95,17 @@ impl BlobError {
             source,
         }
     }
+
+    /// The disk ran out of space (ENOSPC): the disk works, it is only full.
+    pub(crate) fn is_out_of_space(&self) -> bool {
+        matches!(self, BlobError::Io { source, .. } if source.kind() == std::io::ErrorKind::StorageFull)
+    }
+
+    /// An I/O failure that may mean the disk itself is failing (anything but a full disk):
+    /// worth a probe of the disk.
+    pub(crate) fn suggests_disk_fault(&self) -> bool {
+        matches!(self, BlobError::Io { .. }) && !self.is_out_of_space()
+    }
 }
 
 impl From<tokio::task::JoinError> for BlobError {
@@ -119,6 +130,12 @@ impl From<BlobError> for tonic::Status {
             }
             BlobError::OutOfRange { .. } => tonic::Status::out_of_range(msg),
             BlobError::PutAborted => tonic::Status::aborted(msg),
+            // A full disk: the caller writes the shard elsewhere (or fails the put cleanly).
+            BlobError::Io { ref source, .. }
+                if source.kind() == std::io::ErrorKind::StorageFull =>
+            {
+                tonic::Status::resource_exhausted(msg)
+            }
             BlobError::Io { .. }
             | BlobError::InvalidIdentity { .. }
             | BlobError::NoUsableDisk(_)

@@ -35,7 +35,8 @@ pub(crate) fn validate_shard_key(key: &str) -> Result<(), BlobError> {
     }
 }
 
-fn is_valid_shard_key(key: &str) -> bool {
+/// Whether `key` matches `[A-Za-z0-9._-]{1,128}` and is neither `.` nor `..`.
+pub(crate) fn is_valid_shard_key(key: &str) -> bool {
     !key.is_empty()
         && key.len() <= MAX_SHARD_KEY_LEN
         && key != "."

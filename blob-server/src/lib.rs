@@ -14,8 +14,17 @@
 //! - `service`: the gRPC `Blob` service;
 //! - `body_end`: tells PutShard whether its stream ended or was cut off;
 //! - `register`: registration and heartbeats with the meta service;
+//! - `scrub`: the background scrubber (re-reads and verifies every shard, reports damage);
+//! - `gc`: the garbage-collection walker (deletes shards the meta service calls garbage);
+//! - `meta_link`: the calls to the meta service those two make;
+//! - `stats`: their counters, reported by `NodeInfo`;
 //! - `fsutil`: directory fsync and atomic small-file writes;
 //! - `error`: [`BlobError`].
+//!
+//! Background tasks, each in its own tracing span of that name: `blob-grpc` (the server),
+//! `blob-register` (registration and heartbeats), `blob-disk-check` (probes every disk every
+//! 10 s, see `disk`), `blob-scrub` and `blob-damage-report` (see `scrub`), `blob-gc` (see
+//! `gc`). All stop when [`RunningBlobServer::shutdown`] is called.
 
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
@@ -24,12 +33,31 @@ mod body_end;
 mod disk;
 mod error;
 mod fsutil;
+mod gc;
 mod layout;
+mod meta_link;
+mod scrub;
+mod stats;
 
 /// Where the shard `shard_key` lives under the data directory `disk_root` (for operators'
 /// tools; the key must be a valid shard key).
 pub fn shard_path(disk_root: &std::path::Path, shard_key: &str) -> std::path::PathBuf {
     layout::shard_dir(disk_root, shard_key).join(shard_key)
+}
+
+/// Verifies a whole shard file (header, size, every chunk's checksum; the shard key is the
+/// file name) and returns its data length: the scrubber's check, for operators' tools and
+/// tests (blocking I/O).
+pub fn verify_shard_file(path: &std::path::Path) -> Result<u64, BlobError> {
+    let key = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| BlobError::InvalidShardKey(path.display().to_string()))?;
+    layout::validate_shard_key(key)?;
+    let mut reader = shard_file::ShardReader::open(path, key)?;
+    let len = reader.len();
+    reader.read_range(0, len, |_| std::ops::ControlFlow::Continue(()))?;
+    Ok(len)
 }
 mod register;
 mod service;
@@ -50,6 +78,8 @@ use tonic::transport::Server;
 use tracing::Instrument;
 
 pub use error::BlobError;
+pub use gc::GcConfig;
+pub use scrub::ScrubConfig;
 
 use disk::DiskSet;
 use service::BlobService;
@@ -59,6 +89,9 @@ const MAX_MESSAGE_SIZE: usize = 16 << 20;
 /// How long [`RunningBlobServer::shutdown`] waits for in-flight requests before cutting
 /// them off.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// How often every disk is probed (see `disk`): a disk that fails without any request
+/// touching it (removed, remounted read-only) is marked FAULTY within this long.
+const DISK_CHECK_INTERVAL: Duration = Duration::from_secs(10);
 
 /// How to run a blob server.
 #[derive(Debug, Clone)]
@@ -78,6 +111,10 @@ pub struct BlobServerConfig {
     pub zone: String,
     /// Who may call this server.
     pub auth: BlobAuth,
+    /// The background scrubber.
+    pub scrub: ScrubConfig,
+    /// The garbage-collection walker (runs only with meta endpoints).
+    pub gc: GcConfig,
 }
 
 /// Who may call a blob server.
@@ -101,6 +138,8 @@ pub struct RunningBlobServer {
     server: JoinHandle<Result<(), tonic::transport::Error>>,
     register: Option<JoinHandle<()>>,
     fetch_token: Option<JoinHandle<()>>,
+    /// Disk check, scrubber, damage reports, GC walker.
+    maintenance: Vec<JoinHandle<()>>,
 }
 
 impl RunningBlobServer {
@@ -125,6 +164,11 @@ impl RunningBlobServer {
         }
         if let Some(register) = self.register {
             register.await?;
+        }
+        for task in self.maintenance {
+            // Each task watches `stop` and ends at its next step; a blocking job in flight
+            // (one slice read, one directory listing) finishes first.
+            task.await?;
         }
         let mut server = self.server;
         match tokio::time::timeout(SHUTDOWN_GRACE, &mut server).await {
@@ -155,6 +199,7 @@ pub async fn start(config: BlobServerConfig) -> Result<RunningBlobServer, BlobEr
             .await??;
     let disks = Arc::new(disks);
     let node_id = disks.node_id().to_owned();
+    let stats = Arc::new(stats::Stats::default());
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -180,7 +225,7 @@ pub async fn start(config: BlobServerConfig) -> Result<RunningBlobServer, BlobEr
     };
 
     let (stop, stop_rx) = watch::channel(false);
-    let service = BlobServer::new(BlobService::new(Arc::clone(&disks)))
+    let service = BlobServer::new(BlobService::new(Arc::clone(&disks), Arc::clone(&stats)))
         .max_decoding_message_size(MAX_MESSAGE_SIZE)
         .max_encoding_message_size(MAX_MESSAGE_SIZE);
     // TCP_NODELAY: small gRPC frames (replies, stream ends) must not wait for Nagle.
@@ -227,6 +272,25 @@ pub async fn start(config: BlobServerConfig) -> Result<RunningBlobServer, BlobEr
             .instrument(tracing::info_span!("blob-grpc", %local_addr)),
     );
 
+    let meta = meta_link::MetaLink::new(&config.meta_endpoints).map(Arc::new);
+    let mut maintenance = vec![spawn_disk_check(Arc::clone(&disks), stop_rx.clone())];
+    maintenance.extend(scrub::spawn(
+        Arc::clone(&disks),
+        Arc::clone(&stats),
+        config.scrub.clone(),
+        meta.clone(),
+        stop_rx.clone(),
+    ));
+    if let Some(meta) = &meta {
+        maintenance.extend(gc::spawn(
+            Arc::clone(&disks),
+            Arc::clone(&stats),
+            config.gc.clone(),
+            Arc::clone(meta),
+            stop_rx.clone(),
+        ));
+    }
+
     let register = (!config.meta_endpoints.is_empty()).then(|| {
         register::spawn(
             config.meta_endpoints.clone(),
@@ -247,7 +311,28 @@ pub async fn start(config: BlobServerConfig) -> Result<RunningBlobServer, BlobEr
         server,
         register,
         fetch_token,
+        maintenance,
     })
+}
+
+/// Spawns `blob-disk-check`: probes every disk every [`DISK_CHECK_INTERVAL`], so a disk that
+/// fails while idle is marked FAULTY (and announced) without waiting for a request to hit it.
+fn spawn_disk_check(disks: Arc<DiskSet>, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
+    let node_id = disks.node_id().to_owned();
+    let task = async move {
+        loop {
+            tokio::select! {
+                biased;
+                _ = stop.wait_for(|s| *s) => return,
+                () = tokio::time::sleep(DISK_CHECK_INTERVAL) => {}
+            }
+            let set = Arc::clone(&disks);
+            if let Err(e) = tokio::task::spawn_blocking(move || set.check_all()).await {
+                tracing::error!(error = %e, "disk probe failed to run");
+            }
+        }
+    };
+    tokio::spawn(task.instrument(tracing::info_span!("blob-disk-check", %node_id)))
 }
 
 #[cfg(test)]

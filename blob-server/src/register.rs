@@ -3,8 +3,9 @@
 //! A background task announces this server (node id, address, disks with free space) to the
 //! meta service. It tries each endpoint in turn until one accepts, retries with exponential
 //! backoff (200 ms doubling to 5 s) while none does, and once registered re-registers every
-//! 10 s so the meta service sees fresh free space and knows the node is alive. Failures are
-//! logged and retried, never fatal.
+//! 10 s so the meta service sees fresh free space and knows the node is alive; a disk that
+//! changes state (faulty, healthy again) or runs out of space triggers a registration at
+//! once. Failures are logged and retried, never fatal.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -112,6 +113,9 @@ async fn run(
         tokio::select! {
             biased;
             _ = stop.wait_for(|s| *s) => return,
+            // A disk turned faulty (or healthy again) or filled up: announce it now, so
+            // placement stops choosing it within a round trip rather than a heartbeat.
+            () = disks.changed() => tracing::info!("disk state changed; registering now"),
             () = tokio::time::sleep(delay) => {}
         }
     }

@@ -21,6 +21,7 @@ use crate::disk::DiskSet;
 use crate::error::BlobError;
 use crate::layout::validate_shard_key;
 use crate::shard_file::{resolve_range, ShardReader};
+use crate::stats::Stats;
 use crate::store::{self, PutItem};
 
 /// The reply stream of `GetShard` (tonic's boxed stream, as its generated trait wants).
@@ -38,18 +39,36 @@ const PUT_QUEUE_DEPTH: usize = 4;
 /// Implements the `Blob` gRPC service over a set of disks.
 pub(crate) struct BlobService {
     disks: Arc<DiskSet>,
+    stats: Arc<Stats>,
 }
 
 impl BlobService {
-    /// A service serving the given disks.
-    pub(crate) fn new(disks: Arc<DiskSet>) -> Self {
-        BlobService { disks }
+    /// A service serving the given disks and reporting these maintenance counters.
+    pub(crate) fn new(disks: Arc<DiskSet>, stats: Arc<Stats>) -> Self {
+        BlobService { disks, stats }
     }
 
     /// Validates the key and finds the disk; returns the disk's directory.
     fn locate(&self, disk_id: &str, shard_key: &str) -> Result<PathBuf, BlobError> {
         validate_shard_key(shard_key)?;
         Ok(self.disks.usable(disk_id)?.path.clone())
+    }
+
+    /// Runs a blocking shard operation on disk `disk_id`; its error goes through
+    /// [`after_error`] (which may mark the disk faulty) before it becomes a status.
+    async fn on_disk<T, F>(&self, disk_id: &str, f: F) -> Result<T, Status>
+    where
+        F: FnOnce() -> Result<T, BlobError> + Send + 'static,
+        T: Send + 'static,
+    {
+        match spawn_blocking(f)
+            .await
+            .map_err(BlobError::from)
+            .and_then(|r| r)
+        {
+            Ok(v) => Ok(v),
+            Err(e) => Err(after_error(&self.disks, disk_id, e).await.into()),
+        }
     }
 }
 
@@ -71,6 +90,27 @@ fn log_corruption(err: &BlobError, disk_id: &str, shard_key: &str) {
             "corrupt shard file"
         ),
         _ => {}
+    }
+}
+
+/// Follows up an error of a shard operation on disk `disk_id`. A full disk triggers an early
+/// registration, so placement learns its free space now rather than at the next heartbeat.
+/// Any other I/O error may mean the disk is failing: it is probed at once (see
+/// [`DiskSet::check`]) rather than at the next periodic check. Returns the error to answer:
+/// [`BlobError::FaultyDisk`] when the probe failed, so the caller retries elsewhere.
+async fn after_error(disks: &Arc<DiskSet>, disk_id: &str, err: BlobError) -> BlobError {
+    if err.is_out_of_space() {
+        tracing::warn!(disk_id, error = %err, "disk is full; announcing its free space now");
+        disks.announce_soon();
+        return err;
+    }
+    if !err.suggests_disk_fault() {
+        return err;
+    }
+    let (set, id) = (Arc::clone(disks), disk_id.to_owned());
+    match spawn_blocking(move || set.check(&id)).await {
+        Ok(false) => BlobError::FaultyDisk(disk_id.to_owned()),
+        _ => err,
     }
 }
 
@@ -158,9 +198,9 @@ impl Blob for BlobService {
                     disk_id = %header.disk_id,
                     shard_key = %header.shard_key,
                     error = %e,
-                    "cannot write shard"
+                    "cannot write shard; temporary file removed"
                 );
-                Err(e.into())
+                Err(after_error(&self.disks, &header.disk_id, e).await.into())
             }
         }
     }
@@ -176,7 +216,7 @@ impl Blob for BlobService {
         // header come back as the call's status rather than mid-stream.
         let (reader, offset, len) = {
             let (disk_id, key) = (disk_id.clone(), key.clone());
-            blocking(move || {
+            self.on_disk(&disk_id.clone(), move || {
                 let reader = store::open_shard(&root, &key)
                     .inspect_err(|e| log_corruption(e, &disk_id, &key))?;
                 let (offset, len) = resolve_range(req.offset, req.length, reader.len())?;
@@ -186,7 +226,8 @@ impl Blob for BlobService {
         };
         let (tx, rx) = mpsc::channel(GET_QUEUE_DEPTH);
         let span = tracing::debug_span!("blob-get-stream", %disk_id, shard_key = %key);
-        tokio::spawn(stream_range(reader, offset, len, tx, disk_id, key).instrument(span));
+        let disks = Arc::clone(&self.disks);
+        tokio::spawn(stream_range(reader, offset, len, tx, disks, disk_id, key).instrument(span));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
@@ -196,7 +237,11 @@ impl Blob for BlobService {
     ) -> Result<Response<DeleteShardResponse>, Status> {
         let req = request.into_inner();
         let root = self.locate(&req.disk_id, &req.shard_key)?;
-        let existed = blocking(move || store::delete_shard(&root, &req.shard_key)).await?;
+        let existed = self
+            .on_disk(&req.disk_id, move || {
+                store::delete_shard(&root, &req.shard_key)
+            })
+            .await?;
         Ok(Response::new(DeleteShardResponse { existed }))
     }
 
@@ -206,21 +251,25 @@ impl Blob for BlobService {
     ) -> Result<Response<StatShardResponse>, Status> {
         let req = request.into_inner();
         let root = self.locate(&req.disk_id, &req.shard_key)?;
-        let reply = blocking(move || match store::open_shard(&root, &req.shard_key) {
-            Ok(reader) => Ok(StatShardResponse {
-                exists: true,
-                length: reader.len(),
-            }),
-            Err(BlobError::ShardNotFound(_)) => Ok(StatShardResponse {
-                exists: false,
-                length: 0,
-            }),
-            Err(e) => {
-                log_corruption(&e, &req.disk_id, &req.shard_key);
-                Err(e)
-            }
-        })
-        .await?;
+        let disk_id = req.disk_id.clone();
+        let reply = self
+            .on_disk(&disk_id, move || {
+                match store::open_shard(&root, &req.shard_key) {
+                    Ok(reader) => Ok(StatShardResponse {
+                        exists: true,
+                        length: reader.len(),
+                    }),
+                    Err(BlobError::ShardNotFound(_)) => Ok(StatShardResponse {
+                        exists: false,
+                        length: 0,
+                    }),
+                    Err(e) => {
+                        log_corruption(&e, &req.disk_id, &req.shard_key);
+                        Err(e)
+                    }
+                }
+            })
+            .await?;
         Ok(Response::new(reply))
     }
 
@@ -229,10 +278,12 @@ impl Blob for BlobService {
         _request: Request<NodeInfoRequest>,
     ) -> Result<Response<NodeInfoResponse>, Status> {
         let disks = Arc::clone(&self.disks);
+        let maintenance = Some(self.stats.snapshot());
         let reply = blocking(move || {
             Ok(NodeInfoResponse {
                 node_id: disks.node_id().to_owned(),
                 disks: disks.disk_infos(),
+                maintenance,
             })
         })
         .await?;
@@ -251,6 +302,7 @@ async fn stream_range(
     offset: u64,
     len: u64,
     tx: mpsc::Sender<Result<GetShardResponse, Status>>,
+    disks: Arc<DiskSet>,
     disk_id: String,
     key: String,
 ) {
@@ -286,6 +338,7 @@ async fn stream_range(
             }
             Err(e) => {
                 log_corruption(&e, &disk_id, &key);
+                let e = after_error(&disks, &disk_id, e).await;
                 // Ignored error: the client may be gone; there is no one left to tell.
                 let _ = tx.send(Err(e.into())).await;
                 return;

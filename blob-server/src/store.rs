@@ -4,13 +4,14 @@
 //! durability steps; the gRPC layer runs them on the blocking thread pool.
 
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use crate::error::BlobError;
 use crate::fsutil::sync_dir;
-use crate::layout::{shard_dir, tmp_name, SHARDS_DIR};
+use crate::layout::{is_tmp_name, is_valid_shard_key, shard_dir, tmp_name, SHARDS_DIR};
 use crate::shard_file::{ShardReader, ShardWriter};
 
 /// One item of a put stream, from the network side to the writer.
@@ -102,6 +103,52 @@ pub(crate) fn delete_shard(root: &Path, key: &str) -> Result<bool, BlobError> {
     // back after a crash.
     sync_dir(&dir)?;
     Ok(true)
+}
+
+/// One shard file found by [`list_fanout`].
+#[derive(Debug, Clone)]
+pub(crate) struct ShardEntry {
+    /// The shard key (the file name).
+    pub(crate) key: String,
+    /// The file's size in bytes (header and checksums included).
+    pub(crate) file_len: u64,
+    /// The file's modification time: when its put wrote its last byte.
+    pub(crate) modified: SystemTime,
+}
+
+/// The shard files of fan-out directory `fanout` (`00`..`ff`) on the disk at `root`
+/// (blocking). Temporary files of puts in progress, and names that are not shard keys, are
+/// left out: only committed shards are ever scrubbed or collected. A missing fan-out
+/// directory is an error (the disk lost its layout: the caller probes it).
+pub(crate) fn list_fanout(root: &Path, fanout: &str) -> Result<Vec<ShardEntry>, BlobError> {
+    let dir = root.join(SHARDS_DIR).join(fanout);
+    let context = || format!("list {}", dir.display());
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(&dir).map_err(|e| BlobError::io(context(), e))? {
+        let entry = entry.map_err(|e| BlobError::io(context(), e))?;
+        let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+            continue;
+        };
+        if is_tmp_name(&name) || !is_valid_shard_key(&name) {
+            continue;
+        }
+        let meta = match entry.metadata() {
+            Ok(m) => m,
+            // Deleted between the listing and the stat: not there any more.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(BlobError::io(context(), e)),
+        };
+        if !meta.is_file() {
+            continue;
+        }
+        out.push(ShardEntry {
+            key: name,
+            file_len: meta.len(),
+            // No mtime (unsupported platform): counts as brand new, so it is never collected.
+            modified: meta.modified().unwrap_or_else(|_| SystemTime::now()),
+        });
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -28,6 +28,8 @@ fn config(dirs: Vec<PathBuf>) -> BlobServerConfig {
         node_id: None,
         zone: String::new(),
         auth: BlobAuth::Open,
+        scrub: ScrubConfig::default(),
+        gc: GcConfig::default(),
     }
 }
 
@@ -267,6 +269,33 @@ async fn faulty_disk_is_reported_and_server_still_starts() {
 
     let err = start(config(vec![file.join("d0")])).await.unwrap_err();
     assert!(matches!(err, BlobError::NoUsableDisk(1)), "{err}");
+}
+
+#[tokio::test]
+async fn a_disk_removed_while_running_fails_fast_at_its_first_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (d0, d1) = (tmp.path().join("d0"), tmp.path().join("d1"));
+    let server = start(config(vec![d0.clone(), d1.clone()])).await.unwrap();
+    let mut c = client(&server).await;
+    let disks = disk_ids(&mut c).await;
+    put(&mut c, &disks[1].0, "before", b"x", 1).await.unwrap();
+
+    std::fs::remove_dir_all(&d1).unwrap();
+    // The first put to it fails, probes the disk and marks it FAULTY (well before the
+    // periodic check); the error tells the caller to go elsewhere.
+    let err = put(&mut c, &disks[1].0, "k", b"x", 1).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+    let now = disk_ids(&mut c).await;
+    assert_eq!(now[1], (disks[1].0.clone(), DiskState::Faulty as i32));
+    assert_eq!(now[0].1, DiskState::Ok as i32);
+    let err = get(&mut c, &disks[1].0, "before", 0, 0).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable);
+    // The other disk serves on; nothing recreated the removed one.
+    assert_eq!(put(&mut c, &disks[0].0, "k", b"xy", 1).await.unwrap(), 2);
+    assert!(!d1.exists());
+    let info = c.node_info(NodeInfoRequest {}).await.unwrap().into_inner();
+    assert!(info.maintenance.is_some());
+    server.shutdown().await.unwrap();
 }
 
 #[tokio::test]

@@ -452,10 +452,7 @@ impl Meta {
             lease_ms: lease.as_millis() as u64,
         };
         let resp = self
-            .call("ClaimHeal", |mut c| {
-                let req = req.clone();
-                async move { c.claim_heal(req).await }
-            })
+            .call("ClaimHeal", |mut c| async move { c.claim_heal(req).await })
             .await?;
         Ok(resp.items)
     }

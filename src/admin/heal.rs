@@ -45,7 +45,7 @@ fn reason_name(code: i32) -> &'static str {
 
 /// The status as JSON (stable field names, for scripts and tests).
 pub fn to_json(s: &HealStatusResponse) -> serde_json::Value {
-    let totals = s.totals.clone().unwrap_or_default();
+    let totals = s.totals.unwrap_or_default();
     json!({
         "queued_objects": s.queued_objects,
         "queued_bytes": s.queued_bytes,
@@ -69,7 +69,7 @@ pub fn to_json(s: &HealStatusResponse) -> serde_json::Value {
 
 /// The status as text.
 pub fn render(s: &HealStatusResponse) -> String {
-    let totals = s.totals.clone().unwrap_or_default();
+    let totals = s.totals.unwrap_or_default();
     let mib = |b: u64| b as f64 / (1u64 << 20) as f64;
     let eta = match s.eta_seconds {
         0 => "-".to_string(),

@@ -138,6 +138,17 @@ impl Cluster {
 
     /// Starts one more blob server with `disks` disks in `zone`; returns its index.
     pub fn add_blob(&mut self, zone: &str, disks: usize) -> usize {
+        self.add_blob_with_env(zone, disks, &[])
+    }
+
+    /// Like [`Cluster::add_blob`], with extra environment variables (its settings). Its
+    /// disks are `blob{i}-d{d}` under the cluster's directory.
+    pub fn add_blob_with_env(
+        &mut self,
+        zone: &str,
+        disks: usize,
+        env: &[(&'static str, &str)],
+    ) -> usize {
         let i = self.blobs.len();
         let mut args = vec![
             "blob".to_string(),
@@ -150,7 +161,9 @@ impl Cluster {
         let mut node = Node {
             args,
             log: self.tmp.path().join(format!("blob{i}.log")),
-            env: vec![("CAIRN_BLOB_ZONE", zone.to_string())],
+            env: std::iter::once(("CAIRN_BLOB_ZONE", zone.to_string()))
+                .chain(env.iter().map(|(k, v)| (*k, v.to_string())))
+                .collect(),
             proc: None,
         };
         node.start("BLOB");

@@ -4,6 +4,7 @@ mod cluster_harness;
 mod harness;
 
 mod bench;
+mod blob_faults;
 mod buckets;
 mod cluster;
 mod cluster_script;
