@@ -178,6 +178,10 @@ pub async fn run_embedded(
     println!("  Secret key:  {}", s3.secret_key);
     println!("  Region:      {}", s3.region);
     println!("  Disks:       {}", dirs.len());
+    println!(
+        "  Admin:       cairn admin --meta {} status   (also: heal status, locate BUCKET KEY)",
+        meta.endpoint()
+    );
     println!("Try:");
     println!(
         "  AWS_ACCESS_KEY_ID={} AWS_SECRET_ACCESS_KEY={} aws --endpoint-url {endpoint} s3 mb s3://my-bucket",

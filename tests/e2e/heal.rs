@@ -181,3 +181,48 @@ async fn degraded_writes_and_a_lost_node_are_healed_back_to_full_redundancy() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_wiped_disk_coming_back_empty_is_healed_back() {
+    let mut cluster = Cluster::start(1, 5, 1, 1, &[]);
+    let s3 = cluster.client(0);
+    s3.create_bucket()
+        .bucket(BUCKET)
+        .send()
+        .await
+        .expect("create");
+    let size = (1 << 20) + 99;
+    let keys: Vec<String> = (0..5).map(|i| format!("obj-{i}")).collect();
+    for (i, key) in keys.iter().enumerate() {
+        put(&s3, BUCKET, key, data(size, 500 + i as u64)).await;
+    }
+    // Blob server 0's disk is replaced by an empty one: stop, wipe, start again.
+    let disk = cluster.path("blob0-d0");
+    let old_disk_id = {
+        let status = cluster.status();
+        let listen = cluster.blobs[0].args[2].clone();
+        status["blob_nodes"]
+            .as_array()
+            .and_then(|nodes| nodes.iter().find(|n| n["address"] == listen.as_str()))
+            .and_then(|n| n["disks"][0]["disk_id"].as_str())
+            .expect("disk id of blob 0")
+            .to_string()
+    };
+    cluster.blobs[0].kill();
+    std::fs::remove_dir_all(&disk).expect("wipe disk");
+    cluster.restart_blob(0);
+    let key_refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+    wait_healed(&cluster, &key_refs, Duration::from_secs(90), |view| {
+        all_ok(view)
+            && shards(view)
+                .iter()
+                .all(|s| s["disk_id"] != old_disk_id.as_str())
+    });
+    for (i, key) in keys.iter().enumerate() {
+        assert_eq!(
+            get(&s3, BUCKET, key).await,
+            data(size, 500 + i as u64),
+            "{key}"
+        );
+    }
+}

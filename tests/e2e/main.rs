@@ -11,6 +11,7 @@ mod cluster_script;
 mod compose;
 mod degraded;
 mod durability;
+mod gc_race;
 mod heal;
 mod listing;
 mod multipart;
