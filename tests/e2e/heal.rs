@@ -184,7 +184,9 @@ async fn degraded_writes_and_a_lost_node_are_healed_back_to_full_redundancy() {
 
 #[tokio::test]
 async fn a_wiped_disk_coming_back_empty_is_healed_back() {
-    let mut cluster = Cluster::start(1, 5, 1, 1, &[]);
+    // Three blob servers with two disks each (4+2): wiping one disk keeps its server's
+    // identity (on the other disk), so the server comes back with one new, empty disk.
+    let mut cluster = Cluster::start(1, 3, 2, 1, &[]);
     let s3 = cluster.client(0);
     s3.create_bucket()
         .bucket(BUCKET)
@@ -204,7 +206,13 @@ async fn a_wiped_disk_coming_back_empty_is_healed_back() {
         status["blob_nodes"]
             .as_array()
             .and_then(|nodes| nodes.iter().find(|n| n["address"] == listen.as_str()))
-            .and_then(|n| n["disks"][0]["disk_id"].as_str())
+            .and_then(|n| {
+                n["disks"]
+                    .as_array()?
+                    .iter()
+                    .find(|d| d["path"].as_str().is_some_and(|p| p.starts_with(&disk)))
+            })
+            .and_then(|d| d["disk_id"].as_str())
             .expect("disk id of blob 0")
             .to_string()
     };
