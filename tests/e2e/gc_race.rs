@@ -41,7 +41,7 @@ async fn writer(s3: aws_sdk_s3::Client, id: u64) -> Expected {
         step += 1;
         let key = format!("w{id}-k{}", step % KEYS_PER_WRITER);
         let seed = id * 1_000_000 + step;
-        if step % 5 == 0 {
+        if step.is_multiple_of(5) {
             match s3.delete_object().bucket(BUCKET).key(&key).send().await {
                 Ok(_) => expected.insert(key.clone(), None),
                 Err(_) => expected.remove(&key),
