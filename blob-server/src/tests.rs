@@ -379,73 +379,16 @@ async fn leftover_tmp_files_are_cleaned_at_start() {
     server.shutdown().await.unwrap();
 }
 
-/// A meta service that refuses the first registration, then records them.
+/// A meta service that refuses the first registration, then records them; every other
+/// method answers UNIMPLEMENTED (tonic's default).
 #[derive(Default, Clone)]
 struct FakeMeta {
     calls: Arc<Mutex<Vec<RegisterBlobNodeRequest>>>,
     refused: Arc<Mutex<u32>>,
 }
 
-fn unused<T>() -> Result<Response<T>, Status> {
-    Err(Status::unimplemented("not part of this fake"))
-}
-
 #[tonic::async_trait]
 impl Meta for FakeMeta {
-    async fn create_bucket(
-        &self,
-        _: Request<CreateBucketRequest>,
-    ) -> Result<Response<CreateBucketResponse>, Status> {
-        unused()
-    }
-    async fn delete_bucket(
-        &self,
-        _: Request<DeleteBucketRequest>,
-    ) -> Result<Response<DeleteBucketResponse>, Status> {
-        unused()
-    }
-    async fn get_bucket(
-        &self,
-        _: Request<GetBucketRequest>,
-    ) -> Result<Response<GetBucketResponse>, Status> {
-        unused()
-    }
-    async fn list_buckets(
-        &self,
-        _: Request<ListBucketsRequest>,
-    ) -> Result<Response<ListBucketsResponse>, Status> {
-        unused()
-    }
-    async fn plan_put(
-        &self,
-        _: Request<PlanPutRequest>,
-    ) -> Result<Response<PlanPutResponse>, Status> {
-        unused()
-    }
-    async fn commit_object(
-        &self,
-        _: Request<CommitObjectRequest>,
-    ) -> Result<Response<CommitObjectResponse>, Status> {
-        unused()
-    }
-    async fn get_object(
-        &self,
-        _: Request<GetObjectRequest>,
-    ) -> Result<Response<GetObjectResponse>, Status> {
-        unused()
-    }
-    async fn delete_object(
-        &self,
-        _: Request<DeleteObjectRequest>,
-    ) -> Result<Response<DeleteObjectResponse>, Status> {
-        unused()
-    }
-    async fn list_objects(
-        &self,
-        _: Request<ListObjectsRequest>,
-    ) -> Result<Response<ListObjectsResponse>, Status> {
-        unused()
-    }
     async fn register_blob_node(
         &self,
         request: Request<RegisterBlobNodeRequest>,
@@ -457,48 +400,6 @@ impl Meta for FakeMeta {
         }
         self.calls.lock().unwrap().push(request.into_inner());
         Ok(Response::new(RegisterBlobNodeResponse {}))
-    }
-    async fn list_blob_nodes(
-        &self,
-        _: Request<ListBlobNodesRequest>,
-    ) -> Result<Response<ListBlobNodesResponse>, Status> {
-        unused()
-    }
-    async fn create_multipart_upload(
-        &self,
-        _: Request<CreateMultipartUploadRequest>,
-    ) -> Result<Response<CreateMultipartUploadResponse>, Status> {
-        unused()
-    }
-    async fn commit_part(
-        &self,
-        _: Request<CommitPartRequest>,
-    ) -> Result<Response<CommitPartResponse>, Status> {
-        unused()
-    }
-    async fn complete_multipart_upload(
-        &self,
-        _: Request<CompleteMultipartUploadRequest>,
-    ) -> Result<Response<CompleteMultipartUploadResponse>, Status> {
-        unused()
-    }
-    async fn abort_multipart_upload(
-        &self,
-        _: Request<AbortMultipartUploadRequest>,
-    ) -> Result<Response<AbortMultipartUploadResponse>, Status> {
-        unused()
-    }
-    async fn list_parts(
-        &self,
-        _: Request<ListPartsRequest>,
-    ) -> Result<Response<ListPartsResponse>, Status> {
-        unused()
-    }
-    async fn list_multipart_uploads(
-        &self,
-        _: Request<ListMultipartUploadsRequest>,
-    ) -> Result<Response<ListMultipartUploadsResponse>, Status> {
-        unused()
     }
 }
 
