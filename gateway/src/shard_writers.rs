@@ -131,12 +131,7 @@ impl ShardWriters {
         tokio::pin!(hard);
         let mut straggle_until: Option<Instant> = None;
         loop {
-            let straggle = async {
-                match straggle_until {
-                    Some(at) => tokio::time::sleep_until(at).await,
-                    None => std::future::pending().await,
-                }
-            };
+            let straggle = straggle_deadline(straggle_until);
             tokio::select! {
                 next = sends.next() => match next {
                     None => break,
@@ -198,12 +193,7 @@ impl ShardWriters {
             let mut written = 0;
             let mut straggle_until: Option<Instant> = None;
             loop {
-                let straggle = async {
-                    match straggle_until {
-                        Some(at) => tokio::time::sleep_until(at).await,
-                        None => std::future::pending().await,
-                    }
-                };
+                let straggle = straggle_deadline(straggle_until);
                 tokio::select! {
                     next = waits.next() => match next {
                         None => break,
@@ -325,6 +315,14 @@ fn pieces(block: Bytes) -> Vec<Bytes> {
         .step_by(PIECE)
         .map(|start| block.slice(start..(start + PIECE).min(block.len())))
         .collect()
+}
+
+/// Sleeps until `at`, or forever while no straggler deadline is set.
+async fn straggle_deadline(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }
 
 #[cfg(test)]

@@ -58,6 +58,17 @@ fn wait_healed(cluster: &Cluster, keys: &[&str], limit: Duration, pred: impl Fn(
     }
 }
 
+/// Blob server `i` as `cairn admin status` shows it (found by its listen address).
+fn registered(cluster: &Cluster, i: usize) -> Value {
+    let listen = cluster.blobs[i].args[2].clone();
+    let status = cluster.status();
+    status["blob_nodes"]
+        .as_array()
+        .and_then(|nodes| nodes.iter().find(|n| n["address"] == listen.as_str()))
+        .cloned()
+        .unwrap_or_else(|| panic!("no blob node at {listen}: {status:#}"))
+}
+
 fn all_ok(view: &Value) -> bool {
     let s = shards(view);
     !s.is_empty() && s.iter().all(|s| s["state"] == "ok")
@@ -147,14 +158,9 @@ async fn degraded_writes_and_a_lost_node_are_healed_back_to_full_redundancy() {
     for (i, key) in before.iter().enumerate() {
         put(&s3, BUCKET, key, data(size, i as u64)).await;
     }
-    // Blob server 0, found in the registry by its listen address.
-    let listen = cluster.blobs[0].args[2].clone();
-    let status = cluster.status();
-    let dead_id = status["blob_nodes"]
-        .as_array()
-        .and_then(|nodes| nodes.iter().find(|n| n["address"] == listen.as_str()))
-        .and_then(|n| n["node_id"].as_str())
-        .unwrap_or_else(|| panic!("no blob node at {listen}: {status:#}"))
+    let dead_id = registered(&cluster, 0)["node_id"]
+        .as_str()
+        .expect("node id")
         .to_string();
     cluster.blobs[0].kill();
     // Written while the meta service still thinks the node is up: PUTs that picked it are
@@ -200,22 +206,16 @@ async fn a_wiped_disk_coming_back_empty_is_healed_back() {
     }
     // Blob server 0's disk is replaced by an empty one: stop, wipe, start again.
     let disk = cluster.path("blob0-d0");
-    let old_disk_id = {
-        let status = cluster.status();
-        let listen = cluster.blobs[0].args[2].clone();
-        status["blob_nodes"]
-            .as_array()
-            .and_then(|nodes| nodes.iter().find(|n| n["address"] == listen.as_str()))
-            .and_then(|n| {
-                n["disks"]
-                    .as_array()?
-                    .iter()
-                    .find(|d| d["path"].as_str().is_some_and(|p| p.starts_with(&disk)))
-            })
-            .and_then(|d| d["disk_id"].as_str())
-            .expect("disk id of blob 0")
-            .to_string()
-    };
+    let old_disk_id = registered(&cluster, 0)["disks"]
+        .as_array()
+        .and_then(|disks| {
+            disks
+                .iter()
+                .find(|d| d["path"].as_str().is_some_and(|p| p.starts_with(&disk)))
+        })
+        .and_then(|d| d["disk_id"].as_str())
+        .expect("disk id of blob 0")
+        .to_string();
     cluster.blobs[0].kill();
     std::fs::remove_dir_all(&disk).expect("wipe disk");
     cluster.restart_blob(0);

@@ -124,36 +124,23 @@ impl MetaReader {
         after: Option<&[u8]>,
         limit: usize,
     ) -> Result<(Vec<ObjectVersion>, Option<Vec<u8>>), StoreError> {
-        let start = keys::object_prefix(bucket_id, prefix);
-        let mut iter = self.db.raw_iterator_cf(cf(&self.db, CF_OBJECTS)?);
-        match after {
-            Some(after) => {
-                iter.seek(after);
-                if iter.key() == Some(after) {
-                    iter.next();
-                }
-            }
-            None => iter.seek(&start),
-        }
-        let mut out = Vec::new();
-        let mut last = None;
-        while let (Some(k), Some(v)) = (iter.key(), iter.value()) {
-            if !k.starts_with(&start) || out.len() >= limit {
-                break;
-            }
-            out.push(records::decode(v)?);
-            last = Some(k.to_vec());
-            iter.next();
-        }
-        iter.status()?;
-        let more = out.len() >= limit;
-        Ok((out, if more { last } else { None }))
+        self.scan_versions(&keys::object_prefix(bucket_id, prefix), after, limit)
     }
 
     /// Every stored version of every bucket, `limit` at a time (see [`Self::versions_page`]);
     /// `after` is a raw key of the objects column family.
     pub fn all_versions_page(
         &self,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<(Vec<ObjectVersion>, Option<Vec<u8>>), StoreError> {
+        self.scan_versions(&[], after, limit)
+    }
+
+    /// Up to `limit` versions whose raw key starts with `start`, after the raw key `after`.
+    fn scan_versions(
+        &self,
+        start: &[u8],
         after: Option<&[u8]>,
         limit: usize,
     ) -> Result<(Vec<ObjectVersion>, Option<Vec<u8>>), StoreError> {
@@ -165,12 +152,12 @@ impl MetaReader {
                     iter.next();
                 }
             }
-            None => iter.seek_to_first(),
+            None => iter.seek(start),
         }
         let mut out = Vec::new();
         let mut last = None;
         while let (Some(k), Some(v)) = (iter.key(), iter.value()) {
-            if out.len() >= limit {
+            if !k.starts_with(start) || out.len() >= limit {
                 break;
             }
             out.push(records::decode(v)?);
