@@ -276,3 +276,46 @@ async fn blob_servers_killed_mid_put_leave_the_exact_object_or_nothing() {
         "no damage report in the gateway log"
     );
 }
+
+#[tokio::test]
+async fn a_blob_server_killed_mid_get_does_not_break_the_stream() {
+    let mut cluster = Cluster::start(1, 4, 1, 1, &[]);
+    let s3 = cluster.client(0);
+    s3.create_bucket()
+        .bucket("midget")
+        .send()
+        .await
+        .expect("create");
+    let body = data(24 << 20, 4242);
+    put(&s3, "midget", "big", body.clone()).await;
+    // The server holding data shard 0: the GET reads from it first.
+    let view = locate(&cluster, "midget", "big");
+    let shard0 = view["shards"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["index"] == 0))
+        .and_then(|s| s["address"].as_str())
+        .expect("shard 0 address")
+        .to_string();
+    let victim = (0..cluster.blobs.len())
+        .find(|&i| blob_address(&cluster, i) == shard0)
+        .expect("blob server of shard 0");
+
+    let out = s3
+        .get_object()
+        .bucket("midget")
+        .key("big")
+        .send()
+        .await
+        .expect("get");
+    let mut reader = out.body.into_async_read();
+    let mut got = vec![0u8; 1 << 20];
+    reader.read_exact(&mut got).await.expect("first MiB");
+    cluster.blobs[victim].kill();
+    let started = Instant::now();
+    reader
+        .read_to_end(&mut got)
+        .await
+        .expect("rest of the body");
+    assert!(got == body, "the body read across the kill differs");
+    assert!(started.elapsed() < BOUND, "took {:?}", started.elapsed());
+}
