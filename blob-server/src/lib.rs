@@ -298,6 +298,7 @@ pub async fn start(config: BlobServerConfig) -> Result<RunningBlobServer, BlobEr
                 node_id: node_id.clone(),
                 address: advertise.clone(),
                 zone: config.zone.clone(),
+                stats: Arc::clone(&stats),
             },
             Arc::clone(&disks),
             stop_rx,

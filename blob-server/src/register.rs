@@ -37,6 +37,8 @@ pub(crate) struct Announce {
     pub address: String,
     /// Failure-domain label; empty = none.
     pub zone: String,
+    /// Maintenance counters, sent with every heartbeat.
+    pub stats: Arc<crate::stats::Stats>,
 }
 
 /// Spawns the registration task. It stops when `stop` becomes `true` or its sender is dropped.
@@ -139,6 +141,7 @@ async fn register_once(
         address: announce.address.clone(),
         disks: disk_infos,
         zone: announce.zone.clone(),
+        maintenance: Some(announce.stats.snapshot()),
     };
     let n = clients.len();
     let mut errors = Vec::new();

@@ -277,6 +277,7 @@ mod tests {
                 .collect(),
             registered_ms: 0,
             zone: String::new(),
+            maintenance: None,
         }
     }
 

@@ -361,6 +361,7 @@ impl Meta for MetaService {
             disks: request.disks,
             registered_ms: 0,
             zone: request.zone,
+            maintenance: request.maintenance,
         };
         let applied = self
             .groups()?

@@ -49,6 +49,21 @@ pub struct BlobView {
     pub state: String,
     pub last_heartbeat_ms_ago: i64,
     pub disks: Vec<DiskView>,
+    /// Scrub and GC counters since the server started, as of its last heartbeat.
+    pub maintenance: MaintenanceView,
+}
+
+/// A blob server's background maintenance, since it started.
+#[derive(Serialize, Default)]
+pub struct MaintenanceView {
+    pub scrubbed_shards: u64,
+    pub scrubbed_bytes: u64,
+    /// Shard files found corrupt or unreadable (each reported for healing).
+    pub corrupt_shards: u64,
+    pub scrub_passes: u64,
+    pub gc_deleted_shards: u64,
+    pub gc_deleted_bytes: u64,
+    pub gc_passes: u64,
 }
 
 /// The whole report.
@@ -152,6 +167,19 @@ pub async fn gather(admin: &Admin) -> anyhow::Result<ClusterView> {
                         capacity_bytes: d.capacity_bytes,
                     })
                     .collect(),
+                maintenance: n
+                    .maintenance
+                    .as_ref()
+                    .map(|m| MaintenanceView {
+                        scrubbed_shards: m.scrub_shards,
+                        scrubbed_bytes: m.scrub_bytes,
+                        corrupt_shards: m.scrub_corrupt,
+                        scrub_passes: m.scrub_passes,
+                        gc_deleted_shards: m.gc_shards_deleted,
+                        gc_deleted_bytes: m.gc_bytes_deleted,
+                        gc_passes: m.gc_passes,
+                    })
+                    .unwrap_or_default(),
             }
         })
         .collect();
@@ -274,6 +302,33 @@ pub fn render(view: &ClusterView) -> String {
             "FREE",
             "CAPACITY",
             "PATH",
+        ],
+        &rows,
+    ));
+    out.push_str("\n\nMAINTENANCE (since each blob server started)\n");
+    let rows: Vec<Vec<String>> = view
+        .blob_nodes
+        .iter()
+        .map(|n| {
+            let m = &n.maintenance;
+            vec![
+                n.node_id.clone(),
+                format!("{} / {}", m.scrubbed_shards, bytes(m.scrubbed_bytes)),
+                m.corrupt_shards.to_string(),
+                m.scrub_passes.to_string(),
+                format!("{} / {}", m.gc_deleted_shards, bytes(m.gc_deleted_bytes)),
+                m.gc_passes.to_string(),
+            ]
+        })
+        .collect();
+    out.push_str(&table(
+        &[
+            "NODE",
+            "SCRUBBED",
+            "CORRUPT",
+            "SCRUB PASSES",
+            "GC DELETED",
+            "GC WALKS",
         ],
         &rows,
     ));

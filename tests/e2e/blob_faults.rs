@@ -457,8 +457,8 @@ async fn a_flipped_byte_is_scrubbed_reported_healed_and_collected() {
     // The object still reads back (three good shards of four).
     assert_eq!(get(&s3, "rot", "victim").await, body);
 
-    // The loop closes: a gateway's healer rebuilds the shard elsewhere, garbage collection
-    // removes the damaged file, and every shard file left verifies.
+    // The loop closes: a gateway's healer rebuilds the shard elsewhere and deletes the damaged
+    // file (garbage collection would, had it not), and every shard file left verifies.
     let deadline = std::time::Instant::now() + Duration::from_secs(90);
     loop {
         let (ok, out, _) = cluster.admin(&["heal", "status", "--json"]);
@@ -481,6 +481,14 @@ async fn a_flipped_byte_is_scrubbed_reported_healed_and_collected() {
             .unwrap_or_else(|e| panic!("{}: {e}", shard.display()));
     }
     assert_eq!(get(&s3, "rot", "victim").await, body);
+    // The operator sees it too: the counters travel with the heartbeat to `admin status`.
+    cluster.wait_for("scrub and GC counters in the status", |s| {
+        let m = &s["blob_nodes"][0]["maintenance"];
+        m["corrupt_shards"].as_u64() >= Some(1)
+            && m["scrubbed_shards"].as_u64() >= Some(1)
+            && m["gc_passes"].as_u64() >= Some(1)
+    });
+    assert!(cluster.admin_ok(&["status"]).contains("MAINTENANCE"));
 }
 
 /// Orphan shard files (what a crashed upload or a gateway that died before deleting leaves
