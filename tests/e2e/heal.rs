@@ -234,3 +234,40 @@ async fn a_wiped_disk_coming_back_empty_is_healed_back() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_read_that_meets_a_corrupt_shard_gets_it_healed_without_an_operator() {
+    let cluster = Cluster::start(1, 5, 1, 1, &[]);
+    let s3 = cluster.client(0);
+    s3.create_bucket()
+        .bucket(BUCKET)
+        .send()
+        .await
+        .expect("create");
+    let size = (1 << 20) + 5;
+    put(&s3, BUCKET, "bitrot", data(size, 9)).await;
+    let before = shards(&locate(&cluster, "bitrot"));
+    // Data shard 0 is read first by every GET: flip a byte in it.
+    let shard0 = before
+        .iter()
+        .find(|s| s["index"] == 0)
+        .and_then(|s| s["path"].as_str())
+        .expect("shard 0 path")
+        .to_string();
+    let mut raw = std::fs::read(&shard0).expect("read shard");
+    let at = raw.len() - 100;
+    raw[at] ^= 0x01;
+    std::fs::write(&shard0, raw).expect("corrupt shard");
+
+    // The GET is served from parity and reports the damage; the healer does the rest.
+    assert_eq!(get(&s3, BUCKET, "bitrot").await, data(size, 9));
+    wait_healed(&cluster, &["bitrot"], Duration::from_secs(60), |view| {
+        all_ok(view)
+            && shards(view)
+                .iter()
+                .all(|s| s["path"].as_str() != Some(shard0.as_str()))
+    });
+    let status = heal_status(&cluster);
+    assert!(status["objects_healed"].as_u64() >= Some(1), "{status:#}");
+    assert_eq!(get(&s3, BUCKET, "bitrot").await, data(size, 9));
+}
