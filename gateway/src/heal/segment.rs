@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
-use cairn_proto::blob::{GetShardRequest, StatShardRequest};
+use bytes::Bytes;
+use cairn_proto::blob::StatShardRequest;
 use cairn_proto::meta::{
     ErasureScheme, ObjectVersion, PlanHealRequest, ReplaceShardsRequest, ShardPlacement,
     ShardReplacement,
@@ -16,6 +16,7 @@ use tracing::{debug, info_span, Instrument};
 use super::{HealError, Healed, Throttle};
 use crate::blob_pool::{spawn_delete_shards, BlobPool};
 use crate::erasure::{Codec, Scheme};
+use crate::shard_feed::{FeedRange, ShardFeed};
 use crate::Gateway;
 
 /// How long one blob call (a stat, or the next message of a shard stream) may take before the
@@ -54,7 +55,8 @@ pub(crate) async fn heal(
     }
 
     let checks = seg.shards.iter().map(|s| async move {
-        let good = s.written && shard_is_good(&gw.blobs, throttle, s, shard_len, deep).await;
+        let good =
+            s.written && shard_is_good(&gw.blobs, throttle, s, (scheme, seg.size), deep).await;
         (s.index, good)
     });
     let states = futures::future::join_all(checks).await;
@@ -98,7 +100,7 @@ pub(crate) async fn heal(
     };
     // Read every rebuilt shard back: what is recorded must be what was meant to be written.
     for (target, expected) in targets.iter().zip(&hashes) {
-        match read_hash(&gw.blobs, target).await {
+        match read_hash(&gw.blobs, target, scheme, seg.size).await {
             Ok((hash, len)) if hash == *expected && len == shard_len => {}
             other => {
                 discard(gw, &targets, version);
@@ -173,24 +175,16 @@ fn discard(gw: &Gateway, targets: &[ShardPlacement], version: &ObjectVersion) {
     );
 }
 
-/// Whether a shard is there and sound: its length (stat), or every byte read and verified.
+/// Whether a shard is there and sound: its length (stat), and when `deep` every byte read and
+/// verified too.
 async fn shard_is_good(
-    pool: &BlobPool,
+    pool: &Arc<BlobPool>,
     throttle: &Throttle,
     shard: &ShardPlacement,
-    shard_len: u64,
+    (scheme, size): (Scheme, u64),
     deep: bool,
 ) -> bool {
-    if deep {
-        throttle.spend(shard_len).await;
-        return match read_hash(pool, shard).await {
-            Ok((_, len)) => len == shard_len,
-            Err(e) => {
-                debug!(shard = %shard.shard_key, error = %e, "shard unreadable");
-                false
-            }
-        };
-    }
+    let shard_len = scheme.shard_len(size);
     let Ok(mut client) = pool.client(&shard.node_address) else {
         return false;
     };
@@ -198,23 +192,41 @@ async fn shard_is_good(
         disk_id: shard.disk_id.clone(),
         shard_key: shard.shard_key.clone(),
     };
-    match tokio::time::timeout(CALL_TIMEOUT, client.stat_shard(req)).await {
+    let present = match tokio::time::timeout(CALL_TIMEOUT, client.stat_shard(req)).await {
         Ok(Ok(resp)) => {
             let stat = resp.into_inner();
             stat.exists && stat.length == shard_len
         }
         _ => false,
+    };
+    if !present || !deep {
+        return present;
+    }
+    throttle.spend(shard_len).await;
+    match read_hash(pool, shard, scheme, size).await {
+        Ok((_, len)) => len == shard_len,
+        Err(e) => {
+            debug!(shard = %shard.shard_key, error = %e, "shard unreadable");
+            false
+        }
     }
 }
 
-/// Reads a whole shard (the server verifies every chunk) and returns its BLAKE3 and length.
-async fn read_hash(pool: &BlobPool, shard: &ShardPlacement) -> Result<(blake3::Hash, u64), String> {
-    let mut reader = ShardStream::open(pool, shard, 0).await?;
+/// Reads every block of a shard (the server verifies every chunk) and returns its BLAKE3 and
+/// length.
+async fn read_hash(
+    pool: &Arc<BlobPool>,
+    shard: &ShardPlacement,
+    scheme: Scheme,
+    size: u64,
+) -> Result<(blake3::Hash, u64), String> {
+    let mut blocks = Blocks::open(pool, shard, scheme, size);
     let mut hasher = blake3::Hasher::new();
     let mut len = 0u64;
-    while let Some(data) = reader.next().await? {
-        hasher.update(&data);
-        len += data.len() as u64;
+    for _ in 0..size.div_ceil(scheme.stripe_size()) {
+        let block = blocks.next().await?;
+        hasher.update(&block);
+        len += block.len() as u64;
     }
     Ok((hasher.finalize(), len))
 }
@@ -230,13 +242,10 @@ async fn rebuild(
     targets: &[ShardPlacement],
 ) -> Result<Vec<blake3::Hash>, HealError> {
     let codec = Codec::new(scheme).map_err(|e| HealError::Unrecoverable(e.to_string()))?;
-    let mut readers = Vec::with_capacity(sources.len());
-    for s in sources {
-        let r = ShardStream::open(&gw.blobs, s, 0)
-            .await
-            .map_err(HealError::Retry)?;
-        readers.push((s.index as usize, r));
-    }
+    let mut readers: Vec<(usize, Blocks)> = sources
+        .iter()
+        .map(|s| (s.index as usize, Blocks::open(&gw.blobs, s, scheme, size)))
+        .collect();
     let mut writers: Vec<Writer> = targets
         .iter()
         .map(|t| Writer::start(&gw.blobs, t))
@@ -249,7 +258,7 @@ async fn rebuild(
         let mut blocks: Vec<Option<Bytes>> = vec![None; scheme.total_shards()];
         for (index, reader) in readers.iter_mut() {
             let block = reader
-                .read_exact(block_len)
+                .next()
                 .await
                 .map_err(|e| HealError::Retry(format!("source shard {index}: {e}")))?;
             if let Some(slot) = blocks.get_mut(*index) {
@@ -272,7 +281,7 @@ async fn rebuild(
     }
     let mut hashes = Vec::with_capacity(writers.len());
     for w in writers {
-        hashes.push(w.finish().await?);
+        hashes.push(w.finish(scheme.shard_len(size)).await?);
     }
     Ok(hashes)
 }
@@ -309,11 +318,15 @@ impl Writer {
             .map_err(|_| HealError::Retry("rebuilt shard's stream ended early".into()))
     }
 
-    /// Closes the stream and waits for the server's durable acknowledgement.
-    async fn finish(self) -> Result<blake3::Hash, HealError> {
+    /// Closes the stream and waits for the server's durable acknowledgement of
+    /// `expected_len` bytes.
+    async fn finish(self, expected_len: u64) -> Result<blake3::Hash, HealError> {
         drop(self.tx);
         match tokio::time::timeout(CALL_TIMEOUT, self.task).await {
-            Ok(Ok(Ok(_))) => Ok(self.hasher.finalize()),
+            Ok(Ok(Ok(len))) if len == expected_len => Ok(self.hasher.finalize()),
+            Ok(Ok(Ok(len))) => Err(HealError::Retry(format!(
+                "rebuilt shard acknowledged with {len} bytes, {expected_len} expected"
+            ))),
             Ok(Ok(Err(e))) => Err(HealError::Retry(format!("rebuilt shard write: {e}"))),
             Ok(Err(e)) => Err(HealError::Retry(format!("rebuilt shard writer: {e}"))),
             Err(_) => Err(HealError::Retry("rebuilt shard not acknowledged".into())),
@@ -321,59 +334,34 @@ impl Writer {
     }
 }
 
-/// A GetShard stream read in exact-size pieces.
-struct ShardStream {
-    stream: tonic::Streaming<cairn_proto::blob::GetShardResponse>,
-    pending: Bytes,
+/// One source or rebuilt shard read block by block through the GET path's [`ShardFeed`]
+/// (which verifies nothing itself: the blob server checks every chunk it sends), with a
+/// bound on each block's wait.
+struct Blocks {
+    feed: ShardFeed,
 }
 
-impl ShardStream {
-    async fn open(pool: &BlobPool, shard: &ShardPlacement, offset: u64) -> Result<Self, String> {
-        let mut client = pool
-            .client(&shard.node_address)
-            .map_err(|e| e.to_string())?;
-        let req = GetShardRequest {
-            disk_id: shard.disk_id.clone(),
-            shard_key: shard.shard_key.clone(),
-            offset,
-            length: 0,
+impl Blocks {
+    /// Every stripe of a segment of `size` bytes, from shard `shard`.
+    fn open(pool: &Arc<BlobPool>, shard: &ShardPlacement, scheme: Scheme, size: u64) -> Self {
+        let range = FeedRange {
+            scheme,
+            size,
+            first: 0,
+            last: size.div_ceil(scheme.stripe_size()).saturating_sub(1),
         };
-        match tokio::time::timeout(CALL_TIMEOUT, client.get_shard(req)).await {
-            Ok(Ok(resp)) => Ok(Self {
-                stream: resp.into_inner(),
-                pending: Bytes::new(),
-            }),
-            Ok(Err(status)) => Err(format!("{:?}: {}", status.code(), status.message())),
-            Err(_) => Err("timed out opening the shard".into()),
+        Self {
+            feed: ShardFeed::start(Arc::clone(pool), shard.index as usize, shard.clone(), range),
         }
     }
 
-    /// The next message's bytes, or `None` at the end of the shard.
-    async fn next(&mut self) -> Result<Option<Bytes>, String> {
-        if !self.pending.is_empty() {
-            return Ok(Some(std::mem::take(&mut self.pending)));
-        }
-        match tokio::time::timeout(CALL_TIMEOUT, self.stream.message()).await {
-            Ok(Ok(Some(msg))) => Ok(Some(msg.data)),
-            Ok(Ok(None)) => Ok(None),
-            Ok(Err(status)) => Err(format!("{:?}: {}", status.code(), status.message())),
+    /// The next stripe's block.
+    async fn next(&mut self) -> Result<Bytes, String> {
+        match tokio::time::timeout(CALL_TIMEOUT, self.feed.rx.recv()).await {
+            Ok(Some((_, Ok(block)))) => Ok(block),
+            Ok(Some((_, Err(e)))) => Err(e.to_string()),
+            Ok(None) => Err("the shard stream ended early".into()),
             Err(_) => Err("timed out reading the shard".into()),
         }
-    }
-
-    /// Exactly the next `n` bytes.
-    async fn read_exact(&mut self, n: usize) -> Result<Bytes, String> {
-        let mut out = BytesMut::with_capacity(n);
-        while out.len() < n {
-            let Some(mut data) = self.next().await? else {
-                return Err("the shard is shorter than its object needs".into());
-            };
-            let want = n - out.len();
-            if data.len() > want {
-                self.pending = data.split_off(want);
-            }
-            out.extend_from_slice(&data);
-        }
-        Ok(out.freeze())
     }
 }
