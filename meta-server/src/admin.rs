@@ -27,6 +27,7 @@ use tonic::{Request, Response, Status};
 use cairn_proto::meta::{Bucket, HealItem, HealReason, HealStats};
 use prost::Message;
 
+use crate::forward::Forwarder;
 use crate::group::{now_ms, Group, GroupMap, LocalNode};
 use crate::joined::{JoinState, Joined};
 use crate::network::LocalNodes;
@@ -150,7 +151,7 @@ impl AdminService {
         let node = starter.start(id, log, sm).await.map_err(internal)?;
         self.ctx.joined.set(Joined {
             cluster_id: Arc::from(cluster_id),
-            groups: GroupMap::single(Group::new(vec![node.clone()])),
+            groups: GroupMap::single(Group::new(vec![node.clone()], Forwarder::new(cluster_id))),
         });
         Ok(node)
     }

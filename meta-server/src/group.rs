@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use openraft::error::{ClientWriteError, RaftError};
 
+use crate::forward::Forwarder;
 use crate::store::MetaReader;
 use crate::types::{Command, NodeId, Raft, Request, Response};
 
@@ -42,10 +43,20 @@ pub struct LocalNode {
     pub reader: MetaReader,
 }
 
-/// A Raft group: the nodes of it that run in this process.
+/// A Raft group: the nodes of it that run in this process, and the way to the leader when it
+/// runs elsewhere.
 #[derive(Clone)]
 pub struct Group {
     nodes: Vec<LocalNode>,
+    forwarder: Forwarder,
+}
+
+/// Where a group's leader runs.
+enum LeaderAt<'a> {
+    /// In this process.
+    Local(&'a LocalNode),
+    /// In another process: its node id and address.
+    Remote(NodeId, String),
 }
 
 /// Identifier of a Raft group.
@@ -96,9 +107,10 @@ pub(crate) fn now_ms() -> i64 {
 }
 
 impl Group {
-    /// A group of the given local nodes (at least one).
-    pub fn new(nodes: Vec<LocalNode>) -> Self {
-        Self { nodes }
+    /// A group of the given local nodes (at least one); `forwarder` reaches a leader in
+    /// another process.
+    pub fn new(nodes: Vec<LocalNode>, forwarder: Forwarder) -> Self {
+        Self { nodes, forwarder }
     }
 
     /// The local nodes of this group.
@@ -107,7 +119,17 @@ impl Group {
     }
 
     /// The local node that leads the group, waiting up to [`LEADER_WAIT`] for an election.
+    /// A leader in another process is [`GroupError::NotLeader`] (for operations that only the
+    /// leader's own process can run, such as membership changes).
     pub(crate) async fn leader(&self) -> Result<&LocalNode, GroupError> {
+        match self.locate_leader().await? {
+            LeaderAt::Local(node) => Ok(node),
+            LeaderAt::Remote(_, addr) => Err(GroupError::NotLeader(addr)),
+        }
+    }
+
+    /// Where the leader runs, waiting up to [`LEADER_WAIT`] for an election.
+    async fn locate_leader(&self) -> Result<LeaderAt<'_>, GroupError> {
         let deadline = tokio::time::Instant::now() + LEADER_WAIT;
         loop {
             let mut remote_leader = None;
@@ -116,19 +138,19 @@ impl Group {
                 if let Some(leader) = metrics.current_leader {
                     if let Some(local) = self.nodes.iter().find(|n| n.id == leader) {
                         if local.raft.metrics().borrow().current_leader == Some(local.id) {
-                            return Ok(local);
+                            return Ok(LeaderAt::Local(local));
                         }
                     } else {
                         remote_leader = metrics
                             .membership_config
                             .membership()
                             .get_node(&leader)
-                            .map(|n| n.addr.clone());
+                            .map(|n| (leader, n.addr.clone()));
                     }
                 }
             }
-            if let Some(addr) = remote_leader {
-                return Err(GroupError::NotLeader(addr));
+            if let Some((id, addr)) = remote_leader {
+                return Ok(LeaderAt::Remote(id, addr));
             }
             if tokio::time::Instant::now() >= deadline {
                 return Err(GroupError::NoLeader);
@@ -138,37 +160,71 @@ impl Group {
     }
 
     /// Proposes `command` through the leader, stamped with the leader's clock, and returns the
-    /// state machine's response once the entry is committed and applied.
+    /// state machine's response once the entry is committed and applied. A leader in another
+    /// process gets the command forwarded ([`Forwarder::write`]).
     pub async fn write(&self, command: Command) -> Result<Response, GroupError> {
-        let leader = self.leader().await?;
-        let request = Request {
-            now_ms: now_ms(),
-            command,
-        };
-        match leader.raft.client_write(request).await {
-            Ok(reply) => Ok(reply.data),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => match f.leader_node {
-                Some(node) => Err(GroupError::NotLeader(node.addr)),
-                None => Err(GroupError::NoLeader),
-            },
-            Err(e) => Err(GroupError::Raft(e.to_string())),
+        match self.locate_leader().await? {
+            LeaderAt::Local(leader) => propose(&leader.raft, command).await,
+            LeaderAt::Remote(id, addr) => self.forwarder.write(id, &addr, &command).await,
         }
     }
 
-    /// A reader whose next reads are linearizable: the leader confirms its leadership with a
-    /// quorum and waits until everything committed before this call is applied locally.
+    /// A reader whose next reads are linearizable.
+    ///
+    /// On the leader: it confirms its leadership with a quorum and waits until everything
+    /// committed before this call is applied locally. On a follower: the leader does the same
+    /// and hands back its read index, and the local node waits until it has applied that far
+    /// ([`crate::forward`] has the argument).
     pub async fn linearizable_reader(&self) -> Result<&MetaReader, GroupError> {
-        let leader = self.leader().await?;
-        match leader.raft.ensure_linearizable().await {
-            Ok(_) => Ok(&leader.reader),
-            Err(e) => match e.forward_to_leader::<openraft::BasicNode>() {
-                Some(f) => match &f.leader_node {
-                    Some(node) => Err(GroupError::NotLeader(node.addr.clone())),
-                    None => Err(GroupError::NoLeader),
-                },
-                None if matches!(e, RaftError::APIError(_)) => Err(GroupError::NoLeader),
-                None => Err(GroupError::Raft(e.to_string())),
-            },
+        match self.locate_leader().await? {
+            LeaderAt::Local(leader) => {
+                read_index(&leader.raft).await?;
+                Ok(&leader.reader)
+            }
+            LeaderAt::Remote(id, addr) => {
+                let index = self.forwarder.read_index(id, &addr).await?;
+                let local = self.nodes.first().ok_or(GroupError::NoLeader)?;
+                local
+                    .raft
+                    .wait(Some(LEADER_WAIT))
+                    .applied_index_at_least(index, "follower read index")
+                    .await
+                    .map_err(|_| GroupError::NotLeader(addr))?;
+                Ok(&local.reader)
+            }
         }
+    }
+}
+
+/// Proposes `command` on `raft`, which should be the leader: stamped with this (the
+/// proposer's) clock, answered once committed and applied.
+pub(crate) async fn propose(raft: &Raft, command: Command) -> Result<Response, GroupError> {
+    let request = Request {
+        now_ms: now_ms(),
+        command,
+    };
+    match raft.client_write(request).await {
+        Ok(reply) => Ok(reply.data),
+        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => match f.leader_node {
+            Some(node) => Err(GroupError::NotLeader(node.addr)),
+            None => Err(GroupError::NoLeader),
+        },
+        Err(e) => Err(GroupError::Raft(e.to_string())),
+    }
+}
+
+/// Confirms that `raft` leads (with a quorum) and waits until it has applied everything
+/// committed so far; returns that read index.
+pub(crate) async fn read_index(raft: &Raft) -> Result<Option<u64>, GroupError> {
+    match raft.ensure_linearizable().await {
+        Ok(log_id) => Ok(log_id.map(|l| l.index)),
+        Err(e) => match e.forward_to_leader::<openraft::BasicNode>() {
+            Some(f) => match &f.leader_node {
+                Some(node) => Err(GroupError::NotLeader(node.addr.clone())),
+                None => Err(GroupError::NoLeader),
+            },
+            None if matches!(e, RaftError::APIError(_)) => Err(GroupError::NoLeader),
+            None => Err(GroupError::Raft(e.to_string())),
+        },
     }
 }

@@ -13,6 +13,7 @@
 
 pub mod admin;
 pub mod apply;
+pub mod forward;
 pub mod group;
 pub mod heal_trigger;
 pub mod joined;
@@ -41,6 +42,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
+use crate::forward::Forwarder;
 use crate::group::{Group, GroupMap, LocalNode};
 use crate::joined::{JoinState, Joined};
 use crate::network::{LocalNodes, Network};
@@ -279,7 +281,8 @@ async fn start_member_nodes(
             .initialize(members)
             .await
             .map_err(|e| MetaError::Raft(e.to_string()))?;
-        return Ok((cluster_id, Group::new(nodes), replacements));
+        let group = Group::new(nodes, Forwarder::new(&cluster_id));
+        return Ok((cluster_id, group, replacements));
     }
     // Directories that kept their data start first, under the id stored with it. A directory
     // with a stored id but no Raft state yet joined a cluster and waits for its leader.
@@ -317,7 +320,8 @@ async fn start_member_nodes(
             nodes.push(starter.start(id, log, sm).await?);
         }
     }
-    Ok((cluster_id, Group::new(nodes), replacements))
+    let group = Group::new(nodes, Forwarder::new(&cluster_id));
+    Ok((cluster_id, group, replacements))
 }
 
 /// Opens the stores, starts the Raft nodes and serves gRPC (`Meta`, `MetaRaft`, `Admin`).

@@ -6,6 +6,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tonic::{Request, Response, Status};
 
+use crate::forward::ForwardReply;
+use crate::group::{self, GroupError};
 use crate::joined::JoinState;
 use crate::network::LocalNodes;
 use crate::types::Raft;
@@ -82,5 +84,34 @@ impl MetaRaft for RaftService {
         let (raft, rpc) = self.open(request.get_ref())?;
         let result = raft.install_snapshot(rpc).await;
         self.reply(&result)
+    }
+
+    async fn client_write(
+        &self,
+        request: Request<RaftMessage>,
+    ) -> Result<Response<RaftMessage>, Status> {
+        let (raft, command) = self.open(request.get_ref())?;
+        // Proposed on this node only: never forwarded again, so requests cannot loop.
+        let reply = forward_reply(group::propose(&raft, command).await);
+        self.reply(&reply)
+    }
+
+    async fn read_index(
+        &self,
+        request: Request<RaftMessage>,
+    ) -> Result<Response<RaftMessage>, Status> {
+        let (raft, ()) = self.open(request.get_ref())?;
+        let reply = forward_reply(group::read_index(&raft).await);
+        self.reply(&reply)
+    }
+}
+
+/// A local result as the reply a forwarding follower expects.
+fn forward_reply<T>(result: Result<T, GroupError>) -> ForwardReply<T> {
+    match result {
+        Ok(value) => ForwardReply::Ok(value),
+        Err(GroupError::NotLeader(addr)) => ForwardReply::NotLeader(Some(addr)),
+        Err(GroupError::NoLeader) => ForwardReply::NotLeader(None),
+        Err(GroupError::Raft(msg)) => ForwardReply::Failed(msg),
     }
 }
