@@ -34,6 +34,13 @@ impl Node {
         line
     }
 
+    /// SIGTERM, and wait for a clean exit.
+    pub fn stop(&mut self) {
+        if let Some(mut p) = self.proc.take() {
+            p.stop();
+        }
+    }
+
     /// `kill -9`.
     pub fn kill(&mut self) {
         if let Some(mut p) = self.proc.take() {
@@ -89,25 +96,34 @@ impl Cluster {
         for zone in zones {
             cluster.add_blob(zone, disks);
         }
-        for i in 0..gateways {
-            let mut node = Node {
-                args: vec![
-                    "gateway".into(),
-                    "--address".into(),
-                    format!("127.0.0.1:{}", free_port()),
-                    "--meta".into(),
-                    cluster.meta_endpoints(),
-                ],
-                log: cluster.tmp.path().join(format!("gateway{i}.log")),
-                env: vec![("CAIRN_SHARD_DELETE_GRACE", "1".into())],
-                proc: None,
-            };
-            let endpoint = node.start("S3");
-            cluster.gateway_endpoints.push(first_word(&endpoint));
-            cluster.gateways.push(node);
+        let meta = cluster.meta_endpoints();
+        for _ in 0..gateways {
+            cluster.add_gateway(&meta);
         }
         cluster.wait_for_blob_nodes(zones.len());
         cluster
+    }
+
+    /// Starts one more gateway that knows only the meta endpoints `meta` (comma-separated);
+    /// returns its index.
+    pub fn add_gateway(&mut self, meta: &str) -> usize {
+        let i = self.gateways.len();
+        let mut node = Node {
+            args: vec![
+                "gateway".into(),
+                "--address".into(),
+                format!("127.0.0.1:{}", free_port()),
+                "--meta".into(),
+                meta.to_string(),
+            ],
+            log: self.tmp.path().join(format!("gateway{i}.log")),
+            env: vec![("CAIRN_SHARD_DELETE_GRACE", "1".into())],
+            proc: None,
+        };
+        let endpoint = node.start("S3");
+        self.gateway_endpoints.push(first_word(&endpoint));
+        self.gateways.push(node);
+        i
     }
 
     pub fn path(&self, name: &str) -> String {
@@ -262,6 +278,10 @@ impl Cluster {
 
     pub fn restart_meta(&mut self, i: usize) {
         self.metas[i].start("META");
+    }
+
+    pub fn restart_gateway(&mut self, i: usize) {
+        self.gateways[i].start("S3");
     }
 
     pub fn restart_blob(&mut self, i: usize) {

@@ -1,5 +1,6 @@
 //! End-to-end tests: the real `cairn` binary, real sockets on loopback, the real AWS SDK.
 
+mod balancer;
 mod cluster_harness;
 mod harness;
 
@@ -11,6 +12,7 @@ mod cluster_script;
 mod compose;
 mod degraded;
 mod durability;
+mod failover;
 mod gc_race;
 mod heal;
 mod listing;
