@@ -1,12 +1,13 @@
-//! Object listings: ListObjectsV2 and ListObjects (v1) on top of the meta `ListObjects` page,
-//! with opaque continuation tokens and `encoding-type=url`.
+//! Object listings: ListObjectsV2, ListObjects (v1) and ListObjectVersions on top of the meta
+//! `ListObjects` page, with opaque continuation tokens and `encoding-type=url`.
 
 use base64::Engine as _;
 use cairn_proto::meta::{self as pb};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use s3s::dto::{
-    CommonPrefix, EncodingType, ListObjectsInput, ListObjectsOutput, ListObjectsV2Input,
-    ListObjectsV2Output, Object, ObjectStorageClass,
+    CommonPrefix, EncodingType, ListObjectVersionsInput, ListObjectVersionsOutput,
+    ListObjectsInput, ListObjectsOutput, ListObjectsV2Input, ListObjectsV2Output, Object,
+    ObjectStorageClass, ObjectVersion as VersionEntry, ObjectVersionStorageClass,
 };
 
 use crate::dto;
@@ -231,6 +232,74 @@ pub(crate) async fn list_v1(gw: &Gateway, input: ListObjectsInput) -> ApiResult<
         is_truncated: Some(truncated),
         encoding_type: input.encoding_type,
         contents: Some(contents),
+        common_prefixes: Some(prefixes),
+        ..Default::default()
+    })
+}
+
+/// The version id S3 gives objects written while a bucket's versioning was never enabled.
+pub(crate) const NULL_VERSION: &str = "null";
+
+/// ListObjectVersions. Buckets are not versioned yet (PutBucketVersioning answers
+/// NotImplemented), so every key has exactly one version, the current one, and S3 calls it
+/// `null`: the listing is the object listing in version form, and a version-id marker can only
+/// be `null` (the key marker alone decides where the next page starts).
+pub(crate) async fn list_versions(
+    gw: &Gateway,
+    input: ListObjectVersionsInput,
+) -> ApiResult<ListObjectVersionsOutput> {
+    let url = is_url(input.encoding_type.as_ref())?;
+    let max = max_keys(input.max_keys)?;
+    let prefix = input.prefix.clone().unwrap_or_default();
+    let delimiter = non_empty(input.delimiter.clone());
+    let key_marker = input.key_marker.clone().unwrap_or_default();
+    let version_marker = non_empty(input.version_id_marker.clone());
+    if version_marker.is_some() && key_marker.is_empty() {
+        return Err(ApiError::InvalidArgument(
+            "a version-id marker cannot be specified without a key marker".into(),
+        ));
+    }
+    let page = fetch(
+        gw,
+        &input.bucket,
+        &prefix,
+        delimiter.as_deref().unwrap_or(""),
+        &key_marker,
+        max,
+    )
+    .await?;
+    let (truncated, last) = (page.truncated, page.last.clone());
+    let last_is_object = page.objects.last().is_some_and(|o| o.key == last);
+    let enc = |s: String| if url { url_encode(&s) } else { s };
+    let (objects, prefixes) = shape(page, url, true);
+    let versions = objects
+        .into_iter()
+        .map(|o| VersionEntry {
+            key: o.key,
+            size: o.size,
+            e_tag: o.e_tag,
+            last_modified: o.last_modified,
+            owner: o.owner,
+            is_latest: Some(true),
+            version_id: Some(NULL_VERSION.to_string()),
+            storage_class: Some(ObjectVersionStorageClass::from_static(
+                ObjectVersionStorageClass::STANDARD,
+            )),
+            ..Default::default()
+        })
+        .collect();
+    Ok(ListObjectVersionsOutput {
+        name: Some(input.bucket),
+        prefix: Some(enc(prefix)),
+        delimiter: delimiter.map(enc),
+        key_marker: Some(enc(key_marker)),
+        version_id_marker: version_marker,
+        max_keys: Some(i32::try_from(max).unwrap_or(i32::MAX)),
+        is_truncated: Some(truncated),
+        next_key_marker: truncated.then(|| enc(last)),
+        next_version_id_marker: (truncated && last_is_object).then(|| NULL_VERSION.to_string()),
+        encoding_type: input.encoding_type,
+        versions: Some(versions),
         common_prefixes: Some(prefixes),
         ..Default::default()
     })

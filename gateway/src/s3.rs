@@ -450,7 +450,13 @@ impl S3 for CairnS3 {
         req: S3Request<DeleteObjectInput>,
     ) -> S3Result<S3Response<DeleteObjectOutput>> {
         let input = req.input;
-        if input.version_id.is_some() {
+        // In an unversioned bucket the one version of a key is `null`: deleting it deletes
+        // the object. Other version ids need versioning.
+        if input
+            .version_id
+            .as_deref()
+            .is_some_and(|v| v != list::NULL_VERSION)
+        {
             return Err(not_implemented("deleting a specific version"));
         }
         if input.if_match.is_some()
@@ -702,6 +708,15 @@ impl S3 for CairnS3 {
         req: S3Request<ListObjectsV2Input>,
     ) -> S3Result<S3Response<ListObjectsV2Output>> {
         Ok(S3Response::new(list::list_v2(&self.gw, req.input).await?))
+    }
+
+    async fn list_object_versions(
+        &self,
+        req: S3Request<ListObjectVersionsInput>,
+    ) -> S3Result<S3Response<ListObjectVersionsOutput>> {
+        Ok(S3Response::new(
+            list::list_versions(&self.gw, req.input).await?,
+        ))
     }
 }
 

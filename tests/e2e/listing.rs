@@ -209,3 +209,103 @@ async fn keys_list_in_utf8_byte_order() {
     expected.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
     assert_eq!(listed, expected);
 }
+
+/// ListObjectVersions in a bucket that was never versioned: every key has one version, `null`,
+/// the latest; pages follow the next key marker; a delimiter groups keys; a version-id marker
+/// without a key marker is refused; DELETE of version `null` deletes the object.
+#[tokio::test]
+async fn list_versions_of_an_unversioned_bucket() {
+    let server = Server::start(1);
+    let s3 = server.client();
+    s3.create_bucket()
+        .bucket("versions")
+        .send()
+        .await
+        .expect("create");
+    let mut keys: Vec<String> = (0..23).map(|i| format!("k{i:03}")).collect();
+    keys.push("dir/a".into());
+    keys.push("dir/b".into());
+    fill(&s3, "versions", &keys).await;
+
+    let mut seen = Vec::new();
+    let (mut key_marker, mut version_marker) = (None::<String>, None::<String>);
+    loop {
+        let out = s3
+            .list_object_versions()
+            .bucket("versions")
+            .max_keys(7)
+            .set_key_marker(key_marker.clone())
+            .set_version_id_marker(version_marker.clone())
+            .send()
+            .await
+            .expect("list versions");
+        assert!(out.versions().len() <= 7);
+        for v in out.versions() {
+            assert_eq!(v.version_id(), Some("null"));
+            assert_eq!(v.is_latest(), Some(true));
+            assert!(v.e_tag().is_some() && v.size().is_some());
+            seen.push(v.key().unwrap_or_default().to_string());
+        }
+        assert!(out.delete_markers().is_empty());
+        if out.is_truncated() != Some(true) {
+            break;
+        }
+        key_marker = out.next_key_marker().map(str::to_string);
+        version_marker = out.next_version_id_marker().map(str::to_string);
+        assert!(
+            key_marker.is_some(),
+            "a truncated page names where to resume"
+        );
+    }
+    keys.sort();
+    assert_eq!(seen, keys, "every key once, in order");
+
+    let grouped = s3
+        .list_object_versions()
+        .bucket("versions")
+        .delimiter("/")
+        .send()
+        .await
+        .expect("list versions with delimiter");
+    let prefixes: Vec<&str> = grouped
+        .common_prefixes()
+        .iter()
+        .filter_map(|p| p.prefix())
+        .collect();
+    assert_eq!(prefixes, ["dir/"]);
+    assert_eq!(grouped.versions().len(), 23);
+
+    let err = s3
+        .list_object_versions()
+        .bucket("versions")
+        .version_id_marker("null")
+        .send()
+        .await
+        .expect_err("a version marker needs a key marker");
+    assert_eq!(status(&err), 400);
+    assert_eq!(code(&err), "InvalidArgument");
+
+    let missing = s3
+        .list_object_versions()
+        .bucket("no-such-bucket")
+        .send()
+        .await
+        .expect_err("missing bucket");
+    assert_eq!(code(&missing), "NoSuchBucket");
+
+    s3.delete_object()
+        .bucket("versions")
+        .key("k000")
+        .version_id("null")
+        .send()
+        .await
+        .expect("delete version null");
+    let err = s3
+        .head_object()
+        .bucket("versions")
+        .key("k000")
+        .send()
+        .await
+        .expect_err("deleted");
+    assert_eq!(status(&err), 404);
+}
