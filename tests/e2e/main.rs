@@ -3,13 +3,16 @@
 mod cluster_harness;
 mod harness;
 
+mod attributes;
 mod bench;
 mod blob_faults;
 mod buckets;
 mod cluster;
 mod cluster_script;
 mod compose;
+mod copy;
 mod degraded;
+mod delete_objects;
 mod durability;
 mod gc_race;
 mod heal;
@@ -17,3 +20,4 @@ mod listing;
 mod multipart;
 mod objects;
 mod roles;
+mod tagging;
