@@ -512,7 +512,7 @@ impl S3 for CairnS3 {
             ..Default::default()
         };
         let mut resp = S3Response::new(output);
-        // HeadObjectOutput has no field for it; S3 sends it on HEAD as on GET.
+        // GetObjectOutput has a field for `x-amz-tagging-count`, HeadObjectOutput none.
         if let Some(n) = tagging::count(&obj.tags) {
             resp.headers
                 .insert("x-amz-tagging-count", HeaderValue::from(n));
