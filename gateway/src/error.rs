@@ -74,8 +74,17 @@ pub(crate) enum ApiError {
     EntityTooSmall,
     #[error("{0}")]
     MalformedXml(String),
+    /// A tag set breaks S3's rules (count, lengths, characters, duplicate keys).
+    #[error("{0}")]
+    InvalidTag(String),
+    /// A request S3 refuses as a whole (e.g. copying an object onto itself unchanged).
+    #[error("{0}")]
+    InvalidRequest(String),
     #[error("not enough healthy disks to place the object")]
     InsufficientCapacity,
+    /// A feature Cairn does not have.
+    #[error("{0} is not supported by Cairn")]
+    NotImplemented(String),
     /// No meta leader / quorum, or too few blob servers answered: the client should retry.
     #[error("service unavailable: {0}")]
     Unavailable(String),
@@ -112,6 +121,9 @@ impl From<ApiError> for S3Error {
             ApiError::InvalidPartOrder => S3ErrorCode::InvalidPartOrder,
             ApiError::EntityTooSmall => S3ErrorCode::EntityTooSmall,
             ApiError::MalformedXml(_) => S3ErrorCode::MalformedXML,
+            ApiError::InvalidTag(_) => S3ErrorCode::InvalidTag,
+            ApiError::InvalidRequest(_) => S3ErrorCode::InvalidRequest,
+            ApiError::NotImplemented(_) => S3ErrorCode::NotImplemented,
             ApiError::InsufficientCapacity | ApiError::Unavailable(_) => {
                 S3ErrorCode::ServiceUnavailable
             }

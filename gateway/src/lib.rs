@@ -27,11 +27,15 @@
 
 #![deny(missing_docs)]
 
+mod attrs;
 mod auth;
 mod blob_pool;
+mod body_digest;
 mod checksum;
 mod conditions;
+mod copy;
 mod damage;
+mod delete_many;
 mod dto;
 pub mod erasure;
 mod error;
@@ -41,6 +45,7 @@ mod list;
 mod meta_client;
 mod multipart;
 mod names;
+mod object_attributes;
 mod put;
 mod range;
 mod s3;
@@ -48,6 +53,7 @@ mod server;
 mod shard_feed;
 mod shard_writers;
 mod stripe_reader;
+mod tagging;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

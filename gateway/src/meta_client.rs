@@ -256,6 +256,31 @@ impl Meta {
         Ok(resp.deleted)
     }
 
+    /// Replaces the tag set of the current version of an object (`version_id` empty, or the
+    /// current version's id); returns the version id.
+    pub async fn set_object_tags(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: &str,
+        tags: Vec<pb::ObjectTag>,
+    ) -> ApiResult<String> {
+        let req = pb::SetObjectTagsRequest {
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+            version_id: version_id.to_string(),
+            tags,
+        };
+        let resp = self
+            .call("SetObjectTags", |mut c| {
+                let req = req.clone();
+                async move { c.set_object_tags(req).await }
+            })
+            .await?;
+        in_band(resp.error)?;
+        Ok(resp.version_id)
+    }
+
     /// Asks meta to queue an object version for healing (`version_id` empty = the current
     /// version). Answers whether a committed version matched. Only a hint: the healer checks
     /// every shard itself, so a lost report costs only time until the next one or a scrub.
@@ -498,6 +523,7 @@ fn in_band(code: i32) -> ApiResult<()> {
         Ok(MetaError::None) => Ok(()),
         Ok(MetaError::NoSuchBucket) => Err(ApiError::NoSuchBucket),
         Ok(MetaError::NoSuchKey) => Err(ApiError::NoSuchKey),
+        Ok(MetaError::NoSuchVersion) => Err(ApiError::NoSuchVersion),
         // Cairn has a single owner, so an existing bucket is always the caller's.
         Ok(MetaError::BucketAlreadyExists) => Err(ApiError::BucketAlreadyOwnedByYou),
         Ok(MetaError::BucketNotEmpty) => Err(ApiError::BucketNotEmpty),

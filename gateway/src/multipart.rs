@@ -18,6 +18,7 @@ use s3s::dto::{
 };
 use tracing::debug;
 
+use crate::attrs::ObjectAttrs;
 use crate::blob_pool::{object_shards, part_shards, spawn_delete_shards};
 use crate::checksum::Algorithm;
 use crate::error::{ApiError, ApiResult};
@@ -60,16 +61,17 @@ pub(crate) async fn create(
     gw: &Gateway,
     bucket: &str,
     key: &str,
-    content_type: String,
-    user_metadata: std::collections::HashMap<String, String>,
+    attrs: ObjectAttrs,
 ) -> ApiResult<String> {
     let upload = gw
         .meta
         .create_multipart_upload(pb::CreateMultipartUploadRequest {
             bucket: bucket.to_string(),
             key: key.to_string(),
-            content_type,
-            user_metadata,
+            headers: attrs.stored_headers(),
+            content_type: attrs.content_type,
+            user_metadata: attrs.user_metadata,
+            tags: attrs.tags,
         })
         .await?;
     debug!(bucket, key, upload_id = %upload.upload_id, "multipart upload created");

@@ -2,7 +2,6 @@
 //! in parallel, enforce the write quorum, then commit the version in the metadata service.
 //! [`store_body`] is everything before the commit; UploadPart uses it too.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
@@ -11,6 +10,7 @@ use futures::{Stream, StreamExt};
 use md5::{Digest, Md5};
 use tracing::{debug, warn};
 
+use crate::attrs::ObjectAttrs;
 use crate::blob_pool::{object_shards, spawn_delete_shards};
 use crate::checksum::{Algorithm, BodyChecksums};
 use crate::erasure::{Codec, Scheme};
@@ -26,8 +26,8 @@ pub(crate) struct PutInput {
     pub content_length: Option<u64>,
     /// Decoded `Content-MD5`.
     pub content_md5: Option<[u8; 16]>,
-    pub content_type: String,
-    pub user_metadata: HashMap<String, String>,
+    /// Content-Type, user metadata, standard headers and tags of the new version.
+    pub attrs: ObjectAttrs,
     pub checksums: BodyChecksums,
 }
 
@@ -36,6 +36,8 @@ pub(crate) struct PutOutput {
     /// Hex MD5 of the body, unquoted.
     pub etag: String,
     pub version_id: String,
+    /// When the version was committed (leader clock, ms since the Unix epoch).
+    pub last_modified_ms: i64,
     pub checksums: Vec<(Algorithm, String)>,
 }
 
@@ -52,8 +54,7 @@ where
         key,
         content_length,
         content_md5,
-        content_type,
-        user_metadata,
+        attrs,
         checksums,
     } = input;
     let target = BodyTarget {
@@ -78,8 +79,10 @@ where
         version_id: String::new(),
         size: stored.size,
         etag: stored.etag.clone(),
-        content_type,
-        user_metadata,
+        headers: attrs.stored_headers(),
+        content_type: attrs.content_type,
+        user_metadata: attrs.user_metadata,
+        tags: attrs.tags,
         last_modified_ms: 0,
         scheme: Some(stored.scheme),
         shards: stored.shards.clone(),
@@ -107,6 +110,7 @@ where
     Ok(PutOutput {
         etag: stored.etag,
         version_id: committed.object.version_id,
+        last_modified_ms: committed.object.last_modified_ms,
         checksums: stored.checksums,
     })
 }

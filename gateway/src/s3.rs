@@ -9,13 +9,19 @@ use http::{HeaderMap, HeaderValue};
 use s3s::dto::*;
 use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result, S3};
 
+use crate::attrs::{self, ObjectAttrs, RequestHeaders};
 use crate::blob_pool::{object_shards, part_shards, spawn_delete_shards};
+use crate::body_digest::BodyDigest;
 use crate::checksum::{Algorithm, BodyChecksums};
 use crate::conditions::{self, Conditions, TagCondition, Verdict};
+use crate::copy::Directive;
 use crate::error::{ApiError, ApiResult};
 use crate::multipart::UploadRef;
 use crate::put::{BodyChecks, PutInput};
-use crate::{dto, get, list, multipart, names, put, range, Gateway};
+use crate::{
+    copy, delete_many, dto, get, list, multipart, names, object_attributes, put, range, tagging,
+    Gateway,
+};
 
 /// Content-Type of objects stored without one (what S3 answers too).
 const DEFAULT_CONTENT_TYPE: &str = "binary/octet-stream";
@@ -232,6 +238,46 @@ fn checksum_fields(computed: Vec<(Algorithm, String)>) -> ChecksumFields {
     out
 }
 
+/// The attributes of a new version from a request's fields; `x-amz-tagging` is checked.
+fn request_attrs(
+    content_type: Option<String>,
+    metadata: Option<Metadata>,
+    headers: RequestHeaders,
+    tagging: Option<&str>,
+) -> ApiResult<ObjectAttrs> {
+    Ok(ObjectAttrs {
+        content_type: content_type.unwrap_or_default(),
+        user_metadata: metadata.unwrap_or_default(),
+        headers: headers.into_stored(),
+        tags: tagging
+            .map(tagging::from_header)
+            .transpose()?
+            .unwrap_or_default(),
+    })
+}
+
+/// The version `x-amz-copy-source` names, once the copy conditions hold.
+async fn copy_source(
+    gw: &Gateway,
+    source: &CopySource,
+    conds: &Conditions,
+) -> S3Result<ObjectVersion> {
+    let CopySource::Bucket {
+        bucket,
+        key,
+        version_id,
+    } = source
+    else {
+        return Err(not_implemented("access point and outpost copy sources"));
+    };
+    let source = copy::Source {
+        bucket,
+        key,
+        version_id: version_id.as_deref(),
+    };
+    Ok(copy::source_version(gw, &source, conds).await?)
+}
+
 fn not_implemented(what: &str) -> S3Error {
     S3Error::with_message(
         S3ErrorCode::NotImplemented,
@@ -355,8 +401,18 @@ impl S3 for CairnS3 {
             key: input.key,
             content_length: content_length(input.content_length)?,
             content_md5: decode_content_md5(input.content_md5.as_deref())?,
-            content_type: input.content_type.unwrap_or_default(),
-            user_metadata: input.metadata.unwrap_or_default(),
+            attrs: request_attrs(
+                input.content_type,
+                input.metadata,
+                RequestHeaders {
+                    cache_control: input.cache_control,
+                    content_disposition: input.content_disposition,
+                    content_encoding: input.content_encoding,
+                    content_language: input.content_language,
+                    expires: input.expires,
+                },
+                input.tagging.as_deref(),
+            )?,
             checksums: BodyChecksums::new(expected, trailer_algo.zip(trailers)),
         };
         let out = put::put_object(&self.gw, put_input, body_or_empty(input.body)).await?;
@@ -396,8 +452,15 @@ impl S3 for CairnS3 {
             .await?;
         let body = get::open_body(Arc::clone(&self.gw.reads), &obj, span.clone()).await?;
         let parts_count = parts_count(&obj, input.part_number);
+        let served = attrs::served(&obj);
         let output = GetObjectOutput {
             parts_count,
+            cache_control: served.cache_control,
+            content_disposition: served.content_disposition,
+            content_encoding: served.content_encoding,
+            content_language: served.content_language,
+            expires: served.expires,
+            tag_count: tagging::count(&obj.tags),
             body: Some(StreamingBlob::new(body)),
             content_length: Some(len_i64(span.end - span.start)),
             content_range: partial.map(|r| range::content_range(&r, obj.size)),
@@ -431,8 +494,14 @@ impl S3 for CairnS3 {
                 part_number: input.part_number,
             })
             .await?;
+        let served = attrs::served(&obj);
         let output = HeadObjectOutput {
             parts_count: parts_count(&obj, input.part_number),
+            cache_control: served.cache_control,
+            content_disposition: served.content_disposition,
+            content_encoding: served.content_encoding,
+            content_language: served.content_language,
+            expires: served.expires,
             content_length: Some(len_i64(span.end - span.start)),
             content_range: partial.map(|r| range::content_range(&r, obj.size)),
             accept_ranges: Some("bytes".into()),
@@ -442,7 +511,13 @@ impl S3 for CairnS3 {
             metadata: user_metadata(&obj),
             ..Default::default()
         };
-        Ok(S3Response::new(output))
+        let mut resp = S3Response::new(output);
+        // GetObjectOutput has a field for `x-amz-tagging-count`, HeadObjectOutput none.
+        if let Some(n) = tagging::count(&obj.tags) {
+            resp.headers
+                .insert("x-amz-tagging-count", HeaderValue::from(n));
+        }
+        Ok(resp)
     }
 
     async fn delete_object(
@@ -484,6 +559,166 @@ impl S3 for CairnS3 {
         Ok(S3Response::new(DeleteObjectOutput::default()))
     }
 
+    async fn copy_object(
+        &self,
+        req: S3Request<CopyObjectInput>,
+    ) -> S3Result<S3Response<CopyObjectOutput>> {
+        let input = req.input;
+        names::validate_key(&input.key)?;
+        if input.sse_customer_algorithm.is_some()
+            || input.sse_customer_key.is_some()
+            || input.copy_source_sse_customer_algorithm.is_some()
+            || input.copy_source_sse_customer_key.is_some()
+        {
+            return Err(not_implemented("server-side encryption with customer keys"));
+        }
+        let metadata = Directive::parse(
+            "x-amz-metadata-directive",
+            input.metadata_directive.as_ref().map(|d| d.as_str()),
+        )?;
+        let tag_directive = Directive::parse(
+            "x-amz-tagging-directive",
+            input.tagging_directive.as_ref().map(|d| d.as_str()),
+        )?;
+        let tags = match tag_directive {
+            Directive::Copy => Vec::new(),
+            Directive::Replace => tagging::from_header(input.tagging.as_deref().unwrap_or(""))?,
+        };
+        let conds = conditions_of(
+            input.copy_source_if_match.as_ref(),
+            input.copy_source_if_none_match.as_ref(),
+            input.copy_source_if_modified_since.as_ref(),
+            input.copy_source_if_unmodified_since.as_ref(),
+        );
+        let source = copy_source(&self.gw, &input.copy_source, &conds).await?;
+        let replacement = request_attrs(
+            input.content_type,
+            input.metadata,
+            RequestHeaders {
+                cache_control: input.cache_control,
+                content_disposition: input.content_disposition,
+                content_encoding: input.content_encoding,
+                content_language: input.content_language,
+                expires: input.expires,
+            },
+            None,
+        )?;
+        let copied = copy::copy_object(
+            &self.gw,
+            &source,
+            copy::CopyRequest {
+                bucket: input.bucket,
+                key: input.key,
+                metadata,
+                replacement,
+                tagging: tag_directive,
+                tags,
+            },
+        )
+        .await?;
+        Ok(S3Response::new(CopyObjectOutput {
+            copy_object_result: Some(CopyObjectResult {
+                e_tag: Some(dto::etag(&copied.etag)),
+                last_modified: Some(dto::timestamp(copied.last_modified_ms)),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }))
+    }
+
+    async fn delete_objects(
+        &self,
+        req: S3Request<DeleteObjectsInput>,
+    ) -> S3Result<S3Response<DeleteObjectsOutput>> {
+        match req.extensions.get::<BodyDigest>() {
+            Some(verdict) => verdict.check()?,
+            None => tracing::debug!("DeleteObjects body digests were not checked"),
+        }
+        let input = req.input;
+        if input.mfa.is_some() {
+            return Err(not_implemented("MFA delete"));
+        }
+        let output = delete_many::delete_objects(&self.gw, &input.bucket, input.delete).await?;
+        Ok(S3Response::new(output))
+    }
+
+    async fn put_object_tagging(
+        &self,
+        req: S3Request<PutObjectTaggingInput>,
+    ) -> S3Result<S3Response<PutObjectTaggingOutput>> {
+        let input = req.input;
+        let tags = tagging::from_tagging(input.tagging)?;
+        tagging::set(
+            &self.gw,
+            &input.bucket,
+            &input.key,
+            input.version_id.as_deref(),
+            tags,
+        )
+        .await?;
+        Ok(S3Response::new(PutObjectTaggingOutput::default()))
+    }
+
+    async fn get_object_tagging(
+        &self,
+        req: S3Request<GetObjectTaggingInput>,
+    ) -> S3Result<S3Response<GetObjectTaggingOutput>> {
+        let input = req.input;
+        let tags = tagging::get(
+            &self.gw,
+            &input.bucket,
+            &input.key,
+            input.version_id.as_deref(),
+        )
+        .await?;
+        Ok(S3Response::new(GetObjectTaggingOutput {
+            tag_set: tagging::tag_set(&tags),
+            version_id: None,
+        }))
+    }
+
+    async fn delete_object_tagging(
+        &self,
+        req: S3Request<DeleteObjectTaggingInput>,
+    ) -> S3Result<S3Response<DeleteObjectTaggingOutput>> {
+        let input = req.input;
+        tagging::set(
+            &self.gw,
+            &input.bucket,
+            &input.key,
+            input.version_id.as_deref(),
+            Vec::new(),
+        )
+        .await?;
+        Ok(S3Response::new(DeleteObjectTaggingOutput::default()))
+    }
+
+    async fn get_bucket_location(
+        &self,
+        req: S3Request<GetBucketLocationInput>,
+    ) -> S3Result<S3Response<GetBucketLocationOutput>> {
+        self.gw.meta.get_bucket(&req.input.bucket).await?;
+        // S3 answers an empty LocationConstraint for us-east-1, the region's name otherwise.
+        let location_constraint = (self.gw.region != "us-east-1")
+            .then(|| BucketLocationConstraint::from(self.gw.region.clone()));
+        Ok(S3Response::new(GetBucketLocationOutput {
+            location_constraint,
+        }))
+    }
+
+    async fn get_object_attributes(
+        &self,
+        req: S3Request<GetObjectAttributesInput>,
+    ) -> S3Result<S3Response<GetObjectAttributesOutput>> {
+        let input = req.input;
+        if input.sse_customer_algorithm.is_some() || input.sse_customer_key.is_some() {
+            return Err(not_implemented("server-side encryption with customer keys"));
+        }
+        Ok(S3Response::new(
+            object_attributes::get(&self.gw, &input).await?,
+        ))
+    }
+
     async fn create_multipart_upload(
         &self,
         req: S3Request<CreateMultipartUploadInput>,
@@ -493,14 +728,19 @@ impl S3 for CairnS3 {
         if input.sse_customer_algorithm.is_some() || input.sse_customer_key.is_some() {
             return Err(not_implemented("server-side encryption with customer keys"));
         }
-        let upload_id = multipart::create(
-            &self.gw,
-            &input.bucket,
-            &input.key,
-            input.content_type.unwrap_or_default(),
-            input.metadata.unwrap_or_default(),
-        )
-        .await?;
+        let attrs = request_attrs(
+            input.content_type,
+            input.metadata,
+            RequestHeaders {
+                cache_control: input.cache_control,
+                content_disposition: input.content_disposition,
+                content_encoding: input.content_encoding,
+                content_language: input.content_language,
+                expires: input.expires,
+            },
+            input.tagging.as_deref(),
+        )?;
+        let upload_id = multipart::create(&self.gw, &input.bucket, &input.key, attrs).await?;
         Ok(S3Response::new(CreateMultipartUploadOutput {
             bucket: Some(input.bucket),
             key: Some(input.key),
@@ -564,32 +804,13 @@ impl S3 for CairnS3 {
         {
             return Err(not_implemented("server-side encryption with customer keys"));
         }
-        let CopySource::Bucket {
-            bucket: src_bucket,
-            key: src_key,
-            version_id: src_version,
-        } = input.copy_source
-        else {
-            return Err(not_implemented("access point and outpost copy sources"));
-        };
-        let source = self.gw.meta.get_object(&src_bucket, &src_key).await?;
-        if src_version
-            .as_deref()
-            .is_some_and(|v| v != source.version_id && v != "null")
-        {
-            return Err(ApiError::NoSuchVersion.into());
-        }
         let conds = conditions_of(
             input.copy_source_if_match.as_ref(),
             input.copy_source_if_none_match.as_ref(),
             input.copy_source_if_modified_since.as_ref(),
             input.copy_source_if_unmodified_since.as_ref(),
         );
-        // For a copy source every failed condition is 412, never 304.
-        let modified = source.last_modified_ms.div_euclid(1000);
-        if conditions::evaluate(&conds, &source.etag, modified) != Verdict::Proceed {
-            return Err(ApiError::PreconditionFailed.into());
-        }
+        let source = copy_source(&self.gw, &input.copy_source, &conds).await?;
         let span = match input.copy_source_range.as_deref() {
             None => 0..source.size,
             Some(header) => copy_source_range(header, source.size)?,

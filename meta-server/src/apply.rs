@@ -8,6 +8,7 @@
 pub(crate) mod gc;
 pub(crate) mod heal;
 pub(crate) mod multipart;
+pub(crate) mod tags;
 
 use cairn_proto::meta::{
     BlobNode, Bucket, ErasureScheme, HealReason, MetaError, ObjectPart, ObjectVersion,
@@ -168,6 +169,12 @@ pub fn apply(
                 deleted: deleted.map(|d| d.encode_to_vec()),
             })
         }
+        Command::SetObjectTags {
+            bucket,
+            key,
+            version_id,
+            tags,
+        } => tags::set(db, batch, (bucket, key, version_id), tags),
         Command::CreateMultipartUpload { upload, nonce } => {
             multipart::create(db, batch, index, now, upload, *nonce)
         }
@@ -302,6 +309,7 @@ fn record_upload(
         shards: Vec::new(),
         parts: Vec::new(),
         user_metadata: Default::default(),
+        tags: Vec::new(),
         ..object.clone()
     };
     batch.put_cf(

@@ -317,6 +317,35 @@ impl Meta for MetaService {
         Ok(Response::new(reply))
     }
 
+    async fn set_object_tags(
+        &self,
+        request: Request<SetObjectTagsRequest>,
+    ) -> Result<Response<SetObjectTagsResponse>, Status> {
+        let request = request.into_inner();
+        let group = self.groups()?.for_bucket(&request.bucket);
+        let applied = group
+            .write(Command::SetObjectTags {
+                bucket: request.bucket,
+                key: request.key,
+                version_id: request.version_id,
+                tags: request.tags.into_iter().map(|t| (t.key, t.value)).collect(),
+            })
+            .await
+            .map_err(group_status)?;
+        let reply = match applied {
+            Applied::TagsSet { version_id } => SetObjectTagsResponse {
+                error: MetaError::None as i32,
+                version_id,
+            },
+            Applied::Error { code } => SetObjectTagsResponse {
+                error: meta_error(code) as i32,
+                version_id: String::new(),
+            },
+            other => return Err(unexpected(&other)),
+        };
+        Ok(Response::new(reply))
+    }
+
     async fn list_objects(
         &self,
         request: Request<ListObjectsRequest>,

@@ -48,6 +48,14 @@ pub enum Command {
     CommitObject { object: Vec<u8> },
     /// Remove the current version of an object.
     DeleteObject { bucket: String, key: String },
+    /// Replace the tag set (`(key, value)` pairs, in order) of the current version of an
+    /// object; `version_id`, when not empty, must name that version.
+    SetObjectTags {
+        bucket: String,
+        key: String,
+        version_id: String,
+        tags: Vec<(String, String)>,
+    },
     /// Insert or refresh a blob node and its disks (a `BlobNode` message).
     RegisterBlobNode { node: Vec<u8> },
     /// Reserve a meta node id: the index of this entry, which no other entry shares, so an
@@ -165,4 +173,6 @@ pub enum Response {
     Replaced { applied: bool },
     /// The shard keys a `CollectGarbage` declared garbage (and tombstoned).
     Garbage { shard_keys: Vec<String> },
+    /// The version whose tags a `SetObjectTags` replaced.
+    TagsSet { version_id: String },
 }

@@ -35,7 +35,26 @@ try:
 except ClientError as e:
     assert e.response["Error"]["Code"] == "NoSuchKey", e.response
 
-s3.delete_object(Bucket=bucket, Key="small.txt")
-s3.delete_object(Bucket=bucket, Key="dir/big.bin")
+# Server-side copy (metadata kept, then replaced), tagging, batch delete.
+copied = s3.copy_object(Bucket=bucket, Key="copy/big.bin", CopySource={"Bucket": bucket, "Key": "dir/big.bin"})
+assert copied["CopyObjectResult"]["ETag"] == '"%s"' % hashlib.md5(big).hexdigest(), copied
+assert s3.get_object(Bucket=bucket, Key="copy/big.bin")["Body"].read() == big
+s3.copy_object(Bucket=bucket, Key="small.txt", CopySource=bucket + "/small.txt",
+               MetadataDirective="REPLACE", ContentType="text/csv", Tagging="a=1&b=2",
+               TaggingDirective="REPLACE")
+head = s3.head_object(Bucket=bucket, Key="small.txt")
+assert head["ContentType"] == "text/csv" and head["Metadata"] == {}, head
+tags = s3.get_object_tagging(Bucket=bucket, Key="small.txt")["TagSet"]
+assert sorted((t["Key"], t["Value"]) for t in tags) == [("a", "1"), ("b", "2")], tags
+s3.put_object_tagging(Bucket=bucket, Key="small.txt", Tagging={"TagSet": [{"Key": "c", "Value": "3"}]})
+assert s3.get_object(Bucket=bucket, Key="small.txt")["TagCount"] == 1
+s3.delete_object_tagging(Bucket=bucket, Key="small.txt")
+assert s3.get_object_tagging(Bucket=bucket, Key="small.txt")["TagSet"] == []
+
+deleted = s3.delete_objects(Bucket=bucket, Delete={"Objects": [
+    {"Key": "small.txt"}, {"Key": "dir/big.bin"}, {"Key": "copy/big.bin"}, {"Key": "never-existed"}]})
+assert sorted(d["Key"] for d in deleted["Deleted"]) == ["copy/big.bin", "dir/big.bin", "never-existed", "small.txt"], deleted
+assert not deleted.get("Errors"), deleted
+assert s3.list_objects_v2(Bucket=bucket).get("KeyCount") == 0
 s3.delete_bucket(Bucket=bucket)
 print("boto3 smoke: ok")

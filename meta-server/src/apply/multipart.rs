@@ -306,6 +306,8 @@ pub(super) fn complete(
         shards: Vec::new(),
         upload_id: upload_id.to_string(),
         parts: chosen,
+        headers: upload.headers,
+        tags: upload.tags,
     };
     let replaced = remove_versions(db, batch, bucket_id, key)?;
     batch.put_cf(

@@ -36,6 +36,8 @@ impl MetaService {
             initiated_ms: 0,
             content_type: request.content_type,
             user_metadata: request.user_metadata,
+            headers: request.headers,
+            tags: request.tags,
         };
         let group = self.groups()?.for_bucket(&upload.bucket);
         let applied = group

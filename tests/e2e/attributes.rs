@@ -1,0 +1,201 @@
+//! GetBucketLocation (us-east-1 and another configured region) and GetObjectAttributes
+//! against the real binary.
+
+use aws_sdk_s3::config::Region;
+use aws_sdk_s3::types::{
+    BucketLocationConstraint, CompletedMultipartUpload, CompletedPart, ObjectAttributes,
+};
+use md5::{Digest, Md5};
+
+use crate::harness::*;
+
+const MIB: usize = 1 << 20;
+
+#[tokio::test]
+async fn bucket_location_and_object_attributes() {
+    let server = Server::start(1);
+    let s3 = server.client();
+    s3.create_bucket()
+        .bucket("attrs")
+        .send()
+        .await
+        .expect("create bucket");
+    // us-east-1 is the empty LocationConstraint.
+    let loc = s3
+        .get_bucket_location()
+        .bucket("attrs")
+        .send()
+        .await
+        .expect("location");
+    assert_eq!(loc.location_constraint().map_or("", |c| c.as_str()), "");
+    let err = s3
+        .get_bucket_location()
+        .bucket("nobucket")
+        .send()
+        .await
+        .expect_err("missing bucket");
+    assert_eq!(code(&err), "NoSuchBucket");
+
+    let body = data(1234, 1);
+    put(&s3, "attrs", "single", body.clone()).await;
+    let out = s3
+        .get_object_attributes()
+        .bucket("attrs")
+        .key("single")
+        .object_attributes(ObjectAttributes::Etag)
+        .object_attributes(ObjectAttributes::ObjectSize)
+        .object_attributes(ObjectAttributes::StorageClass)
+        .object_attributes(ObjectAttributes::ObjectParts)
+        .send()
+        .await
+        .expect("attributes");
+    // S3 sends this ETag unquoted; s3s quotes every ETag it writes in XML.
+    assert_eq!(
+        out.e_tag().map(|e| e.trim_matches('"')),
+        Some(hex::encode(Md5::digest(&body)).as_str())
+    );
+    assert_eq!(out.object_size(), Some(1234));
+    assert_eq!(out.storage_class().map(|s| s.as_str()), Some("STANDARD"));
+    assert!(out.object_parts().is_none());
+    assert!(out.last_modified().is_some());
+    // Only what was asked for.
+    let out = s3
+        .get_object_attributes()
+        .bucket("attrs")
+        .key("single")
+        .object_attributes(ObjectAttributes::ObjectSize)
+        .send()
+        .await
+        .expect("attributes");
+    assert_eq!(out.e_tag(), None);
+    assert_eq!(out.object_size(), Some(1234));
+
+    // A multipart object lists its parts, paged.
+    let id = s3
+        .create_multipart_upload()
+        .bucket("attrs")
+        .key("multi")
+        .send()
+        .await
+        .expect("create upload")
+        .upload_id()
+        .expect("id")
+        .to_string();
+    let mut parts = Vec::new();
+    for (n, size) in [(1, 5 * MIB), (2, 5 * MIB), (3, 17)] {
+        let etag = s3
+            .upload_part()
+            .bucket("attrs")
+            .key("multi")
+            .upload_id(&id)
+            .part_number(n)
+            .body(data(size, n as u64).into())
+            .send()
+            .await
+            .expect("part")
+            .e_tag()
+            .expect("etag")
+            .to_string();
+        parts.push(CompletedPart::builder().part_number(n).e_tag(etag).build());
+    }
+    s3.complete_multipart_upload()
+        .bucket("attrs")
+        .key("multi")
+        .upload_id(&id)
+        .multipart_upload(
+            CompletedMultipartUpload::builder()
+                .set_parts(Some(parts))
+                .build(),
+        )
+        .send()
+        .await
+        .expect("complete");
+    let out = s3
+        .get_object_attributes()
+        .bucket("attrs")
+        .key("multi")
+        .object_attributes(ObjectAttributes::ObjectParts)
+        .object_attributes(ObjectAttributes::ObjectSize)
+        .max_parts(2)
+        .send()
+        .await
+        .expect("attributes");
+    assert_eq!(out.object_size(), Some((10 * MIB + 17) as i64));
+    let page = out.object_parts().expect("ObjectParts");
+    assert_eq!(page.total_parts_count(), Some(3));
+    assert_eq!(page.is_truncated(), Some(true));
+    let sizes: Vec<_> = page
+        .parts()
+        .iter()
+        .map(|p| (p.part_number(), p.size()))
+        .collect();
+    assert_eq!(
+        sizes,
+        vec![
+            (Some(1), Some(5 * MIB as i64)),
+            (Some(2), Some(5 * MIB as i64))
+        ]
+    );
+    let rest = s3
+        .get_object_attributes()
+        .bucket("attrs")
+        .key("multi")
+        .object_attributes(ObjectAttributes::ObjectParts)
+        .part_number_marker(
+            page.next_part_number_marker()
+                .expect("next marker")
+                .to_string(),
+        )
+        .send()
+        .await
+        .expect("second page");
+    let page = rest.object_parts().expect("ObjectParts");
+    assert_eq!(page.is_truncated(), Some(false));
+    let sizes: Vec<_> = page
+        .parts()
+        .iter()
+        .map(|p| (p.part_number(), p.size()))
+        .collect();
+    assert_eq!(sizes, vec![(Some(3), Some(17))]);
+
+    let err = s3
+        .get_object_attributes()
+        .bucket("attrs")
+        .key("missing")
+        .object_attributes(ObjectAttributes::Etag)
+        .send()
+        .await
+        .expect_err("missing key");
+    assert_eq!(code(&err), "NoSuchKey");
+    assert_eq!(status(&err), 404);
+}
+
+#[tokio::test]
+async fn bucket_location_names_a_configured_region() {
+    let server = Server::start_with_env(1, &[("CAIRN_REGION", "eu-west-3")]);
+    let config = aws_sdk_s3::Config::builder()
+        .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+        .region(Region::new("eu-west-3"))
+        .endpoint_url(&server.endpoint)
+        .credentials_provider(aws_sdk_s3::config::Credentials::new(
+            ACCESS_KEY, SECRET_KEY, None, None, "e2e",
+        ))
+        .force_path_style(true)
+        .build();
+    let s3 = aws_sdk_s3::Client::from_conf(config);
+    s3.create_bucket()
+        .bucket("paris")
+        .send()
+        .await
+        .expect("create bucket");
+    let loc = s3
+        .get_bucket_location()
+        .bucket("paris")
+        .send()
+        .await
+        .expect("location");
+    assert_eq!(
+        loc.location_constraint(),
+        Some(&BucketLocationConstraint::EuWest3)
+    );
+}
