@@ -267,4 +267,9 @@ impl Cluster {
     pub fn restart_blob(&mut self, i: usize) {
         self.blobs[i].start("BLOB");
     }
+
+    /// Starts gateway `i` again, on the same address.
+    pub fn restart_gateway(&mut self, i: usize) {
+        self.gateways[i].start("S3");
+    }
 }

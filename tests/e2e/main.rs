@@ -10,6 +10,7 @@ mod cluster;
 mod cluster_script;
 mod compose;
 mod degraded;
+mod drain;
 mod durability;
 mod gc_race;
 mod heal;
