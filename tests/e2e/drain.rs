@@ -34,11 +34,15 @@ fn drain_entry(status: &Value, node: &str) -> Option<Value> {
         .cloned()
 }
 
-/// Node ids of every shard of `key` (`cairn admin locate --json`).
-fn shard_nodes(cluster: &Cluster, key: &str) -> Vec<String> {
+/// `cairn admin locate BUCKET KEY --json`.
+fn locate(cluster: &Cluster, key: &str) -> Value {
     let out = cluster.admin_ok(&["locate", BUCKET, key, "--json"]);
-    let view: Value = serde_json::from_str(&out).expect("locate json");
-    view["shards"]
+    serde_json::from_str(&out).expect("locate json")
+}
+
+/// Node ids of every shard of `key`.
+fn shard_nodes(cluster: &Cluster, key: &str) -> Vec<String> {
+    locate(cluster, key)["shards"]
         .as_array()
         .map(|shards| {
             shards
@@ -141,6 +145,21 @@ async fn a_drained_node_holds_nothing_can_be_stopped_and_removed() {
     let progress = drain_entry(&status, &victim_id).expect("drain progress");
     assert!(progress["shards"].as_u64() >= Some(1), "{progress:#}");
     assert!(progress["bytes"].as_u64() >= Some(1), "{progress:#}");
+    // One object that must move also loses another shard: its heal rebuilds from k good
+    // shards (the draining node's among the candidates) instead of copying.
+    let (damaged_key, lost_path) = keys
+        .iter()
+        .find_map(|k| {
+            let view = locate(&cluster, k);
+            let shards = view["shards"].as_array()?.clone();
+            if !shards.iter().any(|s| s["node_id"] == victim_id.as_str()) {
+                return None;
+            }
+            let other = shards.iter().find(|s| s["node_id"] != victim_id.as_str())?;
+            Some((k.clone(), other["path"].as_str()?.to_string()))
+        })
+        .expect("an object with a shard on the draining node");
+    std::fs::remove_file(&lost_path).expect("remove a shard file");
     let (ok, _, stderr) = cluster.admin(&["blob", "remove", &victim_id]);
     assert!(
         !ok,
@@ -182,6 +201,15 @@ async fn a_drained_node_holds_nothing_can_be_stopped_and_removed() {
     for key in &keys {
         assert!(!shard_nodes(&cluster, key).contains(&victim_id), "{key}");
     }
+    let view = locate(&cluster, &damaged_key);
+    let shards = view["shards"].as_array().cloned().unwrap_or_default();
+    assert!(
+        shards.len() == 4
+            && shards
+                .iter()
+                .all(|s| s["state"] == "ok" && s["path"].as_str() != Some(lost_path.as_str())),
+        "{view:#}"
+    );
     let heal: Value =
         serde_json::from_str(&cluster.admin_ok(&["heal", "status", "--json"])).expect("heal");
     assert_eq!(heal["objects_failed"], 0, "{heal:#}");
