@@ -591,8 +591,7 @@ impl Admin for AdminService {
         request: Request<DrainBlobNodeRequest>,
     ) -> Result<Response<DrainBlobNodeResponse>, Status> {
         self.authorize(&request, "DrainBlobNode")?;
-        self.drain(request.into_inner()).await?;
-        Ok(Response::new(DrainBlobNodeResponse {}))
+        Ok(Response::new(self.drain(request.into_inner()).await?))
     }
 
     async fn undrain_blob_node(

@@ -31,6 +31,11 @@ pub fn is_draining(node: &BlobNode) -> bool {
     node.state == BlobNodeState::Draining as i32
 }
 
+/// How many disks of `nodes` could take a shard now (healthy, room left, node not draining).
+pub fn usable_disk_count(nodes: &[BlobNode]) -> usize {
+    usable_disks(nodes).len()
+}
+
 /// Why no placement could be made.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum PlacementError {
@@ -415,11 +420,14 @@ mod tests {
             assert_ne!(new[0].node_id, "b");
             assert!(keep.iter().all(|k| k.disk_id != new[0].disk_id));
         }
+        // Disks of "b" do not count.
+        assert_eq!(usable_disk_count(&nodes), 6);
         // With every node draining there is nowhere to put anything.
         for n in &mut nodes {
             n.state = BlobNodeState::Draining as i32;
         }
         assert!(place(&nodes, fixed(1, 0), 0, "u").is_err());
+        assert_eq!(usable_disk_count(&nodes), 0);
     }
 
     #[test]

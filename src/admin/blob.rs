@@ -9,17 +9,17 @@ use cairn_proto::admin::{
 
 use super::client::Admin;
 
-/// Starts draining `node_id`.
-pub async fn drain(admin: &Admin, node_id: &str) -> anyhow::Result<()> {
+/// Starts draining `node_id`; returns how many disks are left to take its shards.
+pub async fn drain(admin: &Admin, node_id: &str) -> anyhow::Result<u32> {
     let request = DrainBlobNodeRequest {
         node_id: node_id.to_string(),
     };
-    admin
+    let reply = admin
         .on_leader("DrainBlobNode", request, |mut c, r| async move {
             c.drain_blob_node(r).await
         })
         .await?;
-    Ok(())
+    Ok(reply.usable_disks_left)
 }
 
 /// Makes `node_id` active again.

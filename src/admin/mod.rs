@@ -240,11 +240,19 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
             println!("queued {queued} objects of {target} for healing");
         }
         AdminCommand::Blob(BlobCommand::Drain { node_id, json }) => {
-            blob::drain(&admin, &node_id).await?;
+            let left = blob::drain(&admin, &node_id).await?;
             report(
                 json,
-                serde_json::json!({ "node_id": node_id, "state": "draining" }),
-                format!("blob node {node_id} is draining; follow it with `cairn admin status`"),
+                serde_json::json!({
+                    "node_id": node_id,
+                    "state": "draining",
+                    "usable_disks_left": left,
+                }),
+                format!(
+                    "blob node {node_id} is draining; follow it with `cairn admin status`\n\
+                     {left} usable disks remain on the other nodes: objects with more shards \
+                     (k + m) than that cannot move"
+                ),
             )?;
         }
         AdminCommand::Blob(BlobCommand::Undrain { node_id, json }) => {

@@ -135,6 +135,8 @@ async fn a_drained_node_holds_nothing_can_be_stopped_and_removed() {
     let out = cluster.admin_ok(&["blob", "drain", &victim_id, "--json"]);
     let reply: Value = serde_json::from_str(&out).expect("drain json");
     assert_eq!(reply["state"], "draining", "{reply:#}");
+    // The four other single-disk servers can take its shards.
+    assert_eq!(reply["usable_disks_left"], 4, "{reply:#}");
     let status = cluster.status();
     let node = status["blob_nodes"]
         .as_array()

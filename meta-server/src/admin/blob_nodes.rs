@@ -11,8 +11,8 @@
 use std::collections::BTreeSet;
 
 use cairn_proto::admin::{
-    DrainBlobNodeRequest, DrainProgress, RemoveBlobNodeRequest, RemoveBlobNodeResponse,
-    UndrainBlobNodeRequest,
+    DrainBlobNodeRequest, DrainBlobNodeResponse, DrainProgress, RemoveBlobNodeRequest,
+    RemoveBlobNodeResponse, UndrainBlobNodeRequest,
 };
 use cairn_proto::meta::{BlobNode, HealReason, MetaError};
 use tonic::Status;
@@ -94,9 +94,28 @@ impl AdminService {
         Ok(())
     }
 
-    /// `DrainBlobNode`.
-    pub(super) async fn drain(&self, request: DrainBlobNodeRequest) -> Result<(), Status> {
-        self.set_draining(request.node_id, true).await
+    /// `DrainBlobNode`; answers how many disks are left to take the node's shards.
+    pub(super) async fn drain(
+        &self,
+        request: DrainBlobNodeRequest,
+    ) -> Result<DrainBlobNodeResponse, Status> {
+        let node_id = request.node_id;
+        self.set_draining(node_id.clone(), true).await?;
+        let reader = self
+            .group()?
+            .linearizable_reader()
+            .await
+            .map_err(group_status)?;
+        let live = crate::placement::live_nodes(
+            reader.blob_nodes().map_err(internal)?,
+            super::now_ms(),
+            self.ctx.blob_down_after.as_millis() as i64,
+        );
+        let left = crate::placement::usable_disk_count(&live);
+        tracing::info!(%node_id, usable_disks_left = left, "disks left to take the drained shards");
+        Ok(DrainBlobNodeResponse {
+            usable_disks_left: u32::try_from(left).unwrap_or(u32::MAX),
+        })
     }
 
     /// `UndrainBlobNode`.
