@@ -41,7 +41,7 @@ enum Command {
     /// beside this machine's limits (--baseline) or against a trivial in-process server
     /// (--self-test).
     Bench(Box<bench::BenchArgs>),
-    /// Administer a cluster: status, meta membership.
+    /// Administer a cluster: status, meta membership, healing, blob-node drain and removal.
     Admin(admin::AdminArgs),
 }
 

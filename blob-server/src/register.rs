@@ -6,6 +6,10 @@
 //! 10 s so the meta service sees fresh free space and knows the node is alive; a disk that
 //! changes state (faulty, healthy again) or runs out of space triggers a registration at
 //! once. Failures are logged and retried, never fatal.
+//!
+//! A node an operator removed from the cluster (`cairn admin blob remove`) is refused with
+//! FAILED_PRECONDITION: it says so once at error level and then only asks again every
+//! [`REMOVED_RETRY`], quietly; the meta service gives it no work either way.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,6 +33,8 @@ const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(10);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Deadline of one registration call.
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+/// Delay between registration attempts of a node the cluster removed.
+const REMOVED_RETRY: Duration = Duration::from_secs(60);
 
 /// What a blob server announces about itself besides its disks.
 pub(crate) struct Announce {
@@ -81,6 +87,7 @@ async fn run(
     let mut preferred = 0usize;
     let mut backoff = BACKOFF_START;
     let mut registered = false;
+    let mut removed = false;
     loop {
         let round = register_once(&mut clients, preferred, &announce, &disks);
         let outcome = tokio::select! {
@@ -96,11 +103,22 @@ async fn run(
                     tracing::info!(endpoint = %clients[index].0, "registered with the meta service");
                 }
                 registered = true;
+                removed = false;
                 preferred = index;
                 backoff = BACKOFF_START;
                 HEARTBEAT_INTERVAL
             }
-            Err(errors) => {
+            Err(Failure { removed: true, .. }) => {
+                if !removed {
+                    tracing::error!(
+                        "this blob node was removed from the cluster; it gets no work (stop it, or wipe its disks to join as a new node)"
+                    );
+                }
+                removed = true;
+                registered = false;
+                REMOVED_RETRY
+            }
+            Err(Failure { errors, .. }) => {
                 tracing::warn!(
                     errors = %errors.join("; "),
                     retry_in_ms = backoff.as_millis() as u64,
@@ -123,19 +141,30 @@ async fn run(
     }
 }
 
+/// Why a registration round failed.
+struct Failure {
+    /// One error per endpoint tried.
+    errors: Vec<String>,
+    /// The meta service refused this node for good: it was removed from the cluster.
+    removed: bool,
+}
+
 /// One round: tries every endpoint, starting with `preferred` (the last one that worked).
-/// Returns the index of the endpoint that accepted, or one error per endpoint.
+/// Returns the index of the endpoint that accepted, or why none did.
 async fn register_once(
     clients: &mut [(String, MetaClient<Channel>)],
     preferred: usize,
     announce: &Announce,
     disks: &Arc<DiskSet>,
-) -> Result<usize, Vec<String>> {
+) -> Result<usize, Failure> {
     let disk_set = Arc::clone(disks);
     // Fresh free space on every heartbeat; statvfs is a syscall, so off the runtime.
     let disk_infos = tokio::task::spawn_blocking(move || disk_set.disk_infos())
         .await
-        .map_err(|e| vec![format!("collecting disk info: {e}")])?;
+        .map_err(|e| Failure {
+            errors: vec![format!("collecting disk info: {e}")],
+            removed: false,
+        })?;
     let request = RegisterBlobNodeRequest {
         node_id: announce.node_id.clone(),
         address: announce.address.clone(),
@@ -149,8 +178,17 @@ async fn register_once(
         let (endpoint, client) = &mut clients[index];
         match client.register_blob_node(request.clone()).await {
             Ok(_) => return Ok(index),
+            Err(status) if status.code() == tonic::Code::FailedPrecondition => {
+                return Err(Failure {
+                    errors: vec![format!("{endpoint}: {status}")],
+                    removed: true,
+                })
+            }
             Err(status) => errors.push(format!("{endpoint}: {status}")),
         }
     }
-    Err(errors)
+    Err(Failure {
+        errors,
+        removed: false,
+    })
 }

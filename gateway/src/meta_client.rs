@@ -470,6 +470,21 @@ fn retryable(status: &Status) -> bool {
 }
 
 impl Meta {
+    /// Ids of the blob nodes an operator is draining (their shards must move).
+    pub async fn draining_nodes(&self) -> ApiResult<std::collections::HashSet<String>> {
+        let resp = self
+            .call("ListBlobNodes", |mut c| async move {
+                c.list_blob_nodes(pb::ListBlobNodesRequest {}).await
+            })
+            .await?;
+        Ok(resp
+            .nodes
+            .into_iter()
+            .filter(|n| n.state == pb::BlobNodeState::Draining as i32)
+            .map(|n| n.node_id)
+            .collect())
+    }
+
     /// Leases up to `max` heal items for `lease`.
     pub async fn claim_heal(&self, max: u32, lease: Duration) -> ApiResult<Vec<pb::HealItem>> {
         let req = pb::ClaimHealRequest {
@@ -540,6 +555,12 @@ fn in_band(code: i32) -> ApiResult<()> {
         Ok(MetaError::ShardCollected) => Err(ApiError::Unavailable(
             "the upload took too long; its shards were garbage-collected".into(),
         )),
+        // Blob-registry errors answer admin and blob-server calls, never a gateway's.
+        Ok(
+            MetaError::BlobNodeRemoved | MetaError::NoSuchBlobNode | MetaError::BlobNodeNotDraining,
+        ) => Err(ApiError::Internal(format!(
+            "unexpected meta error code {code}"
+        ))),
         Err(_) => Err(ApiError::Internal(format!(
             "unknown meta error code {code}"
         ))),

@@ -13,6 +13,8 @@
 //! risk, because a node only votes once it is a voter, and it becomes one only after it has
 //! caught up.
 
+mod blob_nodes;
+
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -261,6 +263,11 @@ impl Admin for AdminService {
             })
             .collect();
         reply.blob_nodes = node.reader.blob_nodes().map_err(internal)?;
+        // Counting what draining nodes hold reads every version: only the leader does it (the
+        // CLI asks it for the registry; the other members are asked for their Raft state).
+        if metrics.state == ServerState::Leader {
+            reply.drains = blob_nodes::drain_progress(&node.reader, &reply.blob_nodes)?;
+        }
         Ok(Response::new(reply))
     }
 
@@ -578,6 +585,31 @@ impl Admin for AdminService {
         }
         tracing::info!(%bucket, %prefix, queued, "heal pass queued");
         Ok(Response::new(StartHealResponse { queued }))
+    }
+
+    async fn drain_blob_node(
+        &self,
+        request: Request<DrainBlobNodeRequest>,
+    ) -> Result<Response<DrainBlobNodeResponse>, Status> {
+        self.authorize(&request, "DrainBlobNode")?;
+        Ok(Response::new(self.drain(request.into_inner()).await?))
+    }
+
+    async fn undrain_blob_node(
+        &self,
+        request: Request<UndrainBlobNodeRequest>,
+    ) -> Result<Response<UndrainBlobNodeResponse>, Status> {
+        self.authorize(&request, "UndrainBlobNode")?;
+        self.undrain(request.into_inner()).await?;
+        Ok(Response::new(UndrainBlobNodeResponse {}))
+    }
+
+    async fn remove_blob_node(
+        &self,
+        request: Request<RemoveBlobNodeRequest>,
+    ) -> Result<Response<RemoveBlobNodeResponse>, Status> {
+        self.authorize(&request, "RemoveBlobNode")?;
+        Ok(Response::new(self.remove(request.into_inner()).await?))
     }
 }
 

@@ -5,6 +5,7 @@
 //! Ids come from the log: a bucket's id and an object version's number are the index of the
 //! entry that created them, so they are unique and increase in commit order on every replica.
 
+pub(crate) mod blob_nodes;
 pub(crate) mod gc;
 pub(crate) mod heal;
 pub(crate) mod multipart;
@@ -258,17 +259,12 @@ pub fn apply(
             disk_id,
             shard_keys,
         } => gc::collect(db, batch, gc::ShardFile { node_id, disk_id }, shard_keys),
-        Command::RegisterBlobNode { node } => {
-            let Ok(mut node) = BlobNode::decode(node.as_slice()) else {
-                return Ok(error(MetaError::InvalidArgument));
-            };
-            node.registered_ms = now;
-            batch.put_cf(
-                crate::store::cf(db, CF_BLOB_NODES)?,
-                node.node_id.as_bytes(),
-                records::encode(&node),
-            );
-            Ok(Response::Done)
+        Command::RegisterBlobNode { node } => blob_nodes::register(db, batch, now, node),
+        Command::SetBlobNodeDraining { node_id, draining } => {
+            blob_nodes::set_draining(db, batch, node_id, *draining)
+        }
+        Command::RemoveBlobNode { node_id, force } => {
+            blob_nodes::remove(db, batch, node_id, *force)
         }
     }
 }

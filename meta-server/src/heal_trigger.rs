@@ -1,12 +1,18 @@
 //! Queues for healing the object versions whose shards sit where data was lost: on a blob node
 //! down for longer than the heal delay, on a disk reported faulty, or on a disk its node no
-//! longer reports (a wiped or replaced disk comes back under a new disk id).
+//! longer reports (a wiped or replaced disk comes back under a new disk id); and those with a
+//! shard on a blob node an operator is draining, so that the healers move it away.
 //!
 //! Runs on every meta node and acts only where a local node leads the group. It rescans the
 //! objects when the *shape* of the blob registry changes (a node crossing the delay, a disk
 //! turning faulty, a disk id appearing or vanishing) and once whenever this node becomes the
 //! leader, since a new leader cannot know what its predecessor already queued. Queuing is
 //! idempotent (items are keyed by version), so a rescan costs reads, not duplicate work.
+//!
+//! While a node drains, the scan is also repeated every [`DRAIN_RESCAN`]: a PUT or a heal
+//! planned just before the drain began may commit a shard on the node afterwards, and a
+//! heal item can end (given up, or healed by a healer that did not know of the drain yet)
+//! with a shard still there. The repeated scan queues those too, so a drain always finishes.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -27,6 +33,8 @@ use crate::types::Command;
 const CHECK_EVERY: Duration = Duration::from_secs(5);
 /// Versions read (and queued) per step of a scan.
 const SCAN_BATCH: usize = 1000;
+/// How often the versions are scanned again while some node drains.
+const DRAIN_RESCAN: Duration = Duration::from_secs(30);
 
 /// Where shards are lost, as the registry shows it.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -35,6 +43,8 @@ struct Registry {
     healthy: BTreeSet<(String, String)>,
     /// Nodes silent for longer than the heal delay.
     lost_nodes: BTreeSet<String>,
+    /// Nodes an operator is draining (not lost).
+    draining: BTreeSet<String>,
 }
 
 impl Registry {
@@ -45,6 +55,9 @@ impl Registry {
             if now.saturating_sub(node.registered_ms) > lost_after {
                 out.lost_nodes.insert(node.node_id.clone());
                 continue;
+            }
+            if crate::placement::is_draining(node) {
+                out.draining.insert(node.node_id.clone());
             }
             for disk in &node.disks {
                 if disk.state == DiskState::Ok as i32 {
@@ -57,18 +70,22 @@ impl Registry {
     }
 
     /// Why a shard at (node, disk) needs healing, if it does. A node the registry does not
-    /// know at all counts as lost.
+    /// know at all (never seen, or removed) counts as lost; a healthy shard on a draining
+    /// node must move.
     fn loss(&self, node_id: &str, disk_id: &str) -> Option<HealReason> {
         if self.lost_nodes.contains(node_id) {
             return Some(HealReason::NodeDown);
         }
-        if self
+        if !self
             .healthy
             .contains(&(node_id.to_string(), disk_id.to_string()))
         {
-            return None;
+            return Some(HealReason::DiskLost);
         }
-        Some(HealReason::DiskLost)
+        if self.draining.contains(node_id) {
+            return Some(HealReason::Drain);
+        }
+        None
     }
 }
 
@@ -81,8 +98,8 @@ pub fn spawn(joined: JoinState, node_lost_after: Duration) -> JoinHandle<()> {
 }
 
 async fn run(joined: JoinState, node_lost_after: Duration) {
-    // What the last scan saw; `None` while this node does not lead.
-    let mut scanned: Option<Registry> = None;
+    // What the last scan saw and when; `None` while this node does not lead.
+    let mut scanned: Option<(Registry, tokio::time::Instant)> = None;
     loop {
         tokio::time::sleep(CHECK_EVERY).await;
         let Some(j) = joined.get() else { continue };
@@ -106,15 +123,19 @@ async fn run(joined: JoinState, node_lost_after: Duration) {
             }
         };
         let registry = Registry::read(&nodes, now_ms(), node_lost_after);
-        if scanned.as_ref() == Some(&registry) {
-            continue;
+        if let Some((seen, at)) = &scanned {
+            let drain_due = !registry.draining.is_empty() && at.elapsed() >= DRAIN_RESCAN;
+            if *seen == registry && !drain_due {
+                continue;
+            }
         }
         match scan(group, reader, &registry).await {
             Ok(queued) => {
                 if queued > 0 {
-                    info!(queued, lost_nodes = ?registry.lost_nodes, "queued versions with lost shards for healing");
+                    info!(queued, lost_nodes = ?registry.lost_nodes, draining = ?registry.draining,
+                        "queued versions with lost or draining shards for healing");
                 }
-                scanned = Some(registry);
+                scanned = Some((registry, tokio::time::Instant::now()));
             }
             Err(e) => warn!(error = %e, "heal scan failed; retrying"),
         }
@@ -129,7 +150,8 @@ fn leads(group: &Group) -> bool {
         .any(|n| n.raft.metrics().borrow().current_leader == Some(n.id))
 }
 
-/// Queues every stored version with a shard on a lost location; returns how many.
+/// Queues every stored version with a shard on a lost or draining location; returns how
+/// many.
 async fn scan(group: &Group, reader: &MetaReader, registry: &Registry) -> Result<u64, String> {
     let mut after: Option<Vec<u8>> = None;
     let mut queued = 0u64;
@@ -202,5 +224,47 @@ mod tests {
         // b back within the delay: nothing to heal there.
         let r = Registry::read(&nodes, 30_000, Duration::from_secs(60));
         assert_eq!(r.loss("b", "b1"), None);
+    }
+
+    #[test]
+    fn shards_on_a_draining_node_must_move_and_losses_come_first() {
+        let mut draining = node(
+            "d",
+            100_000,
+            &[("d1", DiskState::Ok), ("d2", DiskState::Faulty)],
+        );
+        draining.state = cairn_proto::meta::BlobNodeState::Draining as i32;
+        let mut gone = node("g", 1_000, &[("g1", DiskState::Ok)]);
+        gone.state = cairn_proto::meta::BlobNodeState::Draining as i32;
+        let nodes = [draining, gone, node("a", 100_000, &[("a1", DiskState::Ok)])];
+        let r = Registry::read(&nodes, 100_000, Duration::from_secs(60));
+        assert_eq!(r.loss("d", "d1"), Some(HealReason::Drain));
+        assert_eq!(r.loss("d", "d2"), Some(HealReason::DiskLost));
+        // Draining and then lost: lost.
+        assert_eq!(r.loss("g", "g1"), Some(HealReason::NodeDown));
+        assert_eq!(r.loss("a", "a1"), None);
+        let version = ObjectVersion {
+            shards: vec![
+                cairn_proto::meta::ShardPlacement {
+                    node_id: "a".into(),
+                    disk_id: "a1".into(),
+                    written: true,
+                    ..Default::default()
+                },
+                cairn_proto::meta::ShardPlacement {
+                    node_id: "d".into(),
+                    disk_id: "d1".into(),
+                    written: true,
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        };
+        assert_eq!(needs_heal(&version, &r), Some(HealReason::Drain));
+        // The drain ends: nothing to do for that version any more.
+        let mut active = nodes.clone();
+        active[0].state = cairn_proto::meta::BlobNodeState::Active as i32;
+        let r = Registry::read(&active, 100_000, Duration::from_secs(60));
+        assert_eq!(needs_heal(&version, &r), None);
     }
 }

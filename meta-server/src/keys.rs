@@ -174,6 +174,11 @@ pub fn parts_prefix(upload_id: &str) -> Vec<u8> {
     out
 }
 
+/// The prefix of every part record of every upload in progress.
+pub fn all_parts_prefix() -> Vec<u8> {
+    vec![TAG_PART]
+}
+
 /// The key of part `number` of an upload (parts sort by number).
 pub fn part_key(upload_id: &str, number: u32) -> Vec<u8> {
     let mut out = parts_prefix(upload_id);

@@ -13,6 +13,7 @@
 
 pub mod admin;
 pub mod apply;
+pub mod drain;
 pub mod forward;
 pub mod group;
 pub mod heal_trigger;

@@ -5,7 +5,7 @@
 //! agrees on where the shards are.
 
 use cairn_proto::blob::DiskState;
-use cairn_proto::meta::{BlobNode, ErasureScheme, ShardPlacement};
+use cairn_proto::meta::{BlobNode, BlobNodeState, ErasureScheme, ShardPlacement};
 use rand::seq::SliceRandom;
 use rand::Rng;
 
@@ -24,6 +24,16 @@ pub fn live_nodes(nodes: Vec<BlobNode>, now_ms: i64, down_after_ms: i64) -> Vec<
         .into_iter()
         .filter(|n| now_ms.saturating_sub(n.registered_ms) <= down_after_ms)
         .collect()
+}
+
+/// Whether an operator is draining `node` (it gets no new shards).
+pub fn is_draining(node: &BlobNode) -> bool {
+    node.state == BlobNodeState::Draining as i32
+}
+
+/// How many disks of `nodes` could take a shard now (healthy, room left, node not draining).
+pub fn usable_disk_count(nodes: &[BlobNode]) -> usize {
+    usable_disks(nodes).len()
 }
 
 /// Why no placement could be made.
@@ -104,8 +114,8 @@ fn pick_weighted(
 /// node in it, so that losing a zone or a node costs as few shards as possible; among the
 /// disks that tie, one is drawn with probability proportional to its free space, so disks
 /// fill evenly without every PUT between two heartbeats landing on the same emptiest disk.
-/// Faulty disks and disks that would be left with less than a reserve are never chosen.
-/// Shard keys are `{upload_id}.{index}`.
+/// Faulty disks, disks of draining nodes and disks that would be left with less than a
+/// reserve are never chosen. Shard keys are `{upload_id}.{index}`.
 pub fn place(
     nodes: &[BlobNode],
     scheme: Option<ErasureScheme>,
@@ -167,10 +177,11 @@ pub fn place_replacements(
         .collect())
 }
 
-/// The disks that can take data: healthy and with more than the reserve free.
+/// The disks that can take data: healthy, with more than the reserve free, and not on a
+/// draining node (its shards are being moved away; a new one would only have to follow).
 fn usable_disks(nodes: &[BlobNode]) -> Vec<Candidate<'_>> {
     let mut candidates = Vec::new();
-    for node in nodes {
+    for node in nodes.iter().filter(|n| !is_draining(n)) {
         for disk in &node.disks {
             if disk.state != DiskState::Ok as i32 {
                 continue;
@@ -278,6 +289,7 @@ mod tests {
             registered_ms: 0,
             zone: String::new(),
             maintenance: None,
+            state: BlobNodeState::Active as i32,
         }
     }
 
@@ -377,6 +389,45 @@ mod tests {
         assert!(shards
             .iter()
             .all(|s| s.disk_id == "a-d2" || s.disk_id == "a-d3"));
+    }
+
+    #[test]
+    fn draining_nodes_get_neither_new_objects_nor_rebuilt_shards() {
+        let mut nodes = vec![node("a", 2), node("b", 2), node("c", 2), node("d", 2)];
+        nodes[1].state = BlobNodeState::Draining as i32;
+        for _ in 0..50 {
+            let (scheme, shards) = place(&nodes, None, 1 << 20, "u").expect("placement");
+            // Six usable disks left: the default scheme counts only those.
+            assert_eq!((scheme.data_shards, scheme.parity_shards), (4, 2));
+            assert!(shards.iter().all(|s| s.node_id != "b"), "{shards:?}");
+        }
+        // A segment whose shard 0 sits on the draining node: its replacement goes elsewhere,
+        // away from the disks of the shards that stay.
+        let keep: Vec<ShardPlacement> = ["a-d0", "c-d0", "d-d0"]
+            .iter()
+            .enumerate()
+            .map(|(i, d)| ShardPlacement {
+                index: i as u32 + 1,
+                node_id: d[..1].to_string(),
+                disk_id: d.to_string(),
+                ..Default::default()
+            })
+            .collect();
+        for _ in 0..50 {
+            let new = place_replacements(&nodes, &keep, &[0], 1 << 20, |i| format!("x.{i}"))
+                .expect("replacement");
+            assert_eq!(new.len(), 1);
+            assert_ne!(new[0].node_id, "b");
+            assert!(keep.iter().all(|k| k.disk_id != new[0].disk_id));
+        }
+        // Disks of "b" do not count.
+        assert_eq!(usable_disk_count(&nodes), 6);
+        // With every node draining there is nowhere to put anything.
+        for n in &mut nodes {
+            n.state = BlobNodeState::Draining as i32;
+        }
+        assert!(place(&nodes, fixed(1, 0), 0, "u").is_err());
+        assert_eq!(usable_disk_count(&nodes), 0);
     }
 
     #[test]

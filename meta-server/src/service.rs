@@ -391,6 +391,8 @@ impl Meta for MetaService {
             registered_ms: 0,
             zone: request.zone,
             maintenance: request.maintenance,
+            // The state machine keeps the operator's state of a known node.
+            state: 0,
         };
         let applied = self
             .groups()?
@@ -402,6 +404,16 @@ impl Meta for MetaService {
             .map_err(group_status)?;
         match applied {
             Applied::Done => Ok(Response::new(RegisterBlobNodeResponse {})),
+            Applied::Error { code } if code == MetaError::BlobNodeRemoved as i32 => {
+                Err(Status::failed_precondition(
+                    "this blob node was removed from the cluster (cairn admin blob remove); \
+                     it gets no work",
+                ))
+            }
+            Applied::Error { code } => Err(Status::invalid_argument(format!(
+                "registration refused: {:?}",
+                meta_error(code)
+            ))),
             other => Err(unexpected(&other)),
         }
     }

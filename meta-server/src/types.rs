@@ -56,8 +56,13 @@ pub enum Command {
         version_id: String,
         tags: Vec<(String, String)>,
     },
-    /// Insert or refresh a blob node and its disks (a `BlobNode` message).
+    /// Insert or refresh a blob node and its disks (a `BlobNode` message). The operator's
+    /// state of a known node (draining) is kept; a removed node is refused.
     RegisterBlobNode { node: Vec<u8> },
+    /// Set a registered blob node draining (`true`) or active again (`false`).
+    SetBlobNodeDraining { node_id: String, draining: bool },
+    /// Drop a blob node from the registry for good. Without `force` only a draining node.
+    RemoveBlobNode { node_id: String, force: bool },
     /// Reserve a meta node id: the index of this entry, which no other entry shares, so an
     /// id handed out this way is never handed out again.
     AllocateNodeId,

@@ -39,6 +39,7 @@ fn reason_name(code: i32) -> &'static str {
         Ok(HealReason::NodeDown) => "node-down",
         Ok(HealReason::DiskLost) => "disk-lost",
         Ok(HealReason::Pass) => "pass",
+        Ok(HealReason::Drain) => "drain",
         _ => "unknown",
     }
 }

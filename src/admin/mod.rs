@@ -1,5 +1,6 @@
 //! `cairn admin`: cluster status and meta membership, over the meta nodes' `Admin` API.
 
+mod blob;
 mod client;
 mod heal;
 mod locate;
@@ -51,6 +52,9 @@ enum AdminCommand {
     /// Healing: progress, or force a pass over a bucket.
     #[command(subcommand)]
     Heal(HealCommand),
+    /// Blob nodes: drain (decommission) and remove.
+    #[command(subcommand)]
+    Blob(BlobCommand),
     /// Where every shard of an object is, and whether it is really there.
     Locate {
         bucket: String,
@@ -71,6 +75,47 @@ enum HealCommand {
     },
     /// Check (and heal where needed) every object of BUCKET, or of BUCKET/PREFIX.
     Start { target: String },
+}
+
+#[derive(Subcommand, Debug)]
+enum BlobCommand {
+    /// Decommission blob node NODE_ID: it gets no new shards and the healers move every shard
+    /// it holds to other nodes. Follow it with `cairn admin status`.
+    Drain {
+        node_id: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make a draining blob node take new shards again (moved shards stay where they are).
+    Undrain {
+        node_id: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove blob node NODE_ID from the cluster. Refused unless it is draining and holds no
+    /// shard any more.
+    Remove {
+        node_id: String,
+        /// Remove it even if not drained (a node that will never come back): the shards it
+        /// still holds are rebuilt from the others, as for a lost node.
+        #[arg(long)]
+        force: bool,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Prints the outcome of a blob-node command.
+fn report(json: bool, value: serde_json::Value, text: String) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(&value)?);
+    } else {
+        println!("{text}");
+    }
+    Ok(())
 }
 
 #[derive(Subcommand, Debug)]
@@ -193,6 +238,54 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
         AdminCommand::Heal(HealCommand::Start { target }) => {
             let queued = heal::start(&admin, &target).await?;
             println!("queued {queued} objects of {target} for healing");
+        }
+        AdminCommand::Blob(BlobCommand::Drain { node_id, json }) => {
+            let left = blob::drain(&admin, &node_id).await?;
+            report(
+                json,
+                serde_json::json!({
+                    "node_id": node_id,
+                    "state": "draining",
+                    "usable_disks_left": left,
+                }),
+                format!(
+                    "blob node {node_id} is draining; follow it with `cairn admin status`\n\
+                     {left} usable disks remain on the other nodes: objects with more shards \
+                     (k + m) than that cannot move"
+                ),
+            )?;
+        }
+        AdminCommand::Blob(BlobCommand::Undrain { node_id, json }) => {
+            blob::undrain(&admin, &node_id).await?;
+            report(
+                json,
+                serde_json::json!({ "node_id": node_id, "state": "active" }),
+                format!("blob node {node_id} is active again"),
+            )?;
+        }
+        AdminCommand::Blob(BlobCommand::Remove {
+            node_id,
+            force,
+            json,
+        }) => {
+            let reply = blob::remove(&admin, &node_id, force).await?;
+            let text = if reply.remaining_shards > 0 {
+                format!(
+                    "removed blob node {node_id}; {} shards that named it will be rebuilt from the others",
+                    reply.remaining_shards
+                )
+            } else {
+                format!("removed blob node {node_id}")
+            };
+            report(
+                json,
+                serde_json::json!({
+                    "node_id": node_id,
+                    "removed": true,
+                    "remaining_shards": reply.remaining_shards,
+                }),
+                text,
+            )?;
         }
         AdminCommand::Locate { bucket, key, json } => {
             let view = locate::gather(&admin, &bucket, &key).await?;

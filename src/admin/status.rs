@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use cairn_proto::admin::{StatusRequest, StatusResponse};
 use cairn_proto::blob::DiskState;
+use cairn_proto::meta::BlobNodeState;
 use serde::Serialize;
 
 use super::client::{endpoint_uri, Admin};
@@ -47,6 +48,8 @@ pub struct BlobView {
     pub address: String,
     /// "up" or "down" (no heartbeat within the down-timeout).
     pub state: String,
+    /// The operator's decision: "active" or "draining".
+    pub mode: String,
     pub last_heartbeat_ms_ago: i64,
     pub disks: Vec<DiskView>,
     /// Scrub and GC counters since the server started, as of its last heartbeat.
@@ -66,6 +69,20 @@ pub struct MaintenanceView {
     pub gc_passes: u64,
 }
 
+/// What a draining blob node still holds (the leader counts it from the metadata).
+#[derive(Serialize, Clone, Debug, PartialEq, Eq)]
+pub struct DrainView {
+    pub node_id: String,
+    /// Shard placements that still name the node; 0 = drained, it may be removed.
+    pub shards: u64,
+    /// Their size, about.
+    pub bytes: u64,
+    /// Objects (and multipart uploads in progress) with such a shard.
+    pub objects: u64,
+    /// Heal items queued for drains (all draining nodes together).
+    pub queued_items: u64,
+}
+
 /// The whole report.
 #[derive(Serialize)]
 pub struct ClusterView {
@@ -76,6 +93,8 @@ pub struct ClusterView {
     pub commit_index: u64,
     pub members: Vec<MemberView>,
     pub blob_nodes: Vec<BlobView>,
+    /// One entry per draining blob node.
+    pub drains: Vec<DrainView>,
 }
 
 async fn member_status(admin: &Admin, address: &str) -> Option<StatusResponse> {
@@ -150,6 +169,11 @@ pub async fn gather(admin: &Admin) -> anyhow::Result<ClusterView> {
                     "up"
                 }
                 .to_string(),
+                mode: match BlobNodeState::try_from(n.state) {
+                    Ok(BlobNodeState::Draining) => "draining",
+                    _ => "active",
+                }
+                .to_string(),
                 last_heartbeat_ms_ago: ago,
                 disks: n
                     .disks
@@ -191,6 +215,17 @@ pub async fn gather(admin: &Admin) -> anyhow::Result<ClusterView> {
         commit_index: raft.applied_index,
         members,
         blob_nodes,
+        drains: leader
+            .drains
+            .iter()
+            .map(|d| DrainView {
+                node_id: d.node_id.clone(),
+                shards: d.shards,
+                bytes: d.bytes,
+                objects: d.objects,
+                queued_items: d.queued_items,
+            })
+            .collect(),
     })
 }
 
@@ -281,6 +316,7 @@ pub fn render(view: &ClusterView) -> String {
                     n.node_id.clone(),
                     n.address.clone(),
                     n.state.clone(),
+                    n.mode.clone(),
                     format!("{:.1}s ago", n.last_heartbeat_ms_ago as f64 / 1000.0),
                     d.disk_id.clone(),
                     d.state.clone(),
@@ -296,6 +332,7 @@ pub fn render(view: &ClusterView) -> String {
             "NODE",
             "ADDRESS",
             "STATE",
+            "MODE",
             "HEARTBEAT",
             "DISK",
             "DISK STATE",
@@ -305,6 +342,12 @@ pub fn render(view: &ClusterView) -> String {
         ],
         &rows,
     ));
+    if !view.drains.is_empty() {
+        out.push_str(
+            "\n\nDRAINING (what each node still holds; 0 shards = drained, may be removed)\n",
+        );
+        out.push_str(&drain_table(&view.drains));
+    }
     out.push_str("\n\nMAINTENANCE (since each blob server started)\n");
     let rows: Vec<Vec<String>> = view
         .blob_nodes
@@ -336,6 +379,32 @@ pub fn render(view: &ClusterView) -> String {
     out
 }
 
+/// The DRAINING table.
+fn drain_table(drains: &[DrainView]) -> String {
+    let rows: Vec<Vec<String>> = drains
+        .iter()
+        .map(|d| {
+            vec![
+                d.node_id.clone(),
+                d.shards.to_string(),
+                bytes(d.bytes),
+                d.objects.to_string(),
+                d.queued_items.to_string(),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "NODE",
+            "SHARDS LEFT",
+            "BYTES LEFT",
+            "OBJECTS",
+            "HEAL QUEUED",
+        ],
+        &rows,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -345,6 +414,21 @@ mod tests {
         assert_eq!(bytes(512), "512 B");
         assert_eq!(bytes(1536), "1.5 KiB");
         assert_eq!(bytes(3 << 30), "3.0 GiB");
+    }
+
+    #[test]
+    fn drains_render_as_a_table() {
+        let t = drain_table(&[DrainView {
+            node_id: "n1".into(),
+            shards: 12,
+            bytes: 3 << 20,
+            objects: 4,
+            queued_items: 2,
+        }]);
+        assert_eq!(
+            t,
+            "NODE  SHARDS LEFT  BYTES LEFT  OBJECTS  HEAL QUEUED\nn1    12           3.0 MiB     4        2"
+        );
     }
 
     #[test]

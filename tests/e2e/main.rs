@@ -14,6 +14,7 @@ mod compose;
 mod copy;
 mod degraded;
 mod delete_objects;
+mod drain;
 mod durability;
 mod failover;
 mod gc_race;

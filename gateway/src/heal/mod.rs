@@ -13,10 +13,17 @@
 //! and only then record it; the old copies are deleted last. A crash at any point leaves
 //! either the old placement (and garbage that GC removes) or the new one, never a placement
 //! that points at an unverified shard.
+//!
+//! Draining: a shard on a blob node an operator is draining is moved even though it is
+//! healthy, by the same steps (new disk, write, read back, `ReplaceShards`, delete the old
+//! copy). A healthy shard is copied from the draining node itself, which reads one shard
+//! instead of k; a segment that also has damaged shards is rebuilt from k good ones, which may
+//! include the draining node's.
 
 mod segment;
 mod throttle;
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -143,7 +150,12 @@ async fn heal_item(gw: &Gateway, throttle: &Throttle, item: HealItem) {
         HealReason::try_from(item.reason),
         Ok(HealReason::Read | HealReason::Scrub | HealReason::Pass)
     );
-    match heal_version(gw, throttle, &version, deep).await {
+    // Looked up per item, so a drain started after the item was queued is honoured too.
+    let outcome = match gw.meta.draining_nodes().await {
+        Ok(draining) => heal_version(gw, throttle, &version, deep, &draining).await,
+        Err(e) => Err(HealError::Retry(format!("cannot list the blob nodes: {e}"))),
+    };
+    match outcome {
         Ok(done) => {
             if done.shards > 0 {
                 info!(shards = done.shards, bytes = done.bytes, "healed");
@@ -192,6 +204,7 @@ async fn heal_version(
     throttle: &Throttle,
     version: &ObjectVersion,
     deep: bool,
+    draining: &HashSet<String>,
 ) -> Result<Healed, HealError> {
     let mut total = Healed::default();
     let segments: Vec<segment::Segment<'_>> = if version.parts.is_empty() {
@@ -214,7 +227,7 @@ async fn heal_version(
             .collect()
     };
     for seg in segments {
-        let done = segment::heal(gw, throttle, version, &seg, deep).await?;
+        let done = segment::heal(gw, throttle, version, &seg, deep, draining).await?;
         total.shards += done.shards;
         total.bytes += done.bytes;
     }

@@ -1,6 +1,8 @@
-//! Healing one segment (a single PUT's body, or one multipart part): find the damaged shards,
-//! rebuild them onto new disks, verify, record, and only then delete the old copies.
+//! Healing one segment (a single PUT's body, or one multipart part): find the damaged shards
+//! and the healthy ones on draining nodes, rebuild or copy them onto new disks, verify,
+//! record, and only then delete the old copies.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -36,13 +38,14 @@ pub(crate) struct Segment<'a> {
 
 /// Heals one segment. `deep` reads every shard through (the blob server verifies each chunk's
 /// checksum as it sends it); otherwise a shard counts as good when its file exists with the
-/// right length.
+/// right length. Good shards on a node of `draining` are moved too.
 pub(crate) async fn heal(
     gw: &Gateway,
     throttle: &Throttle,
     version: &ObjectVersion,
     seg: &Segment<'_>,
     deep: bool,
+    draining: &HashSet<String>,
 ) -> Result<Healed, HealError> {
     let pb = seg
         .scheme
@@ -60,8 +63,16 @@ pub(crate) async fn heal(
         (s.index, good)
     });
     let states = futures::future::join_all(checks).await;
-    let bad: Vec<u32> = states.iter().filter(|(_, g)| !g).map(|(i, _)| *i).collect();
+    let damaged: Vec<u32> = states.iter().filter(|(_, g)| !g).map(|(i, _)| *i).collect();
     let good: Vec<u32> = states.iter().filter(|(_, g)| *g).map(|(i, _)| *i).collect();
+    let on_draining = |index: &u32| {
+        seg.shards
+            .iter()
+            .any(|s| s.index == *index && draining.contains(&s.node_id))
+    };
+    // Healthy shards on a draining node: still good sources, but they must move.
+    let moving: Vec<u32> = good.iter().copied().filter(on_draining).collect();
+    let bad: Vec<u32> = damaged.iter().chain(&moving).copied().collect();
     if bad.is_empty() {
         return Ok(Healed::default());
     }
@@ -73,7 +84,12 @@ pub(crate) async fn heal(
             scheme.k
         )));
     }
-    debug!(part = seg.part_number, ?bad, "rebuilding shards");
+    debug!(
+        part = seg.part_number,
+        ?damaged,
+        ?moving,
+        "rebuilding shards"
+    );
 
     let targets = gw
         .meta
@@ -85,13 +101,26 @@ pub(crate) async fn heal(
             indices: bad.clone(),
         })
         .await?;
-    let sources: Vec<&ShardPlacement> = seg
-        .shards
-        .iter()
-        .filter(|s| good.contains(&s.index))
-        .take(scheme.k)
-        .collect();
-    let hashes = match rebuild(gw, throttle, scheme, seg.size, &sources, &targets).await {
+    let written = if damaged.is_empty() {
+        // Only moves: copy each shard from where it is, one read per shard.
+        let sources: Vec<&ShardPlacement> = seg
+            .shards
+            .iter()
+            .filter(|s| moving.contains(&s.index))
+            .collect();
+        copy(gw, throttle, scheme, seg.size, &sources, &targets).await
+    } else {
+        // Prefer sources that stay, so the draining node serves only what must come from it.
+        let mut sources: Vec<&ShardPlacement> = seg
+            .shards
+            .iter()
+            .filter(|s| good.contains(&s.index))
+            .collect();
+        sources.sort_by_key(|s| draining.contains(&s.node_id));
+        sources.truncate(scheme.k);
+        rebuild(gw, throttle, scheme, seg.size, &sources, &targets).await
+    };
+    let hashes = match written {
         Ok(h) => h,
         Err(e) => {
             discard(gw, &targets, version);
@@ -282,6 +311,37 @@ async fn rebuild(
     let mut hashes = Vec::with_capacity(writers.len());
     for w in writers {
         hashes.push(w.finish(scheme.shard_len(size)).await?);
+    }
+    Ok(hashes)
+}
+
+/// Copies shards block by block from `sources` to the `targets` of the same index (no
+/// decoding: a healthy shard moving off a draining node). Returns each new shard's BLAKE3.
+async fn copy(
+    gw: &Gateway,
+    throttle: &Throttle,
+    scheme: Scheme,
+    size: u64,
+    sources: &[&ShardPlacement],
+    targets: &[ShardPlacement],
+) -> Result<Vec<blake3::Hash>, HealError> {
+    let mut hashes = Vec::with_capacity(targets.len());
+    for target in targets {
+        let source = sources
+            .iter()
+            .find(|s| s.index == target.index)
+            .ok_or_else(|| HealError::Retry(format!("no source for shard {}", target.index)))?;
+        let mut reader = Blocks::open(&gw.blobs, source, scheme, size);
+        let mut writer = Writer::start(&gw.blobs, target);
+        for stripe in 0..size.div_ceil(scheme.stripe_size()) {
+            throttle.spend(scheme.block_len(size, stripe) as u64).await;
+            let block = reader
+                .next()
+                .await
+                .map_err(|e| HealError::Retry(format!("source shard {}: {e}", source.index)))?;
+            writer.send(block).await?;
+        }
+        hashes.push(writer.finish(scheme.shard_len(size)).await?);
     }
     Ok(hashes)
 }

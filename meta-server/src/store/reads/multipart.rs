@@ -68,6 +68,39 @@ impl MetaReader {
         Ok((parts, false))
     }
 
+    /// Up to `limit` parts (with their placements) of every upload in progress, after the raw
+    /// key `after`; and the raw key to continue after (`None` at the end).
+    pub fn all_parts_page(
+        &self,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<(Vec<ObjectPart>, Option<Vec<u8>>), StoreError> {
+        let prefix = keys::all_parts_prefix();
+        let mut iter = self.db.raw_iterator_cf(cf(&self.db, CF_MULTIPART)?);
+        match after {
+            Some(after) => {
+                iter.seek(after);
+                if iter.key() == Some(after) {
+                    iter.next();
+                }
+            }
+            None => iter.seek(&prefix),
+        }
+        let mut parts = Vec::new();
+        let mut last = None;
+        while let (Some(raw_key), Some(raw_value)) = (iter.key(), iter.value()) {
+            if !raw_key.starts_with(&prefix) || parts.len() >= limit {
+                break;
+            }
+            parts.push(records::decode(raw_value)?);
+            last = Some(raw_key.to_vec());
+            iter.next();
+        }
+        iter.status()?;
+        let more = parts.len() >= limit;
+        Ok((parts, if more { last } else { None }))
+    }
+
     /// Lists the uploads in progress in a bucket, like [`MetaReader::list`] lists objects:
     /// keys starting with `prefix`, rolled up at the first `delimiter` after it, starting
     /// after `key_marker` (or after `upload_id_marker` among the uploads of `key_marker`),
