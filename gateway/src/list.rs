@@ -224,7 +224,9 @@ pub(crate) async fn list_v1(gw: &Gateway, input: ListObjectsInput) -> ApiResult<
     let next_marker = (truncated && delimiter.is_some()).then(|| enc(last));
     Ok(ListObjectsOutput {
         name: Some(input.bucket),
-        prefix: Some(enc(prefix)),
+        // AWS leaves v1's own Prefix as sent (botocore decodes only Delimiter, Marker,
+        // NextMarker, keys and common prefixes of a v1 listing).
+        prefix: Some(prefix),
         marker: Some(enc(marker)),
         next_marker,
         delimiter: delimiter.map(enc),

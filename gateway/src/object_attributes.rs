@@ -32,11 +32,14 @@ pub(crate) async fn get(
             "x-amz-object-attributes names no attribute".into(),
         ));
     }
+    // One header may carry the whole list ("ETag,ObjectSize", as boto3 sends it) or several
+    // headers one name each (as other SDKs do): split both ways.
     let wants = |name: &str| {
         input
             .object_attributes
             .iter()
-            .any(|a| a.as_str().eq_ignore_ascii_case(name))
+            .flat_map(|a| a.as_str().split(','))
+            .any(|a| a.trim().eq_ignore_ascii_case(name))
     };
     Ok(GetObjectAttributesOutput {
         e_tag: wants(ObjectAttributes::ETAG).then(|| dto::etag(&obj.etag)),

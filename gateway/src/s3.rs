@@ -192,7 +192,7 @@ fn header_checksums(values: [Option<String>; 5]) -> Vec<(Algorithm, String)> {
 fn copy_source_range(header: &str, size: u64) -> ApiResult<std::ops::Range<u64>> {
     let bad = || {
         ApiError::InvalidArgument(format!(
-            "the range {header:?} is not valid for a source object of size {size}: it must be bytes=first-last inside the object"
+            "Range specified is not valid for source object of size: {size} ({header:?} must be bytes=first-last inside the object)"
         ))
     };
     match s3s::dto::Range::parse(header).map_err(|_| bad())? {
@@ -351,10 +351,34 @@ impl S3 for CairnS3 {
 
     async fn list_buckets(
         &self,
-        _req: S3Request<ListBucketsInput>,
+        req: S3Request<ListBucketsInput>,
     ) -> S3Result<S3Response<ListBucketsOutput>> {
+        let input = req.input;
+        let max = match input.max_buckets {
+            None => usize::MAX,
+            Some(n) if (1..=10_000).contains(&n) => n as usize,
+            Some(_) => {
+                return Err(ApiError::InvalidArgument(
+                    "max-buckets must be between 1 and 10000".into(),
+                )
+                .into())
+            }
+        };
+        // The continuation token is the last bucket name of the previous page.
+        let after = match input.continuation_token.as_deref() {
+            Some(token) => Some(list::decode_token(token)?),
+            None => None,
+        };
+        let prefix = input.prefix.clone().unwrap_or_default();
         let mut buckets = self.gw.meta.list_buckets().await?;
+        buckets
+            .retain(|b| b.name.starts_with(&prefix) && after.as_ref().is_none_or(|a| b.name > *a));
         buckets.sort_by(|a, b| a.name.cmp(&b.name));
+        let truncated = buckets.len() > max;
+        buckets.truncate(max);
+        let next = truncated
+            .then(|| buckets.last().map(|b| list::encode_token(&b.name)))
+            .flatten();
         let buckets = buckets
             .into_iter()
             .map(|b| Bucket {
@@ -366,7 +390,8 @@ impl S3 for CairnS3 {
         Ok(S3Response::new(ListBucketsOutput {
             buckets: Some(buckets),
             owner: Some(dto::owner()),
-            ..Default::default()
+            continuation_token: next,
+            prefix: input.prefix,
         }))
     }
 

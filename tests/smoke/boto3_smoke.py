@@ -29,6 +29,32 @@ listed = s3.list_objects_v2(Bucket=bucket, Delimiter="/")
 assert [o["Key"] for o in listed.get("Contents", [])] == ["small.txt"], listed
 assert [p["Prefix"] for p in listed.get("CommonPrefixes", [])] == ["dir/"], listed
 
+# boto3 sends the attribute list as one comma-separated header.
+attrs = s3.get_object_attributes(Bucket=bucket, Key="dir/big.bin",
+                                 ObjectAttributes=["ETag", "ObjectSize", "StorageClass"])
+assert attrs["ObjectSize"] == len(big) and attrs["StorageClass"] == "STANDARD", attrs
+
+# A v1 listing with encoding-type=url (boto3 asks for it) hands an odd prefix back as sent.
+s3.put_object(Bucket=bucket, Key="line\nbreak", Body=b"x")
+v1 = s3.list_objects(Bucket=bucket, Prefix="line\n")
+assert v1["Prefix"] == "line\n" and [o["Key"] for o in v1["Contents"]] == ["line\nbreak"], v1
+s3.delete_object(Bucket=bucket, Key="line\nbreak")
+
+# ListBuckets pages with max-buckets and a continuation token.
+for extra in ("boto3-smoke-a", "boto3-smoke-b"):
+    s3.create_bucket(Bucket=extra)
+names, token = [], None
+while True:
+    page = s3.list_buckets(MaxBuckets=1, Prefix="boto3-smoke", **({"ContinuationToken": token} if token else {}))
+    assert len(page["Buckets"]) <= 1, page
+    names += [b["Name"] for b in page["Buckets"]]
+    token = page.get("ContinuationToken")
+    if not token:
+        break
+assert names == ["boto3-smoke", "boto3-smoke-a", "boto3-smoke-b"], names
+for extra in ("boto3-smoke-a", "boto3-smoke-b"):
+    s3.delete_bucket(Bucket=extra)
+
 try:
     s3.get_object(Bucket=bucket, Key="missing")
     raise AssertionError("missing key returned data")
