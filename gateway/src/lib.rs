@@ -46,6 +46,7 @@ mod meta_client;
 mod multipart;
 mod names;
 mod object_attributes;
+mod presign;
 mod put;
 mod range;
 mod s3;

@@ -17,7 +17,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tracing::{debug, info, info_span, warn, Instrument};
 
-use crate::body_digest;
+use crate::{body_digest, presign};
 
 /// How long in-flight requests may run on after shutdown was asked for.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
@@ -57,11 +57,15 @@ impl S3Route for HealthRoute {
 
 /// Calls s3s, then fixes what it cannot express: s3s ignores `S3Response::status`, so a
 /// ranged HEAD would be 200 where S3 says 206. A DeleteObjects body is read first and its
-/// digests checked ([`body_digest`]), since s3s checks none.
+/// digests checked ([`body_digest`]), since s3s checks none; so is a presigned URL's validity
+/// ([`presign`]).
 async fn handle(
     s3: S3Service,
     req: http::Request<Incoming>,
 ) -> Result<http::Response<Body>, s3s::HttpError> {
+    if let Some(problem) = presign::expires_problem(req.uri().query()) {
+        return Ok(presign::refusal(problem));
+    }
     let is_head = req.method() == Method::HEAD;
     let mut req = req.map(Body::from);
     if body_digest::is_delete_objects(req.method(), req.uri().query()) {
