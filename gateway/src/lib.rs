@@ -49,6 +49,7 @@ mod object_attributes;
 mod presign;
 mod put;
 mod range;
+mod request_id;
 mod s3;
 mod server;
 mod shard_feed;

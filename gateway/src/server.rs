@@ -17,7 +17,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tracing::{debug, info, info_span, warn, Instrument};
 
-use crate::{body_digest, presign};
+use crate::{body_digest, presign, request_id};
 
 /// How long in-flight requests may run on after shutdown was asked for.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
@@ -58,8 +58,19 @@ impl S3Route for HealthRoute {
 /// Calls s3s, then fixes what it cannot express: s3s ignores `S3Response::status`, so a
 /// ranged HEAD would be 200 where S3 says 206. A DeleteObjects body is read first and its
 /// digests checked ([`body_digest`]), since s3s checks none; so is a presigned URL's validity
-/// ([`presign`]).
+/// ([`presign`]). Every response gets a request id ([`request_id`]).
 async fn handle(
+    s3: S3Service,
+    req: http::Request<Incoming>,
+) -> Result<http::Response<Body>, s3s::HttpError> {
+    let id = request_id::next();
+    let span = info_span!("s3_request", request_id = %id);
+    let mut resp = call_s3(s3, req).instrument(span).await?;
+    request_id::stamp(&mut resp, &id);
+    Ok(resp)
+}
+
+async fn call_s3(
     s3: S3Service,
     req: http::Request<Incoming>,
 ) -> Result<http::Response<Body>, s3s::HttpError> {

@@ -78,6 +78,15 @@ try:
     raise AssertionError("missing key returned data")
 except ClientError as e:
     assert e.response["Error"]["Code"] == "NoSuchKey", e.response
+    # The error names the request id its x-amz-request-id header carries.
+    meta = e.response["ResponseMetadata"]
+    assert meta["RequestId"] and meta["RequestId"] == meta["HTTPHeaders"]["x-amz-request-id"], meta
+try:
+    urllib.request.urlopen(endpoint + "/" + bucket + "/small.txt")  # unsigned
+    raise AssertionError("an anonymous GET was served")
+except urllib.error.HTTPError as e:
+    body, rid = e.read().decode(), e.headers["x-amz-request-id"]
+    assert e.code == 403 and rid and "<RequestId>%s</RequestId>" % rid in body, (e.code, rid, body)
 
 # Server-side copy (metadata kept, then replaced), tagging, batch delete.
 copied = s3.copy_object(Bucket=bucket, Key="copy/big.bin", CopySource={"Bucket": bucket, "Key": "dir/big.bin"})
