@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Installs what building and testing Cairn needs on a fresh Debian/Ubuntu machine:
 # libclang (bindgen, for RocksDB's bindings), a C++ compiler (RocksDB is built from source),
-# and Python's venv module (the client smoke tests). Idempotent and quick when all is there.
+# Python's venv module and rclone (the client smoke tests). Idempotent and quick when all is there.
 set -euo pipefail
 
 need=()
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 if command -v dpkg-query >/dev/null 2>&1; then
-  for pkg in libclang-dev clang g++ make python3-venv; do
+  for pkg in libclang-dev clang g++ make python3-venv rclone; do
     have_pkg "$pkg" || need+=("$pkg")
   done
   # The pyenv/python.org builds ship venv themselves; only Debian's python3 needs the package.

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The aws CLI (default settings) against a running Cairn: mb, cp both ways (single PUT and
-# multipart), server-side copy, tagging, delete-objects, ls, sync, rm, rb.
+# multipart), server-side copy, tagging, delete-objects, ls, sync both ways, rm, rb.
 set -euo pipefail
 aws() { "$AWS" --endpoint-url "$ENDPOINT" "$@"; }
 dir=$(mktemp -d)
@@ -16,7 +16,7 @@ aws s3 cp --only-show-errors "$dir/tree/large.bin" s3://cli-smoke/large.bin
 aws s3 cp --only-show-errors s3://cli-smoke/large.bin "$dir/back.bin"
 cmp "$dir/tree/large.bin" "$dir/back.bin"
 aws s3 cp --only-show-errors "$dir/multi.bin" s3://cli-smoke/multi.bin
-aws s3api head-object --bucket cli-smoke --key multi.bin --query ETag --output text | grep -q -- '-3"$'
+grep -q -- '-3"$' <<<"$(aws s3api head-object --bucket cli-smoke --key multi.bin --query ETag --output text)"
 aws s3 cp --only-show-errors s3://cli-smoke/multi.bin "$dir/multi-back.bin"
 cmp "$dir/multi.bin" "$dir/multi-back.bin"
 # Server-side copy (CopyObject below the multipart threshold), tags, batch delete.
@@ -24,10 +24,16 @@ aws s3 cp --only-show-errors s3://cli-smoke/large.bin s3://cli-smoke/copy.bin
 aws s3 cp --only-show-errors s3://cli-smoke/copy.bin "$dir/copy-back.bin"
 cmp "$dir/tree/large.bin" "$dir/copy-back.bin"
 aws s3api put-object-tagging --bucket cli-smoke --key copy.bin --tagging 'TagSet=[{Key=env,Value=smoke}]'
-aws s3api get-object-tagging --bucket cli-smoke --key copy.bin --query 'TagSet[0].Value' --output text | grep -qx smoke
-aws s3api delete-objects --bucket cli-smoke --delete 'Objects=[{Key=copy.bin},{Key=absent}]' --query 'length(Deleted)' --output text | grep -qx 2
+grep -qx smoke <<<"$(aws s3api get-object-tagging --bucket cli-smoke --key copy.bin --query 'TagSet[0].Value' --output text)"
+grep -qx 2 <<<"$(aws s3api delete-objects --bucket cli-smoke --delete 'Objects=[{Key=copy.bin},{Key=absent}]' --query 'length(Deleted)' --output text)"
+# sync of a tree holding a multipart-sized file: up, down again bit-exact, and a second
+# sync finds nothing to do (sizes and times as S3 reports them).
+cp "$dir/multi.bin" "$dir/tree/sub/multi.bin"
 aws s3 sync --only-show-errors "$dir/tree" s3://cli-smoke/tree
-aws s3 ls s3://cli-smoke/tree/ --recursive | grep -q "tree/sub/small.txt"
+grep -q "tree/sub/small.txt" <<<"$(aws s3 ls s3://cli-smoke/tree/ --recursive)"
+aws s3 sync --only-show-errors s3://cli-smoke/tree "$dir/tree-back"
+diff -r "$dir/tree" "$dir/tree-back"
+[ -z "$(aws s3 sync --dryrun "$dir/tree" s3://cli-smoke/tree)" ] || { echo "a second sync wanted to upload again" >&2; exit 1; }
 aws s3 rm --only-show-errors s3://cli-smoke --recursive
 aws s3 rb s3://cli-smoke
 echo "awscli smoke: ok"
