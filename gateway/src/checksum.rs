@@ -5,6 +5,8 @@ use base64::Engine as _;
 use s3s::crypto::{Checksum as _, Crc32, Crc32c, Crc64Nvme, Sha1, Sha256};
 use s3s::TrailingHeaders;
 
+use cairn_proto::meta as pb;
+
 use crate::error::{ApiError, ApiResult};
 
 /// A checksum algorithm of the S3 API.
@@ -35,6 +37,22 @@ impl Algorithm {
             Self::Sha1 => "x-amz-checksum-sha1",
             Self::Sha256 => "x-amz-checksum-sha256",
         }
+    }
+
+    /// S3's name of the algorithm, as in `x-amz-checksum-algorithm`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Crc32 => "CRC32",
+            Self::Crc32c => "CRC32C",
+            Self::Crc64Nvme => "CRC64NVME",
+            Self::Sha1 => "SHA1",
+            Self::Sha256 => "SHA256",
+        }
+    }
+
+    /// The algorithm S3 calls `name`.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|a| a.name() == name)
     }
 
     /// The algorithm whose header is `name` (case-insensitive).
@@ -159,6 +177,26 @@ impl BodyChecksums {
         }
         Ok(computed)
     }
+}
+
+/// Verified checksums as stored in an object's record.
+pub(crate) fn records(computed: &[(Algorithm, String)]) -> Vec<pb::ObjectChecksum> {
+    computed
+        .iter()
+        .map(|(a, value)| pb::ObjectChecksum {
+            algorithm: a.name().to_string(),
+            value: value.clone(),
+        })
+        .collect()
+}
+
+/// An object's stored checksums, by algorithm (records of unknown algorithms are skipped).
+pub(crate) fn stored(object: &pb::ObjectVersion) -> Vec<(Algorithm, String)> {
+    object
+        .checksums
+        .iter()
+        .filter_map(|c| Some((Algorithm::from_name(&c.algorithm)?, c.value.clone())))
+        .collect()
 }
 
 #[cfg(test)]

@@ -122,7 +122,8 @@ pub(crate) async fn copy_object(
         content_length: Some(source.size),
         content_md5,
         attrs,
-        checksums: BodyChecksums::new(Vec::new(), None),
+        // The source's stored checksums are checked end to end too, and so kept by the copy.
+        checksums: BodyChecksums::new(crate::checksum::stored(source), None),
     };
     match put::put_object(gw, input, body).await {
         Ok(out) => Ok(Copied {

@@ -1,13 +1,14 @@
 //! GetObjectAttributes: ETag, size, storage class and the parts of a multipart object (paged
-//! with `max-parts` / `part-number-marker`), from the version record alone. Cairn keeps no
-//! whole-object `x-amz-checksum-*` value, so `Checksum` is never answered.
+//! with `max-parts` / `part-number-marker`), and the full-object checksums a single PUT
+//! stored, from the version record alone.
 
 use cairn_proto::meta::ObjectVersion;
 use s3s::dto::{
-    GetObjectAttributesInput, GetObjectAttributesOutput, GetObjectAttributesParts,
-    ObjectAttributes, ObjectPart, StorageClass,
+    Checksum, ChecksumType, GetObjectAttributesInput, GetObjectAttributesOutput,
+    GetObjectAttributesParts, ObjectAttributes, ObjectPart, StorageClass,
 };
 
+use crate::checksum::{self, Algorithm};
 use crate::error::{ApiError, ApiResult};
 use crate::{dto, Gateway};
 
@@ -52,9 +53,37 @@ pub(crate) async fn get(
         } else {
             None
         },
+        checksum: if wants(ObjectAttributes::CHECKSUM) {
+            whole_object_checksum(&obj)
+        } else {
+            None
+        },
         last_modified: Some(dto::timestamp(obj.last_modified_ms)),
         ..Default::default()
     })
+}
+
+/// The stored full-object checksums (`None` when none was stored).
+fn whole_object_checksum(obj: &ObjectVersion) -> Option<Checksum> {
+    let stored = checksum::stored(obj);
+    if stored.is_empty() {
+        return None;
+    }
+    let mut out = Checksum {
+        checksum_type: Some(ChecksumType::from_static(ChecksumType::FULL_OBJECT)),
+        ..Default::default()
+    };
+    for (algo, value) in stored {
+        let slot = match algo {
+            Algorithm::Crc32 => &mut out.checksum_crc32,
+            Algorithm::Crc32c => &mut out.checksum_crc32c,
+            Algorithm::Crc64Nvme => &mut out.checksum_crc64nvme,
+            Algorithm::Sha1 => &mut out.checksum_sha1,
+            Algorithm::Sha256 => &mut out.checksum_sha256,
+        };
+        *slot = Some(value);
+    }
+    Some(out)
 }
 
 /// One page of a multipart object's parts (`None` for a single PUT, as in S3).

@@ -88,6 +88,7 @@ where
         shards: stored.shards.clone(),
         upload_id: stored.attempt_id.clone(),
         parts: Vec::new(),
+        checksums: crate::checksum::records(&stored.checksums),
     };
     let committed = stored.settle(gw, &target, gw.meta.commit_object(object).await)?;
     if let Some(old) = committed.replaced {

@@ -12,7 +12,7 @@ use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result, S3};
 use crate::attrs::{self, ObjectAttrs, RequestHeaders};
 use crate::blob_pool::{object_shards, part_shards, spawn_delete_shards};
 use crate::body_digest::BodyDigest;
-use crate::checksum::{Algorithm, BodyChecksums};
+use crate::checksum::{self, Algorithm, BodyChecksums};
 use crate::conditions::{self, Conditions, TagCondition, Verdict};
 use crate::copy::Directive;
 use crate::error::{ApiError, ApiResult};
@@ -236,6 +236,25 @@ fn checksum_fields(computed: Vec<(Algorithm, String)>) -> ChecksumFields {
         out[slot] = Some(value);
     }
     out
+}
+
+/// The stored full-object checksums a GET or HEAD answers: only when the client asked for
+/// them (`x-amz-checksum-mode: ENABLED`, which current SDKs send by default to validate the
+/// body) and reads the whole object, as S3 does.
+fn served_checksums(
+    obj: &ObjectVersion,
+    mode: Option<&ChecksumMode>,
+    partial: bool,
+) -> (ChecksumFields, Option<ChecksumType>) {
+    let enabled = mode.is_some_and(|m| m.as_str().eq_ignore_ascii_case(ChecksumMode::ENABLED));
+    let stored = checksum::stored(obj);
+    if !enabled || partial || stored.is_empty() {
+        return (Default::default(), None);
+    }
+    (
+        checksum_fields(stored),
+        Some(ChecksumType::from_static(ChecksumType::FULL_OBJECT)),
+    )
 }
 
 /// The attributes of a new version from a request's fields; `x-amz-tagging` is checked.
@@ -478,7 +497,18 @@ impl S3 for CairnS3 {
         let body = get::open_body(Arc::clone(&self.gw.reads), &obj, span.clone()).await?;
         let parts_count = parts_count(&obj, input.part_number);
         let served = attrs::served(&obj);
+        let ([crc32, crc32c, crc64nvme, sha1, sha256], checksum_type) = served_checksums(
+            &obj,
+            input.checksum_mode.as_ref(),
+            span.end - span.start != obj.size,
+        );
         let output = GetObjectOutput {
+            checksum_crc32: crc32,
+            checksum_crc32c: crc32c,
+            checksum_crc64nvme: crc64nvme,
+            checksum_sha1: sha1,
+            checksum_sha256: sha256,
+            checksum_type,
             parts_count,
             cache_control: served.cache_control,
             content_disposition: served.content_disposition,
@@ -520,7 +550,18 @@ impl S3 for CairnS3 {
             })
             .await?;
         let served = attrs::served(&obj);
+        let ([crc32, crc32c, crc64nvme, sha1, sha256], checksum_type) = served_checksums(
+            &obj,
+            input.checksum_mode.as_ref(),
+            span.end - span.start != obj.size,
+        );
         let output = HeadObjectOutput {
+            checksum_crc32: crc32,
+            checksum_crc32c: crc32c,
+            checksum_crc64nvme: crc64nvme,
+            checksum_sha1: sha1,
+            checksum_sha256: sha256,
+            checksum_type,
             parts_count: parts_count(&obj, input.part_number),
             cache_control: served.cache_control,
             content_disposition: served.content_disposition,

@@ -199,3 +199,97 @@ async fn bucket_location_names_a_configured_region() {
         Some(&BucketLocationConstraint::EuWest3)
     );
 }
+
+/// A flexible checksum sent with a PUT is kept: GET and HEAD with checksum mode return it for
+/// whole-object reads (not for ranges), GetObjectAttributes names it, and a copy keeps it.
+#[tokio::test]
+async fn put_checksums_are_stored_and_returned() {
+    use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumMode};
+    use base64::Engine as _;
+    use sha2::Digest as _;
+
+    let server = Server::start(1);
+    let s3 = server.client();
+    s3.create_bucket()
+        .bucket("sums")
+        .send()
+        .await
+        .expect("create bucket");
+    let body = data(300_000, 9);
+    let want = base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(&body));
+    let put = s3
+        .put_object()
+        .bucket("sums")
+        .key("obj")
+        .checksum_algorithm(ChecksumAlgorithm::Sha256)
+        .body(body.clone().into())
+        .send()
+        .await
+        .expect("put with sha256");
+    assert_eq!(put.checksum_sha256(), Some(want.as_str()));
+
+    let got = s3
+        .get_object()
+        .bucket("sums")
+        .key("obj")
+        .checksum_mode(ChecksumMode::Enabled)
+        .send()
+        .await
+        .expect("get with checksum mode");
+    assert_eq!(got.checksum_sha256(), Some(want.as_str()));
+    assert_eq!(got.body.collect().await.expect("body").to_vec(), body);
+    let head = s3
+        .head_object()
+        .bucket("sums")
+        .key("obj")
+        .checksum_mode(ChecksumMode::Enabled)
+        .send()
+        .await
+        .expect("head");
+    assert_eq!(head.checksum_sha256(), Some(want.as_str()));
+    let ranged = s3
+        .get_object()
+        .bucket("sums")
+        .key("obj")
+        .range("bytes=0-99")
+        .checksum_mode(ChecksumMode::Enabled)
+        .send()
+        .await
+        .expect("ranged get");
+    assert_eq!(
+        ranged.checksum_sha256(),
+        None,
+        "no whole-object checksum for a range"
+    );
+
+    let attrs = s3
+        .get_object_attributes()
+        .bucket("sums")
+        .key("obj")
+        .object_attributes(ObjectAttributes::Checksum)
+        .object_attributes(ObjectAttributes::ObjectSize)
+        .send()
+        .await
+        .expect("attributes");
+    assert_eq!(
+        attrs.checksum().and_then(|c| c.checksum_sha256()),
+        Some(want.as_str())
+    );
+
+    s3.copy_object()
+        .bucket("sums")
+        .key("copy")
+        .copy_source("sums/obj")
+        .send()
+        .await
+        .expect("copy");
+    let copy = s3
+        .head_object()
+        .bucket("sums")
+        .key("copy")
+        .checksum_mode(ChecksumMode::Enabled)
+        .send()
+        .await
+        .expect("head copy");
+    assert_eq!(copy.checksum_sha256(), Some(want.as_str()));
+}
