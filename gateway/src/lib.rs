@@ -31,6 +31,7 @@ mod attrs;
 mod auth;
 mod blob_pool;
 mod body_digest;
+mod bucket_tagging;
 mod checksum;
 mod conditions;
 mod copy;

@@ -152,6 +152,32 @@ impl Meta {
         resp.bucket.ok_or_else(|| missing("GetBucket", "bucket"))
     }
 
+    /// Replaces a bucket's tag set (`Some`; empty removes it) and/or its CORS configuration
+    /// (`Some`; one without rules removes it) in one Raft entry; returns the new record.
+    pub async fn set_bucket_config(
+        &self,
+        name: &str,
+        tags: Option<Vec<pb::ObjectTag>>,
+        cors: Option<pb::CorsConfiguration>,
+    ) -> ApiResult<pb::Bucket> {
+        let req = pb::SetBucketConfigRequest {
+            bucket: name.to_string(),
+            set_tags: tags.is_some(),
+            tags: tags.unwrap_or_default(),
+            set_cors: cors.is_some(),
+            cors,
+        };
+        let resp = self
+            .call("SetBucketConfig", |mut c| {
+                let req = req.clone();
+                async move { c.set_bucket_config(req).await }
+            })
+            .await?;
+        in_band(resp.error)?;
+        resp.bucket
+            .ok_or_else(|| missing("SetBucketConfig", "bucket"))
+    }
+
     /// Every bucket.
     pub async fn list_buckets(&self) -> ApiResult<Vec<pb::Bucket>> {
         let resp = self

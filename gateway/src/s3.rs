@@ -19,8 +19,8 @@ use crate::error::{ApiError, ApiResult};
 use crate::multipart::UploadRef;
 use crate::put::{BodyChecks, PutInput};
 use crate::{
-    copy, delete_many, dto, get, list, multipart, names, object_attributes, put, range, tagging,
-    Gateway,
+    bucket_tagging, copy, delete_many, dto, get, list, multipart, names, object_attributes, put,
+    range, tagging, Gateway,
 };
 
 /// Content-Type of objects stored without one (what S3 answers too).
@@ -691,6 +691,31 @@ impl S3 for CairnS3 {
         )
         .await?;
         Ok(S3Response::new(DeleteObjectTaggingOutput::default()))
+    }
+
+    async fn put_bucket_tagging(
+        &self,
+        req: S3Request<PutBucketTaggingInput>,
+    ) -> S3Result<S3Response<PutBucketTaggingOutput>> {
+        let input = req.input;
+        bucket_tagging::put(&self.gw, &input.bucket, input.tagging).await?;
+        Ok(S3Response::new(PutBucketTaggingOutput::default()))
+    }
+
+    async fn get_bucket_tagging(
+        &self,
+        req: S3Request<GetBucketTaggingInput>,
+    ) -> S3Result<S3Response<GetBucketTaggingOutput>> {
+        let tag_set = bucket_tagging::get(&self.gw, &req.input.bucket).await?;
+        Ok(S3Response::new(GetBucketTaggingOutput { tag_set }))
+    }
+
+    async fn delete_bucket_tagging(
+        &self,
+        req: S3Request<DeleteBucketTaggingInput>,
+    ) -> S3Result<S3Response<DeleteBucketTaggingOutput>> {
+        bucket_tagging::delete(&self.gw, &req.input.bucket).await?;
+        Ok(S3Response::new(DeleteBucketTaggingOutput::default()))
     }
 
     async fn get_bucket_location(

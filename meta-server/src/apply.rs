@@ -6,6 +6,7 @@
 //! entry that created them, so they are unique and increase in commit order on every replica.
 
 pub(crate) mod blob_nodes;
+mod bucket_config;
 pub(crate) mod gc;
 pub(crate) mod heal;
 pub(crate) mod multipart;
@@ -76,6 +77,9 @@ pub fn apply(
                 bucket: bucket.encode_to_vec(),
             })
         }
+        Command::SetBucketConfig { name, tags, cors } => {
+            bucket_config::set(db, batch, name, tags.as_deref(), cors.as_deref())
+        }
         Command::CreateBucket { name } => {
             if read_bucket(db, name)?.is_some() {
                 return Ok(error(MetaError::BucketAlreadyExists));
@@ -85,6 +89,7 @@ pub fn apply(
                 id: index,
                 created_ms: now,
                 scheme: None,
+                ..Default::default()
             };
             batch.put_cf(
                 crate::store::cf(db, CF_BUCKETS)?,

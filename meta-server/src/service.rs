@@ -346,6 +346,45 @@ impl Meta for MetaService {
         Ok(Response::new(reply))
     }
 
+    async fn set_bucket_config(
+        &self,
+        request: Request<SetBucketConfigRequest>,
+    ) -> Result<Response<SetBucketConfigResponse>, Status> {
+        let request = request.into_inner();
+        let tags = request.set_tags.then(|| {
+            request
+                .tags
+                .into_iter()
+                .map(|t| (t.key, t.value))
+                .collect::<Vec<_>>()
+        });
+        let cors = request
+            .set_cors
+            .then(|| request.cors.unwrap_or_default().encode_to_vec());
+        let applied = self
+            .groups()?
+            .for_bucket(&request.bucket)
+            .write(Command::SetBucketConfig {
+                name: request.bucket,
+                tags,
+                cors,
+            })
+            .await
+            .map_err(group_status)?;
+        let reply = match applied {
+            Applied::Bucket { bucket } => SetBucketConfigResponse {
+                error: MetaError::None as i32,
+                bucket: Some(decode(&bucket)?),
+            },
+            Applied::Error { code } => SetBucketConfigResponse {
+                error: meta_error(code) as i32,
+                bucket: None,
+            },
+            other => return Err(unexpected(&other)),
+        };
+        Ok(Response::new(reply))
+    }
+
     async fn list_objects(
         &self,
         request: Request<ListObjectsRequest>,

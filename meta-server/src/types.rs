@@ -72,6 +72,15 @@ pub enum Command {
         name: String,
         scheme: Option<Vec<u8>>,
     },
+    /// Replace parts of a bucket's configuration. `tags: Some` replaces the tag set (`(key,
+    /// value)` pairs in order; empty removes it); `cors: Some` replaces the CORS
+    /// configuration (a prost-encoded `CorsConfiguration`; one without rules removes it).
+    /// `None` leaves that part as it is.
+    SetBucketConfig {
+        name: String,
+        tags: Option<Vec<(String, String)>>,
+        cors: Option<Vec<u8>>,
+    },
     /// Set the cluster secret unless one is set already (the first proposal wins).
     SetClusterSecret { secret: String },
     /// Start a multipart upload (a `MultipartUpload` message: bucket, key, content type and

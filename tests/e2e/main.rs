@@ -7,6 +7,7 @@ mod harness;
 mod attributes;
 mod bench;
 mod blob_faults;
+mod bucket_tagging;
 mod buckets;
 mod cluster;
 mod cluster_script;
