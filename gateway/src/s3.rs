@@ -19,8 +19,8 @@ use crate::error::{ApiError, ApiResult};
 use crate::multipart::UploadRef;
 use crate::put::{BodyChecks, PutInput};
 use crate::{
-    bucket_tagging, copy, delete_many, dto, get, list, multipart, names, object_attributes, put,
-    range, tagging, Gateway,
+    bucket_tagging, copy, cors, delete_many, dto, get, list, multipart, names, object_attributes,
+    put, range, tagging, Gateway,
 };
 
 /// Content-Type of objects stored without one (what S3 answers too).
@@ -716,6 +716,33 @@ impl S3 for CairnS3 {
     ) -> S3Result<S3Response<DeleteBucketTaggingOutput>> {
         bucket_tagging::delete(&self.gw, &req.input.bucket).await?;
         Ok(S3Response::new(DeleteBucketTaggingOutput::default()))
+    }
+
+    async fn put_bucket_cors(
+        &self,
+        req: S3Request<PutBucketCorsInput>,
+    ) -> S3Result<S3Response<PutBucketCorsOutput>> {
+        let input = req.input;
+        cors::put(&self.gw, &input.bucket, input.cors_configuration).await?;
+        Ok(S3Response::new(PutBucketCorsOutput::default()))
+    }
+
+    async fn get_bucket_cors(
+        &self,
+        req: S3Request<GetBucketCorsInput>,
+    ) -> S3Result<S3Response<GetBucketCorsOutput>> {
+        let rules = cors::get(&self.gw, &req.input.bucket).await?;
+        Ok(S3Response::new(GetBucketCorsOutput {
+            cors_rules: Some(rules),
+        }))
+    }
+
+    async fn delete_bucket_cors(
+        &self,
+        req: S3Request<DeleteBucketCorsInput>,
+    ) -> S3Result<S3Response<DeleteBucketCorsOutput>> {
+        cors::delete(&self.gw, &req.input.bucket).await?;
+        Ok(S3Response::new(DeleteBucketCorsOutput::default()))
     }
 
     async fn get_bucket_location(

@@ -13,6 +13,7 @@ mod cluster;
 mod cluster_script;
 mod compose;
 mod copy;
+mod cors;
 mod degraded;
 mod delete_objects;
 mod drain;
