@@ -123,6 +123,7 @@ pub(crate) async fn copy_object(
         content_md5,
         attrs,
         checksums: BodyChecksums::new(Vec::new(), None),
+        condition: None,
     };
     match put::put_object(gw, input, body).await {
         Ok(out) => Ok(Copied {

@@ -378,11 +378,10 @@ impl S3 for CairnS3 {
         let trailers = req.trailing_headers;
         let input = req.input;
         names::validate_key(&input.key)?;
-        if input.if_match.is_some() || input.if_none_match.is_some() {
-            return Err(not_implemented(
-                "conditional PUT (If-Match / If-None-Match)",
-            ));
-        }
+        let condition = conditions::write_condition(
+            tag_condition(input.if_match.as_ref()),
+            tag_condition(input.if_none_match.as_ref()),
+        )?;
         if input.sse_customer_algorithm.is_some() || input.sse_customer_key.is_some() {
             return Err(not_implemented("server-side encryption with customer keys"));
         }
@@ -414,6 +413,7 @@ impl S3 for CairnS3 {
                 input.tagging.as_deref(),
             )?,
             checksums: BodyChecksums::new(expected, trailer_algo.zip(trailers)),
+            condition,
         };
         let out = put::put_object(&self.gw, put_input, body_or_empty(input.body)).await?;
         let [crc32, crc32c, crc64nvme, sha1, sha256] = checksum_fields(out.checksums);
@@ -534,13 +534,19 @@ impl S3 for CairnS3 {
         {
             return Err(not_implemented("deleting a specific version"));
         }
-        if input.if_match.is_some()
-            || input.if_match_size.is_some()
-            || input.if_match_last_modified_time.is_some()
-        {
-            return Err(not_implemented("conditional DELETE"));
+        if input.if_match_size.is_some() || input.if_match_last_modified_time.is_some() {
+            return Err(not_implemented(
+                "conditional DELETE on size or modification time",
+            ));
         }
-        match self.gw.meta.delete_object(&input.bucket, &input.key).await {
+        let condition = conditions::write_condition(tag_condition(input.if_match.as_ref()), None)?;
+        let conditional = condition.is_some();
+        match self
+            .gw
+            .meta
+            .delete_object(&input.bucket, &input.key, condition)
+            .await
+        {
             Ok(Some(deleted)) => {
                 spawn_delete_shards(
                     Arc::clone(&self.gw.blobs),
@@ -552,8 +558,9 @@ impl S3 for CairnS3 {
                     &input.key,
                 );
             }
-            // S3 answers 204 for a key that does not exist.
-            Ok(None) | Err(ApiError::NoSuchKey) => {}
+            // S3 answers 204 for a key that does not exist (404 when an If-Match named it).
+            Ok(None) => {}
+            Err(ApiError::NoSuchKey) if !conditional => {}
             Err(e) => return Err(e.into()),
         }
         Ok(S3Response::new(DeleteObjectOutput::default()))
@@ -895,11 +902,10 @@ impl S3 for CairnS3 {
         req: S3Request<CompleteMultipartUploadInput>,
     ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
         let input = req.input;
-        if input.if_match.is_some() || input.if_none_match.is_some() {
-            return Err(not_implemented(
-                "conditional completion (If-Match / If-None-Match)",
-            ));
-        }
+        let condition = conditions::write_condition(
+            tag_condition(input.if_match.as_ref()),
+            tag_condition(input.if_none_match.as_ref()),
+        )?;
         if input.mpu_object_size.is_some() {
             return Err(not_implemented("x-amz-mp-object-size"));
         }
@@ -923,7 +929,7 @@ impl S3 for CairnS3 {
             key: input.key,
             upload_id: input.upload_id,
         };
-        let object = multipart::complete(&self.gw, &upload, parts).await?;
+        let object = multipart::complete(&self.gw, &upload, parts, condition).await?;
         Ok(S3Response::new(CompleteMultipartUploadOutput {
             bucket: Some(upload.bucket),
             key: Some(upload.key),

@@ -7,6 +7,7 @@
 
 pub(crate) mod blob_nodes;
 mod bucket_config;
+mod conditions;
 pub(crate) mod gc;
 pub(crate) mod heal;
 pub(crate) mod multipart;
@@ -127,7 +128,7 @@ pub fn apply(
                 })
             }
         }
-        Command::CommitObject { object } => {
+        Command::CommitObject { object, condition } => {
             let Ok(mut object) = ObjectVersion::decode(object.as_slice()) else {
                 return Ok(error(MetaError::InvalidArgument));
             };
@@ -143,6 +144,11 @@ pub fn apply(
             let Some(bucket) = read_bucket(db, &object.bucket)? else {
                 return Ok(error(MetaError::NoSuchBucket));
             };
+            if let Some(code) =
+                conditions::violated(db, bucket.id, &object.key, condition.as_ref())?
+            {
+                return Ok(error(code));
+            }
             if gc::any_tombstoned(db, object.shards.iter())? {
                 return Ok(error(MetaError::ShardCollected));
             }
@@ -166,10 +172,17 @@ pub fn apply(
                 replaced: replaced.map(|r| r.encode_to_vec()),
             })
         }
-        Command::DeleteObject { bucket, key } => {
+        Command::DeleteObject {
+            bucket,
+            key,
+            condition,
+        } => {
             let Some(bucket) = read_bucket(db, bucket)? else {
                 return Ok(error(MetaError::NoSuchBucket));
             };
+            if let Some(code) = conditions::violated(db, bucket.id, key, condition.as_ref())? {
+                return Ok(error(code));
+            }
             let deleted = remove_versions(db, batch, bucket.id, key)?;
             Ok(Response::Deleted {
                 deleted: deleted.map(|d| d.encode_to_vec()),
@@ -201,13 +214,14 @@ pub fn apply(
             key,
             upload_id,
             parts,
+            condition,
         } => multipart::complete(
             db,
             batch,
-            index,
-            now,
+            (index, now),
             (bucket.as_str(), key.as_str(), upload_id.as_str()),
             parts,
+            condition.as_ref(),
         ),
         Command::AbortMultipartUpload {
             bucket,
@@ -413,6 +427,7 @@ mod tests {
         };
         Command::CommitObject {
             object: object.encode_to_vec(),
+            condition: None,
         }
     }
 
@@ -439,6 +454,7 @@ mod tests {
             Command::DeleteObject {
                 bucket: "b".into(),
                 key: "k".into(),
+                condition: None,
             },
         )?;
 

@@ -12,6 +12,7 @@ mod buckets;
 mod cluster;
 mod cluster_script;
 mod compose;
+mod conditional_writes;
 mod copy;
 mod cors;
 mod degraded;
