@@ -4,7 +4,7 @@
 //! `If-None-Match: *` PUTs of one key exactly one wins.
 
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Delete, ObjectIdentifier};
 use aws_sdk_s3::Client;
 
 use crate::harness::*;
@@ -343,4 +343,47 @@ async fn delete_if_match() {
         .send()
         .await
         .expect("unconditional delete of a missing key");
+
+    // DeleteObjects: an entry's ETag is an If-Match for that key alone.
+    put(&s3, BUCKET, "m1", b"one".to_vec()).await;
+    put(&s3, BUCKET, "m2", b"two".to_vec()).await;
+    let m2_etag = s3
+        .head_object()
+        .bucket(BUCKET)
+        .key("m2")
+        .send()
+        .await
+        .expect("head")
+        .e_tag()
+        .expect("etag")
+        .to_string();
+    let entry = |key: &str, etag: &str| {
+        ObjectIdentifier::builder()
+            .key(key)
+            .e_tag(etag)
+            .build()
+            .expect("identifier")
+    };
+    let out = s3
+        .delete_objects()
+        .bucket(BUCKET)
+        .delete(
+            Delete::builder()
+                .objects(entry("m1", "\"00000000000000000000000000000000\""))
+                .objects(entry("m2", &m2_etag))
+                .build()
+                .expect("delete list"),
+        )
+        .send()
+        .await
+        .expect("delete objects");
+    let deleted: Vec<_> = out.deleted().iter().filter_map(|d| d.key()).collect();
+    assert_eq!(deleted, ["m2"]);
+    let errors: Vec<_> = out
+        .errors()
+        .iter()
+        .map(|e| (e.key().unwrap_or(""), e.code().unwrap_or("")))
+        .collect();
+    assert_eq!(errors, [("m1", "PreconditionFailed")]);
+    assert_eq!(get(&s3, BUCKET, "m1").await, b"one");
 }
