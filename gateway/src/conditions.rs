@@ -96,6 +96,31 @@ pub(crate) fn write_condition(
     )
 }
 
+/// The destination condition of a request whose s3s input has no field for it (CopyObject):
+/// `If-Match` / `If-None-Match` read from the raw headers, as [`write_condition`] takes them.
+pub(crate) fn write_condition_from_headers(
+    headers: &http::HeaderMap,
+) -> ApiResult<Option<pb::WriteCondition>> {
+    let read = |name: http::header::HeaderName| -> ApiResult<Option<TagCondition>> {
+        let Some(value) = headers.get(name) else {
+            return Ok(None);
+        };
+        let value = value
+            .to_str()
+            .map_err(|_| ApiError::InvalidArgument("an ETag condition is not ASCII".into()))?
+            .trim();
+        Ok(Some(if value == "*" {
+            TagCondition::Any
+        } else {
+            TagCondition::Tag(value.trim_matches('"').to_string())
+        }))
+    };
+    write_condition(
+        read(http::header::IF_MATCH)?,
+        read(http::header::IF_NONE_MATCH)?,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -130,6 +155,27 @@ mod tests {
             write_condition(None, tag("abc")),
             Err(ApiError::NotImplemented(_))
         ));
+    }
+
+    #[test]
+    fn write_conditions_from_raw_headers() {
+        let mut h = http::HeaderMap::new();
+        assert_eq!(write_condition_from_headers(&h).ok(), Some(None));
+        h.insert(
+            http::header::IF_MATCH,
+            http::HeaderValue::from_static("\"abc\""),
+        );
+        h.insert(
+            http::header::IF_NONE_MATCH,
+            http::HeaderValue::from_static("*"),
+        );
+        assert_eq!(
+            write_condition_from_headers(&h).ok().flatten(),
+            Some(pb::WriteCondition {
+                if_none_match_any: true,
+                if_match: "abc".into()
+            })
+        );
     }
 
     #[test]

@@ -570,6 +570,8 @@ impl S3 for CairnS3 {
         &self,
         req: S3Request<CopyObjectInput>,
     ) -> S3Result<S3Response<CopyObjectOutput>> {
+        // s3s has no fields for the destination's If-Match / If-None-Match on CopyObject.
+        let condition = conditions::write_condition_from_headers(&req.headers)?;
         let input = req.input;
         names::validate_key(&input.key)?;
         if input.sse_customer_algorithm.is_some()
@@ -620,6 +622,7 @@ impl S3 for CairnS3 {
                 replacement,
                 tagging: tag_directive,
                 tags,
+                condition,
             },
         )
         .await?;

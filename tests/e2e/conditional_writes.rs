@@ -387,3 +387,47 @@ async fn delete_if_match() {
     assert_eq!(errors, [("m1", "PreconditionFailed")]);
     assert_eq!(get(&s3, BUCKET, "m1").await, b"one");
 }
+
+#[tokio::test]
+async fn copy_object_destination_conditions() {
+    let server = Server::start(4);
+    let s3 = setup(&server).await;
+    put(&s3, BUCKET, "src", b"source".to_vec()).await;
+    put(&s3, BUCKET, "dst", b"destination".to_vec()).await;
+    let source = format!("{BUCKET}/src");
+
+    let err = s3
+        .copy_object()
+        .bucket(BUCKET)
+        .key("dst")
+        .copy_source(&source)
+        .if_none_match("*")
+        .send()
+        .await
+        .expect_err("destination exists");
+    assert_eq!(code(&err), "PreconditionFailed");
+    assert_eq!(status(&err), 412);
+    assert_eq!(get(&s3, BUCKET, "dst").await, b"destination");
+
+    s3.copy_object()
+        .bucket(BUCKET)
+        .key("new")
+        .copy_source(&source)
+        .if_none_match("*")
+        .send()
+        .await
+        .expect("copy to a new key");
+    assert_eq!(get(&s3, BUCKET, "new").await, b"source");
+
+    let err = s3
+        .copy_object()
+        .bucket(BUCKET)
+        .key("dst")
+        .copy_source(&source)
+        .if_match("\"00000000000000000000000000000000\"")
+        .send()
+        .await
+        .expect_err("stale destination etag");
+    assert_eq!(code(&err), "PreconditionFailed");
+    assert_eq!(get(&s3, BUCKET, "dst").await, b"destination");
+}
