@@ -326,7 +326,7 @@ pub(crate) async fn preflight(
             error_response(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "ServiceUnavailable",
-                "Please reduce your request rate.",
+                "The metadata service is unavailable; retry the request.",
             )
         }
     }
