@@ -1,5 +1,11 @@
 //! Conditional GET/HEAD (`If-Match`, `If-None-Match`, `If-Modified-Since`,
-//! `If-Unmodified-Since`) with S3's precedence rules (those of RFC 9110 §13.2.2).
+//! `If-Unmodified-Since`) with S3's precedence rules (those of RFC 9110 §13.2.2), and the
+//! conditions of writes (PutObject, CompleteMultipartUpload, DeleteObject), which the meta
+//! service checks in the Raft entry of the write itself ([`write_condition`]).
+
+use cairn_proto::meta as pb;
+
+use crate::error::{ApiError, ApiResult};
 
 /// An entity-tag condition: `*` or one tag (unquoted).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,6 +67,60 @@ pub(crate) fn evaluate(c: &Conditions, etag: &str, last_modified: i64) -> Verdic
     Verdict::Proceed
 }
 
+/// The condition a write carries to the meta service (`None`: unconditional).
+/// `If-None-Match` takes only `*` (the key must not exist), as in S3; `If-Match` takes an
+/// ETag (or `*`: the key must exist).
+pub(crate) fn write_condition(
+    if_match: Option<TagCondition>,
+    if_none_match: Option<TagCondition>,
+) -> ApiResult<Option<pb::WriteCondition>> {
+    let if_none_match_any = match if_none_match {
+        None => false,
+        Some(TagCondition::Any) => true,
+        Some(TagCondition::Tag(_)) => {
+            return Err(ApiError::NotImplemented(
+                "If-None-Match with an ETag on a write (only * is supported)".into(),
+            ))
+        }
+    };
+    let if_match = match if_match {
+        None => String::new(),
+        Some(TagCondition::Any) => "*".into(),
+        Some(TagCondition::Tag(t)) => t,
+    };
+    Ok(
+        (if_none_match_any || !if_match.is_empty()).then_some(pb::WriteCondition {
+            if_none_match_any,
+            if_match,
+        }),
+    )
+}
+
+/// The destination condition of a request whose s3s input has no field for it (CopyObject):
+/// `If-Match` / `If-None-Match` read from the raw headers, as [`write_condition`] takes them.
+pub(crate) fn write_condition_from_headers(
+    headers: &http::HeaderMap,
+) -> ApiResult<Option<pb::WriteCondition>> {
+    let read = |name: http::header::HeaderName| -> ApiResult<Option<TagCondition>> {
+        let Some(value) = headers.get(name) else {
+            return Ok(None);
+        };
+        let value = value
+            .to_str()
+            .map_err(|_| ApiError::InvalidArgument("an ETag condition is not ASCII".into()))?
+            .trim();
+        Ok(Some(if value == "*" {
+            TagCondition::Any
+        } else {
+            TagCondition::Tag(value.trim_matches('"').to_string())
+        }))
+    };
+    write_condition(
+        read(http::header::IF_MATCH)?,
+        read(http::header::IF_NONE_MATCH)?,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -74,6 +134,48 @@ mod tests {
 
     fn eval(c: Conditions) -> Verdict {
         evaluate(&c, ETAG, T)
+    }
+
+    #[test]
+    fn write_conditions() {
+        assert_eq!(write_condition(None, None).ok(), Some(None));
+        let none_match = write_condition(None, Some(TagCondition::Any))
+            .ok()
+            .flatten();
+        assert_eq!(
+            none_match,
+            Some(pb::WriteCondition {
+                if_none_match_any: true,
+                if_match: String::new()
+            })
+        );
+        let matching = write_condition(tag("abc"), None).ok().flatten();
+        assert_eq!(matching.map(|c| c.if_match), Some("abc".to_string()));
+        assert!(matches!(
+            write_condition(None, tag("abc")),
+            Err(ApiError::NotImplemented(_))
+        ));
+    }
+
+    #[test]
+    fn write_conditions_from_raw_headers() {
+        let mut h = http::HeaderMap::new();
+        assert_eq!(write_condition_from_headers(&h).ok(), Some(None));
+        h.insert(
+            http::header::IF_MATCH,
+            http::HeaderValue::from_static("\"abc\""),
+        );
+        h.insert(
+            http::header::IF_NONE_MATCH,
+            http::HeaderValue::from_static("*"),
+        );
+        assert_eq!(
+            write_condition_from_headers(&h).ok().flatten(),
+            Some(pb::WriteCondition {
+                if_none_match_any: true,
+                if_match: "abc".into()
+            })
+        );
     }
 
     #[test]

@@ -77,6 +77,8 @@ pub(crate) struct CopyRequest {
     pub tagging: Directive,
     /// The tags for a REPLACE tagging directive (already checked).
     pub tags: Vec<cairn_proto::meta::ObjectTag>,
+    /// The destination's `If-None-Match: *` / `If-Match`, checked in the commit's entry.
+    pub condition: Option<cairn_proto::meta::WriteCondition>,
 }
 
 /// A committed copy.
@@ -124,6 +126,7 @@ pub(crate) async fn copy_object(
         attrs,
         // The source's stored checksums are checked end to end too, and so kept by the copy.
         checksums: BodyChecksums::new(crate::checksum::stored(source), None),
+        condition: req.condition,
     };
     match put::put_object(gw, input, body).await {
         Ok(out) => Ok(Copied {

@@ -1,6 +1,6 @@
 //! DeleteObjects: up to 1,000 keys in one request, each removed exactly like a DeleteObject
 //! (one Raft entry per key, a few keys at a time), with a result for every key. A key that
-//! does not exist counts as deleted, as in S3.
+//! does not exist counts as deleted, as in S3 (unless an ETag condition named it).
 
 use std::sync::Arc;
 
@@ -10,7 +10,7 @@ use s3s::S3Error;
 
 use crate::blob_pool::{object_shards, spawn_delete_shards};
 use crate::error::{ApiError, ApiResult};
-use crate::{names, Gateway};
+use crate::{conditions, names, Gateway};
 
 /// Most keys one request may name (S3's limit).
 pub(crate) const MAX_KEYS: usize = 1000;
@@ -76,10 +76,19 @@ async fn delete_one(gw: &Gateway, bucket: &str, obj: &ObjectIdentifier) -> ApiRe
             "deleting a specific version".into(),
         ));
     }
-    if obj.e_tag.is_some() || obj.last_modified_time.is_some() || obj.size.is_some() {
-        return Err(ApiError::NotImplemented("conditional deletes".into()));
+    if obj.last_modified_time.is_some() || obj.size.is_some() {
+        return Err(ApiError::NotImplemented(
+            "conditional deletes on size or modification time".into(),
+        ));
     }
-    match gw.meta.delete_object(bucket, &obj.key).await {
+    // An ETag is an If-Match, checked in the delete's Raft entry.
+    let if_match = obj
+        .e_tag
+        .as_ref()
+        .map(|e| conditions::TagCondition::Tag(e.value().to_string()));
+    let condition = conditions::write_condition(if_match, None)?;
+    let conditional = condition.is_some();
+    match gw.meta.delete_object(bucket, &obj.key, condition).await {
         Ok(Some(gone)) => {
             spawn_delete_shards(
                 Arc::clone(&gw.blobs),
@@ -92,7 +101,8 @@ async fn delete_one(gw: &Gateway, bucket: &str, obj: &ObjectIdentifier) -> ApiRe
             );
             Ok(())
         }
-        Ok(None) | Err(ApiError::NoSuchKey) => Ok(()),
+        Ok(None) => Ok(()),
+        Err(ApiError::NoSuchKey) if !conditional => Ok(()),
         Err(e) => Err(e),
     }
 }

@@ -82,6 +82,12 @@ pub(crate) enum ApiError {
     InvalidRequest(String),
     #[error("not enough healthy disks to place the object")]
     InsufficientCapacity,
+    /// The bucket has no tag set (GetBucketTagging).
+    #[error("the TagSet does not exist")]
+    NoSuchTagSet,
+    /// The bucket has no CORS configuration (GetBucketCors).
+    #[error("The CORS configuration does not exist")]
+    NoSuchCorsConfiguration,
     /// A feature Cairn does not have.
     #[error("{0} is not supported by Cairn")]
     NotImplemented(String),
@@ -123,6 +129,8 @@ impl From<ApiError> for S3Error {
             ApiError::MalformedXml(_) => S3ErrorCode::MalformedXML,
             ApiError::InvalidTag(_) => S3ErrorCode::InvalidTag,
             ApiError::InvalidRequest(_) => S3ErrorCode::InvalidRequest,
+            ApiError::NoSuchTagSet => S3ErrorCode::NoSuchTagSet,
+            ApiError::NoSuchCorsConfiguration => S3ErrorCode::NoSuchCORSConfiguration,
             ApiError::NotImplemented(_) => S3ErrorCode::NotImplemented,
             ApiError::InsufficientCapacity | ApiError::Unavailable(_) => {
                 S3ErrorCode::ServiceUnavailable

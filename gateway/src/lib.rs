@@ -31,9 +31,11 @@ mod attrs;
 mod auth;
 mod blob_pool;
 mod body_digest;
+mod bucket_tagging;
 mod checksum;
 mod conditions;
 mod copy;
+mod cors;
 mod damage;
 mod delete_many;
 mod dto;
@@ -237,6 +239,7 @@ pub async fn start(config: GatewayConfig) -> Result<RunningGateway, GatewayError
     });
 
     let healer = heal::spawn(Arc::clone(&gateway), config.healer.clone());
+    let cors_gateway = Arc::clone(&gateway);
     let mut builder = S3ServiceBuilder::new(s3::CairnS3::new(gateway));
     builder.set_auth(auth::StaticAuth::new(
         &config.access_key,
@@ -254,7 +257,7 @@ pub async fn start(config: GatewayConfig) -> Result<RunningGateway, GatewayError
     let local_addr = server::bound_addr(&listener, config.listen);
     let (stop_tx, stop_rx) = oneshot::channel();
     let task = tokio::spawn(
-        server::serve(listener, service, stop_rx)
+        server::serve(listener, service, cors_gateway, stop_rx)
             .instrument(info_span!("s3_server", addr = %local_addr)),
     );
     info!(addr = %local_addr, region = %config.region, "S3 gateway listening");

@@ -152,6 +152,32 @@ impl Meta {
         resp.bucket.ok_or_else(|| missing("GetBucket", "bucket"))
     }
 
+    /// Replaces a bucket's tag set (`Some`; empty removes it) and/or its CORS configuration
+    /// (`Some`; one without rules removes it) in one Raft entry; returns the new record.
+    pub async fn set_bucket_config(
+        &self,
+        name: &str,
+        tags: Option<Vec<pb::ObjectTag>>,
+        cors: Option<pb::CorsConfiguration>,
+    ) -> ApiResult<pb::Bucket> {
+        let req = pb::SetBucketConfigRequest {
+            bucket: name.to_string(),
+            set_tags: tags.is_some(),
+            tags: tags.unwrap_or_default(),
+            set_cors: cors.is_some(),
+            cors,
+        };
+        let resp = self
+            .call("SetBucketConfig", |mut c| {
+                let req = req.clone();
+                async move { c.set_bucket_config(req).await }
+            })
+            .await?;
+        in_band(resp.error)?;
+        resp.bucket
+            .ok_or_else(|| missing("SetBucketConfig", "bucket"))
+    }
+
     /// Every bucket.
     pub async fn list_buckets(&self) -> ApiResult<Vec<pb::Bucket>> {
         let resp = self
@@ -189,9 +215,16 @@ impl Meta {
 
     /// Makes an object version visible. `Unavailable`/`Internal` errors are ambiguous: the
     /// commit may have happened.
-    pub async fn commit_object(&self, object: pb::ObjectVersion) -> ApiResult<Committed> {
+    /// With a `condition`, the meta service commits only if it holds for the key's current
+    /// version (`PreconditionFailed` / `NoSuchKey` otherwise), in the same Raft entry.
+    pub async fn commit_object(
+        &self,
+        object: pb::ObjectVersion,
+        condition: Option<pb::WriteCondition>,
+    ) -> ApiResult<Committed> {
         let req = pb::CommitObjectRequest {
             object: Some(object),
+            condition,
         };
         let resp = self
             .call("CommitObject", |mut c| {
@@ -236,15 +269,18 @@ impl Meta {
         resp.object.ok_or_else(|| missing("GetObject", "object"))
     }
 
-    /// Removes an object; returns the removed version, if there was one.
+    /// Removes an object (with a `condition`, only if it holds, checked in the same Raft
+    /// entry); returns the removed version, if there was one.
     pub async fn delete_object(
         &self,
         bucket: &str,
         key: &str,
+        condition: Option<pb::WriteCondition>,
     ) -> ApiResult<Option<pb::ObjectVersion>> {
         let req = pb::DeleteObjectRequest {
             bucket: bucket.to_string(),
             key: key.to_string(),
+            condition,
         };
         let resp = self
             .call("DeleteObject", |mut c| {
@@ -547,6 +583,7 @@ fn in_band(code: i32) -> ApiResult<()> {
             "rejected by the metadata service".into(),
         )),
         Ok(MetaError::NoSuchUpload) => Err(ApiError::NoSuchUpload),
+        Ok(MetaError::PreconditionFailed) => Err(ApiError::PreconditionFailed),
         Ok(MetaError::InvalidPart) => Err(ApiError::InvalidPart),
         Ok(MetaError::InvalidPartOrder) => Err(ApiError::InvalidPartOrder),
         Ok(MetaError::EntityTooSmall) => Err(ApiError::EntityTooSmall),

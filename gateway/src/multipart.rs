@@ -131,12 +131,14 @@ where
     })
 }
 
-/// Completes an upload from the listed (part number, unquoted ETag) pairs; returns the new
-/// version (without its parts).
+/// Completes an upload from the listed (part number, unquoted ETag) pairs, if `condition`
+/// holds (checked in the completion's Raft entry); returns the new version (without its
+/// parts).
 pub(crate) async fn complete(
     gw: &Gateway,
     upload: &UploadRef,
     parts: Vec<(u32, String)>,
+    condition: Option<pb::WriteCondition>,
 ) -> ApiResult<pb::ObjectVersion> {
     if parts.is_empty() {
         return Err(ApiError::MalformedXml(
@@ -153,6 +155,7 @@ pub(crate) async fn complete(
                 .into_iter()
                 .map(|(part_number, etag)| pb::CompletedPart { part_number, etag })
                 .collect(),
+            condition,
         })
         .await?;
     spawn_delete_shards(

@@ -29,6 +29,8 @@ pub(crate) struct PutInput {
     /// Content-Type, user metadata, standard headers and tags of the new version.
     pub attrs: ObjectAttrs,
     pub checksums: BodyChecksums,
+    /// `If-None-Match: *` / `If-Match`, checked by the meta service in the commit's entry.
+    pub condition: Option<pb::WriteCondition>,
 }
 
 /// A committed PUT.
@@ -56,6 +58,7 @@ where
         content_md5,
         attrs,
         checksums,
+        condition,
     } = input;
     let target = BodyTarget {
         bucket: &bucket,
@@ -90,7 +93,7 @@ where
         parts: Vec::new(),
         checksums: crate::checksum::records(&stored.checksums),
     };
-    let committed = stored.settle(gw, &target, gw.meta.commit_object(object).await)?;
+    let committed = stored.settle(gw, &target, gw.meta.commit_object(object, condition).await)?;
     if let Some(old) = committed.replaced {
         // `keep`: if a retried commit landed twice, the "replaced" version is our own
         // first commit and shares our shard files; those must survive.

@@ -19,8 +19,8 @@ use crate::error::{ApiError, ApiResult};
 use crate::multipart::UploadRef;
 use crate::put::{BodyChecks, PutInput};
 use crate::{
-    copy, delete_many, dto, get, list, multipart, names, object_attributes, put, range, tagging,
-    Gateway,
+    bucket_tagging, copy, cors, delete_many, dto, get, list, multipart, names, object_attributes,
+    put, range, tagging, Gateway,
 };
 
 /// Content-Type of objects stored without one (what S3 answers too).
@@ -422,11 +422,10 @@ impl S3 for CairnS3 {
         let trailers = req.trailing_headers;
         let input = req.input;
         names::validate_key(&input.key)?;
-        if input.if_match.is_some() || input.if_none_match.is_some() {
-            return Err(not_implemented(
-                "conditional PUT (If-Match / If-None-Match)",
-            ));
-        }
+        let condition = conditions::write_condition(
+            tag_condition(input.if_match.as_ref()),
+            tag_condition(input.if_none_match.as_ref()),
+        )?;
         if input.sse_customer_algorithm.is_some() || input.sse_customer_key.is_some() {
             return Err(not_implemented("server-side encryption with customer keys"));
         }
@@ -458,6 +457,7 @@ impl S3 for CairnS3 {
                 input.tagging.as_deref(),
             )?,
             checksums: BodyChecksums::new(expected, trailer_algo.zip(trailers)),
+            condition,
         };
         let out = put::put_object(&self.gw, put_input, body_or_empty(input.body)).await?;
         let [crc32, crc32c, crc64nvme, sha1, sha256] = checksum_fields(out.checksums);
@@ -600,13 +600,19 @@ impl S3 for CairnS3 {
         {
             return Err(not_implemented("deleting a specific version"));
         }
-        if input.if_match.is_some()
-            || input.if_match_size.is_some()
-            || input.if_match_last_modified_time.is_some()
-        {
-            return Err(not_implemented("conditional DELETE"));
+        if input.if_match_size.is_some() || input.if_match_last_modified_time.is_some() {
+            return Err(not_implemented(
+                "conditional DELETE on size or modification time",
+            ));
         }
-        match self.gw.meta.delete_object(&input.bucket, &input.key).await {
+        let condition = conditions::write_condition(tag_condition(input.if_match.as_ref()), None)?;
+        let conditional = condition.is_some();
+        match self
+            .gw
+            .meta
+            .delete_object(&input.bucket, &input.key, condition)
+            .await
+        {
             Ok(Some(deleted)) => {
                 spawn_delete_shards(
                     Arc::clone(&self.gw.blobs),
@@ -618,8 +624,9 @@ impl S3 for CairnS3 {
                     &input.key,
                 );
             }
-            // S3 answers 204 for a key that does not exist.
-            Ok(None) | Err(ApiError::NoSuchKey) => {}
+            // S3 answers 204 for a key that does not exist (404 when an If-Match named it).
+            Ok(None) => {}
+            Err(ApiError::NoSuchKey) if !conditional => {}
             Err(e) => return Err(e.into()),
         }
         Ok(S3Response::new(DeleteObjectOutput::default()))
@@ -629,6 +636,8 @@ impl S3 for CairnS3 {
         &self,
         req: S3Request<CopyObjectInput>,
     ) -> S3Result<S3Response<CopyObjectOutput>> {
+        // s3s has no fields for the destination's If-Match / If-None-Match on CopyObject.
+        let condition = conditions::write_condition_from_headers(&req.headers)?;
         let input = req.input;
         names::validate_key(&input.key)?;
         if input.sse_customer_algorithm.is_some()
@@ -679,6 +688,7 @@ impl S3 for CairnS3 {
                 replacement,
                 tagging: tag_directive,
                 tags,
+                condition,
             },
         )
         .await?;
@@ -757,6 +767,58 @@ impl S3 for CairnS3 {
         )
         .await?;
         Ok(S3Response::new(DeleteObjectTaggingOutput::default()))
+    }
+
+    async fn put_bucket_tagging(
+        &self,
+        req: S3Request<PutBucketTaggingInput>,
+    ) -> S3Result<S3Response<PutBucketTaggingOutput>> {
+        let input = req.input;
+        bucket_tagging::put(&self.gw, &input.bucket, input.tagging).await?;
+        Ok(S3Response::new(PutBucketTaggingOutput::default()))
+    }
+
+    async fn get_bucket_tagging(
+        &self,
+        req: S3Request<GetBucketTaggingInput>,
+    ) -> S3Result<S3Response<GetBucketTaggingOutput>> {
+        let tag_set = bucket_tagging::get(&self.gw, &req.input.bucket).await?;
+        Ok(S3Response::new(GetBucketTaggingOutput { tag_set }))
+    }
+
+    async fn delete_bucket_tagging(
+        &self,
+        req: S3Request<DeleteBucketTaggingInput>,
+    ) -> S3Result<S3Response<DeleteBucketTaggingOutput>> {
+        bucket_tagging::delete(&self.gw, &req.input.bucket).await?;
+        Ok(S3Response::new(DeleteBucketTaggingOutput::default()))
+    }
+
+    async fn put_bucket_cors(
+        &self,
+        req: S3Request<PutBucketCorsInput>,
+    ) -> S3Result<S3Response<PutBucketCorsOutput>> {
+        let input = req.input;
+        cors::put(&self.gw, &input.bucket, input.cors_configuration).await?;
+        Ok(S3Response::new(PutBucketCorsOutput::default()))
+    }
+
+    async fn get_bucket_cors(
+        &self,
+        req: S3Request<GetBucketCorsInput>,
+    ) -> S3Result<S3Response<GetBucketCorsOutput>> {
+        let rules = cors::get(&self.gw, &req.input.bucket).await?;
+        Ok(S3Response::new(GetBucketCorsOutput {
+            cors_rules: Some(rules),
+        }))
+    }
+
+    async fn delete_bucket_cors(
+        &self,
+        req: S3Request<DeleteBucketCorsInput>,
+    ) -> S3Result<S3Response<DeleteBucketCorsOutput>> {
+        cors::delete(&self.gw, &req.input.bucket).await?;
+        Ok(S3Response::new(DeleteBucketCorsOutput::default()))
     }
 
     async fn get_bucket_location(
@@ -909,11 +971,10 @@ impl S3 for CairnS3 {
         req: S3Request<CompleteMultipartUploadInput>,
     ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
         let input = req.input;
-        if input.if_match.is_some() || input.if_none_match.is_some() {
-            return Err(not_implemented(
-                "conditional completion (If-Match / If-None-Match)",
-            ));
-        }
+        let condition = conditions::write_condition(
+            tag_condition(input.if_match.as_ref()),
+            tag_condition(input.if_none_match.as_ref()),
+        )?;
         if input.mpu_object_size.is_some() {
             return Err(not_implemented("x-amz-mp-object-size"));
         }
@@ -937,7 +998,7 @@ impl S3 for CairnS3 {
             key: input.key,
             upload_id: input.upload_id,
         };
-        let object = multipart::complete(&self.gw, &upload, parts).await?;
+        let object = multipart::complete(&self.gw, &upload, parts, condition).await?;
         Ok(S3Response::new(CompleteMultipartUploadOutput {
             bucket: Some(upload.bucket),
             key: Some(upload.key),

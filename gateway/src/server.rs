@@ -1,8 +1,10 @@
-//! The HTTP listener: hyper connections over the s3s service, `GET /health`, and graceful
-//! shutdown.
+//! The HTTP listener: hyper connections over the s3s service, `GET /health`, CORS (preflights
+//! answered here, since s3s does not route `OPTIONS`; `Access-Control-*` headers added to
+//! responses), and graceful shutdown.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::{HeaderMap, Method, StatusCode, Uri};
@@ -17,7 +19,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tracing::{debug, info, info_span, warn, Instrument};
 
-use crate::{body_digest, presign, request_id};
+use crate::{body_digest, cors, presign, request_id, Gateway};
 
 /// How long in-flight requests may run on after shutdown was asked for.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
@@ -58,26 +60,39 @@ impl S3Route for HealthRoute {
 /// Calls s3s, then fixes what it cannot express: s3s ignores `S3Response::status`, so a
 /// ranged HEAD would be 200 where S3 says 206. A DeleteObjects body is read first and its
 /// digests checked ([`body_digest`]), since s3s checks none; so is a presigned URL's validity
-/// ([`presign`]). Every response gets a request id ([`request_id`]).
+/// ([`presign`]). `OPTIONS` (a CORS preflight, unsigned) is answered here from the bucket's
+/// CORS rules; a request with an `Origin` gets the `Access-Control-*` headers of the rule that
+/// allows it ([`cors`]). Every response gets a request id ([`request_id`]).
 async fn handle(
     s3: S3Service,
+    gw: Arc<Gateway>,
     req: http::Request<Incoming>,
 ) -> Result<http::Response<Body>, s3s::HttpError> {
     let id = request_id::next();
     let span = info_span!("s3_request", request_id = %id);
-    let mut resp = call_s3(s3, req).instrument(span).await?;
+    let mut resp = call_s3(s3, gw, req).instrument(span).await?;
     request_id::stamp(&mut resp, &id);
     Ok(resp)
 }
 
 async fn call_s3(
     s3: S3Service,
+    gw: Arc<Gateway>,
     req: http::Request<Incoming>,
 ) -> Result<http::Response<Body>, s3s::HttpError> {
     if let Some(problem) = presign::expires_problem(req.uri().query()) {
         return Ok(presign::refusal(problem));
     }
+    if req.method() == Method::OPTIONS {
+        return Ok(cors::preflight(&gw, req.uri(), req.headers()).await);
+    }
     let is_head = req.method() == Method::HEAD;
+    let cors_request = req
+        .headers()
+        .get(http::header::ORIGIN)
+        .and_then(|o| o.to_str().ok())
+        .zip(cors::bucket_of(req.uri()))
+        .map(|(origin, bucket)| (origin.to_string(), bucket.to_string(), req.method().clone()));
     let mut req = req.map(Body::from);
     if body_digest::is_delete_objects(req.method(), req.uri().query()) {
         let (mut parts, mut body) = req.into_parts();
@@ -92,6 +107,9 @@ async fn call_s3(
     {
         *resp.status_mut() = StatusCode::PARTIAL_CONTENT;
     }
+    if let Some((origin, bucket, method)) = cors_request {
+        cors::decorate(&gw, &bucket, &origin, &method, resp.headers_mut()).await;
+    }
     Ok(resp)
 }
 
@@ -99,6 +117,7 @@ async fn call_s3(
 pub(crate) async fn serve(
     listener: TcpListener,
     s3: S3Service,
+    gw: Arc<Gateway>,
     stop: oneshot::Receiver<()>,
 ) -> Result<(), Infallible> {
     let graceful = GracefulShutdown::new();
@@ -120,7 +139,10 @@ pub(crate) async fn serve(
                     debug!(error = %e, "set_nodelay failed");
                 }
                 let s3 = s3.clone();
-                let service = hyper::service::service_fn(move |req| handle(s3.clone(), req));
+                let gw = Arc::clone(&gw);
+                let service = hyper::service::service_fn(move |req| {
+                    handle(s3.clone(), Arc::clone(&gw), req)
+                });
                 let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
                 let conn = graceful.watch(conn);
                 tokio::spawn(

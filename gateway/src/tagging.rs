@@ -24,6 +24,12 @@ pub(crate) fn validate(tags: &[pb::ObjectTag]) -> ApiResult<()> {
             "Object tags cannot be greater than {MAX_TAGS}"
         )));
     }
+    validate_each(tags)
+}
+
+/// Checks each tag of a set (lengths, characters, duplicates, the `aws:` prefix), whatever
+/// their number: the rules object and bucket tags share.
+pub(crate) fn validate_each(tags: &[pb::ObjectTag]) -> ApiResult<()> {
     for (i, tag) in tags.iter().enumerate() {
         let key_chars = tag.key.chars().count();
         if key_chars == 0 || key_chars > MAX_KEY_CHARS {
@@ -94,16 +100,21 @@ pub(crate) fn from_header(header: &str) -> ApiResult<Vec<pb::ObjectTag>> {
 
 /// The tags of a PutObjectTagging body, checked.
 pub(crate) fn from_tagging(tagging: Tagging) -> ApiResult<Vec<pb::ObjectTag>> {
-    let tags: Vec<pb::ObjectTag> = tagging
+    let tags = unchecked(tagging);
+    validate(&tags)?;
+    Ok(tags)
+}
+
+/// The tags of a Tagging body as sent, not yet checked.
+pub(crate) fn unchecked(tagging: Tagging) -> Vec<pb::ObjectTag> {
+    tagging
         .tag_set
         .into_iter()
         .map(|t| pb::ObjectTag {
             key: t.key.unwrap_or_default(),
             value: t.value.unwrap_or_default(),
         })
-        .collect();
-    validate(&tags)?;
-    Ok(tags)
+        .collect()
 }
 
 /// A stored tag set as GetObjectTagging answers it.

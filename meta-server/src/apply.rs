@@ -6,6 +6,8 @@
 //! entry that created them, so they are unique and increase in commit order on every replica.
 
 pub(crate) mod blob_nodes;
+mod bucket_config;
+mod conditions;
 pub(crate) mod gc;
 pub(crate) mod heal;
 pub(crate) mod multipart;
@@ -76,6 +78,9 @@ pub fn apply(
                 bucket: bucket.encode_to_vec(),
             })
         }
+        Command::SetBucketConfig { name, tags, cors } => {
+            bucket_config::set(db, batch, name, tags.as_deref(), cors.as_deref())
+        }
         Command::CreateBucket { name } => {
             if read_bucket(db, name)?.is_some() {
                 return Ok(error(MetaError::BucketAlreadyExists));
@@ -85,6 +90,7 @@ pub fn apply(
                 id: index,
                 created_ms: now,
                 scheme: None,
+                ..Default::default()
             };
             batch.put_cf(
                 crate::store::cf(db, CF_BUCKETS)?,
@@ -122,7 +128,7 @@ pub fn apply(
                 })
             }
         }
-        Command::CommitObject { object } => {
+        Command::CommitObject { object, condition } => {
             let Ok(mut object) = ObjectVersion::decode(object.as_slice()) else {
                 return Ok(error(MetaError::InvalidArgument));
             };
@@ -138,6 +144,11 @@ pub fn apply(
             let Some(bucket) = read_bucket(db, &object.bucket)? else {
                 return Ok(error(MetaError::NoSuchBucket));
             };
+            if let Some(code) =
+                conditions::violated(db, bucket.id, &object.key, condition.as_ref())?
+            {
+                return Ok(error(code));
+            }
             if gc::any_tombstoned(db, object.shards.iter())? {
                 return Ok(error(MetaError::ShardCollected));
             }
@@ -161,10 +172,17 @@ pub fn apply(
                 replaced: replaced.map(|r| r.encode_to_vec()),
             })
         }
-        Command::DeleteObject { bucket, key } => {
+        Command::DeleteObject {
+            bucket,
+            key,
+            condition,
+        } => {
             let Some(bucket) = read_bucket(db, bucket)? else {
                 return Ok(error(MetaError::NoSuchBucket));
             };
+            if let Some(code) = conditions::violated(db, bucket.id, key, condition.as_ref())? {
+                return Ok(error(code));
+            }
             let deleted = remove_versions(db, batch, bucket.id, key)?;
             Ok(Response::Deleted {
                 deleted: deleted.map(|d| d.encode_to_vec()),
@@ -196,13 +214,14 @@ pub fn apply(
             key,
             upload_id,
             parts,
+            condition,
         } => multipart::complete(
             db,
             batch,
-            index,
-            now,
+            (index, now),
             (bucket.as_str(), key.as_str(), upload_id.as_str()),
             parts,
+            condition.as_ref(),
         ),
         Command::AbortMultipartUpload {
             bucket,
@@ -408,6 +427,7 @@ mod tests {
         };
         Command::CommitObject {
             object: object.encode_to_vec(),
+            condition: None,
         }
     }
 
@@ -434,6 +454,7 @@ mod tests {
             Command::DeleteObject {
                 bucket: "b".into(),
                 key: "k".into(),
+                condition: None,
             },
         )?;
 

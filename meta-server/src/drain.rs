@@ -148,6 +148,7 @@ mod tests {
                 ..Default::default()
             }
             .encode_to_vec(),
+            condition: None,
         };
         run(&db, 2, object("one", "u1", &["a", "b", "c", "d"]));
         run(&db, 3, object("two", "u2", &["a", "a", "c", "e"]));
@@ -158,6 +159,7 @@ mod tests {
             Command::DeleteObject {
                 bucket: "b".into(),
                 key: "gone".into(),
+                condition: None,
             },
         );
         // A multipart upload in progress with one part on "b".

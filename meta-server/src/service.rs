@@ -18,7 +18,7 @@ use crate::group::{GroupError, GroupMap};
 use crate::joined::JoinState;
 use crate::placement;
 use crate::store::{MetaReader, StoreError};
-use crate::types::{Command, Response as Applied};
+use crate::types::{Command, Response as Applied, WriteCondition};
 
 /// Serves `Meta` over the groups of this process.
 pub struct MetaService {
@@ -233,13 +233,15 @@ impl Meta for MetaService {
         &self,
         request: Request<CommitObjectRequest>,
     ) -> Result<Response<CommitObjectResponse>, Status> {
-        let Some(object) = request.into_inner().object else {
+        let request = request.into_inner();
+        let Some(object) = request.object else {
             return Err(Status::invalid_argument("object missing"));
         };
         let group = self.groups()?.for_bucket(&object.bucket);
         let applied = group
             .write(Command::CommitObject {
                 object: object.encode_to_vec(),
+                condition: WriteCondition::from_proto(request.condition),
             })
             .await
             .map_err(group_status)?;
@@ -300,6 +302,7 @@ impl Meta for MetaService {
             .write(Command::DeleteObject {
                 bucket: request.bucket,
                 key: request.key,
+                condition: WriteCondition::from_proto(request.condition),
             })
             .await
             .map_err(group_status)?;
@@ -340,6 +343,45 @@ impl Meta for MetaService {
             Applied::Error { code } => SetObjectTagsResponse {
                 error: meta_error(code) as i32,
                 version_id: String::new(),
+            },
+            other => return Err(unexpected(&other)),
+        };
+        Ok(Response::new(reply))
+    }
+
+    async fn set_bucket_config(
+        &self,
+        request: Request<SetBucketConfigRequest>,
+    ) -> Result<Response<SetBucketConfigResponse>, Status> {
+        let request = request.into_inner();
+        let tags = request.set_tags.then(|| {
+            request
+                .tags
+                .into_iter()
+                .map(|t| (t.key, t.value))
+                .collect::<Vec<_>>()
+        });
+        let cors = request
+            .set_cors
+            .then(|| request.cors.unwrap_or_default().encode_to_vec());
+        let applied = self
+            .groups()?
+            .for_bucket(&request.bucket)
+            .write(Command::SetBucketConfig {
+                name: request.bucket,
+                tags,
+                cors,
+            })
+            .await
+            .map_err(group_status)?;
+        let reply = match applied {
+            Applied::Bucket { bucket } => SetBucketConfigResponse {
+                error: MetaError::None as i32,
+                bucket: Some(decode(&bucket)?),
+            },
+            Applied::Error { code } => SetBucketConfigResponse {
+                error: meta_error(code) as i32,
+                bucket: None,
             },
             other => return Err(unexpected(&other)),
         };

@@ -45,9 +45,19 @@ pub enum Command {
     /// Delete an empty bucket.
     DeleteBucket { name: String },
     /// Make an object version visible; its version id derives from this entry's log index.
-    CommitObject { object: Vec<u8> },
-    /// Remove the current version of an object.
-    DeleteObject { bucket: String, key: String },
+    /// With a `condition`, only if it holds for the key's current version.
+    CommitObject {
+        object: Vec<u8>,
+        #[serde(default)]
+        condition: Option<WriteCondition>,
+    },
+    /// Remove the current version of an object (with a `condition`, only if it holds).
+    DeleteObject {
+        bucket: String,
+        key: String,
+        #[serde(default)]
+        condition: Option<WriteCondition>,
+    },
     /// Replace the tag set (`(key, value)` pairs, in order) of the current version of an
     /// object; `version_id`, when not empty, must name that version.
     SetObjectTags {
@@ -72,6 +82,15 @@ pub enum Command {
         name: String,
         scheme: Option<Vec<u8>>,
     },
+    /// Replace parts of a bucket's configuration. `tags: Some` replaces the tag set (`(key,
+    /// value)` pairs in order; empty removes it); `cors: Some` replaces the CORS
+    /// configuration (a prost-encoded `CorsConfiguration`; one without rules removes it).
+    /// `None` leaves that part as it is.
+    SetBucketConfig {
+        name: String,
+        tags: Option<Vec<(String, String)>>,
+        cors: Option<Vec<u8>>,
+    },
     /// Set the cluster secret unless one is set already (the first proposal wins).
     SetClusterSecret { secret: String },
     /// Start a multipart upload (a `MultipartUpload` message: bucket, key, content type and
@@ -91,6 +110,9 @@ pub enum Command {
         key: String,
         upload_id: String,
         parts: Vec<(u32, String)>,
+        /// Only if this holds for the key's current version (the upload stays otherwise).
+        #[serde(default)]
+        condition: Option<WriteCondition>,
     },
     /// Drop an upload and all of its parts.
     AbortMultipartUpload {
@@ -130,6 +152,28 @@ pub enum Command {
         disk_id: String,
         shard_keys: Vec<String>,
     },
+}
+
+/// A condition on the current version of a key that a write checks in its own entry
+/// (`If-None-Match: *`, `If-Match`). Entries written before conditions existed have none.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WriteCondition {
+    /// The key must have no current version.
+    pub if_none_match_any: bool,
+    /// The current version's ETag (unquoted) must be this; `*`: any current version.
+    pub if_match: Option<String>,
+}
+
+impl WriteCondition {
+    /// The condition of a request (`None` when it asks for nothing).
+    pub fn from_proto(c: Option<cairn_proto::meta::WriteCondition>) -> Option<Self> {
+        let c = c?;
+        let if_match = (!c.if_match.is_empty()).then_some(c.if_match);
+        (c.if_none_match_any || if_match.is_some()).then_some(Self {
+            if_none_match_any: c.if_none_match_any,
+            if_match,
+        })
+    }
 }
 
 /// The outcome of applying one entry. Domain failures (no such bucket...) are outcomes, not

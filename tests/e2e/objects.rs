@@ -543,11 +543,11 @@ async fn operations_not_built_yet_answer_not_implemented() {
         .await
         .expect("create");
     let err = s3
-        .get_bucket_tagging()
+        .get_bucket_policy()
         .bucket("later")
         .send()
         .await
-        .expect_err("bucket tagging is not built yet");
+        .expect_err("bucket policies are not built yet");
     assert_eq!(code(&err), "NotImplemented");
     assert_eq!(status(&err), 501);
     let err = s3

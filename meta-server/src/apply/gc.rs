@@ -205,6 +205,7 @@ mod tests {
                 ..Default::default()
             }
             .encode_to_vec(),
+            condition: None,
         }
     }
 
@@ -237,6 +238,7 @@ mod tests {
             Command::DeleteObject {
                 bucket: "b".into(),
                 key: "gone".into(),
+                condition: None,
             },
         );
         // live: kept; the same key on another disk: garbage; deleted object: garbage;

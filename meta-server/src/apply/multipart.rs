@@ -29,7 +29,7 @@ use super::{
 use crate::keys;
 use crate::records;
 use crate::store::{cf, StoreError, CF_MULTIPART, CF_OBJECTS};
-use crate::types::Response;
+use crate::types::{Response, WriteCondition};
 
 /// Smallest size of every part of a completed upload but the last (S3's rule).
 pub const MIN_PART_SIZE: u64 = 5 << 20;
@@ -243,10 +243,10 @@ fn completed_part(
 pub(super) fn complete(
     db: &DB,
     batch: &mut WriteBatch,
-    index: u64,
-    now: i64,
+    (index, now): (u64, i64),
     target: Target<'_>,
     listed: &[(u32, String)],
+    condition: Option<&WriteCondition>,
 ) -> Result<Response, StoreError> {
     let (bucket, key, upload_id) = target;
     if let Some(first) = committed_upload(db, upload_id)? {
@@ -293,6 +293,9 @@ pub(super) fn complete(
     let Some(etag) = multipart_etag(chosen.iter().map(|p| p.etag.as_str())) else {
         return Ok(error(MetaError::InvalidPart));
     };
+    if let Some(code) = super::conditions::violated(db, bucket_id, key, condition)? {
+        return Ok(error(code));
+    }
     let object = ObjectVersion {
         bucket: bucket.to_string(),
         key: key.to_string(),
@@ -504,6 +507,7 @@ mod tests {
                 key: key.into(),
                 upload_id: upload_id.into(),
                 parts: parts.iter().map(|(n, e)| (*n, e.to_string())).collect(),
+                condition: None,
             })
         }
     }

@@ -108,6 +108,7 @@ mod tests {
             4,
             Command::CommitObject {
                 object: object.encode_to_vec(),
+                condition: None,
             },
         )?;
         let version = super::super::version_id(4);

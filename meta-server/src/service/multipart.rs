@@ -107,6 +107,7 @@ impl MetaService {
                     .into_iter()
                     .map(|p| (p.part_number, p.etag))
                     .collect(),
+                condition: crate::types::WriteCondition::from_proto(request.condition),
             })
             .await
             .map_err(group_status)?;
