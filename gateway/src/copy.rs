@@ -20,7 +20,7 @@ use crate::{get, Gateway};
 pub(crate) struct Source<'a> {
     pub bucket: &'a str,
     pub key: &'a str,
-    /// `?versionId=`: must be the current version (or `null`).
+    /// `?versionId=`: that version (`null`: the null version); none: the current one.
     pub version_id: Option<&'a str>,
 }
 
@@ -31,13 +31,7 @@ pub(crate) async fn source_version(
     source: &Source<'_>,
     conds: &Conditions,
 ) -> ApiResult<ObjectVersion> {
-    let obj = gw.meta.get_object(source.bucket, source.key).await?;
-    if source
-        .version_id
-        .is_some_and(|v| v != obj.version_id && v != "null")
-    {
-        return Err(ApiError::NoSuchVersion);
-    }
+    let obj = crate::versioning::read(gw, source.bucket, source.key, source.version_id).await?;
     let modified = obj.last_modified_ms.div_euclid(1000);
     if conditions::evaluate(conds, &obj.etag, modified) != Verdict::Proceed {
         return Err(ApiError::PreconditionFailed);
@@ -77,6 +71,9 @@ pub(crate) struct CopyRequest {
     pub tagging: Directive,
     /// The tags for a REPLACE tagging directive (already checked).
     pub tags: Vec<cairn_proto::meta::ObjectTag>,
+    /// The source was named by version id: copying a version onto its own key restores it
+    /// (S3's way of bringing back an older version), which is allowed unchanged.
+    pub source_version_named: bool,
 }
 
 /// A committed copy.
@@ -84,6 +81,8 @@ pub(crate) struct Copied {
     /// Hex MD5 of the copied bytes, unquoted.
     pub etag: String,
     pub last_modified_ms: i64,
+    /// `x-amz-version-id` of the copy, when it has an id of its own.
+    pub version_id: Option<String>,
 }
 
 const ILLEGAL_SELF_COPY: &str = "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes.";
@@ -95,7 +94,11 @@ pub(crate) async fn copy_object(
     source: &ObjectVersion,
     req: CopyRequest,
 ) -> ApiResult<Copied> {
-    if source.bucket == req.bucket && source.key == req.key && req.metadata != Directive::Replace {
+    if source.bucket == req.bucket
+        && source.key == req.key
+        && req.metadata != Directive::Replace
+        && !req.source_version_named
+    {
         return Err(ApiError::InvalidRequest(ILLEGAL_SELF_COPY.into()));
     }
     let mut attrs = match req.metadata {
@@ -128,6 +131,7 @@ pub(crate) async fn copy_object(
         Ok(out) => Ok(Copied {
             etag: out.etag,
             last_modified_ms: out.last_modified_ms,
+            version_id: out.version_id,
         }),
         // The "body" is our own read of the source: its failures are the server's.
         Err(ApiError::IncompleteBody(why)) => Err(ApiError::Unavailable(format!(

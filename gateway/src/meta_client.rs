@@ -209,12 +209,8 @@ impl Meta {
         })
     }
 
-    /// The current version of an object.
-    pub async fn get_object(&self, bucket: &str, key: &str) -> ApiResult<pb::ObjectVersion> {
-        self.get_object_version(bucket, key, "").await
-    }
-
-    /// One version of an object (`""`: the current one).
+    /// One version of an object (`""`: the current one, `null`: the null version). It may be
+    /// a delete marker.
     pub async fn get_object_version(
         &self,
         bucket: &str,
@@ -236,15 +232,18 @@ impl Meta {
         resp.object.ok_or_else(|| missing("GetObject", "object"))
     }
 
-    /// Removes an object; returns the removed version, if there was one.
+    /// Deletes an object as S3 does for its bucket's versioning state (`version_id` none),
+    /// or removes one version for good (`version_id` `null` or an id).
     pub async fn delete_object(
         &self,
         bucket: &str,
         key: &str,
-    ) -> ApiResult<Option<pb::ObjectVersion>> {
+        version_id: Option<&str>,
+    ) -> ApiResult<Deleted> {
         let req = pb::DeleteObjectRequest {
             bucket: bucket.to_string(),
             key: key.to_string(),
+            version_id: version_id.unwrap_or_default().to_string(),
         };
         let resp = self
             .call("DeleteObject", |mut c| {
@@ -253,7 +252,46 @@ impl Meta {
             })
             .await?;
         in_band(resp.error)?;
-        Ok(resp.deleted)
+        Ok(Deleted {
+            removed: resp.deleted,
+            marker: resp.delete_marker,
+        })
+    }
+
+    /// Sets a bucket's versioning state (Enabled or Suspended).
+    pub async fn set_bucket_versioning(
+        &self,
+        name: &str,
+        status: pb::VersioningStatus,
+    ) -> ApiResult<pb::Bucket> {
+        let req = pb::SetBucketVersioningRequest {
+            name: name.to_string(),
+            status: status as i32,
+        };
+        let resp = self
+            .call("SetBucketVersioning", |mut c| {
+                let req = req.clone();
+                async move { c.set_bucket_versioning(req).await }
+            })
+            .await?;
+        in_band(resp.error)?;
+        resp.bucket
+            .ok_or_else(|| missing("SetBucketVersioning", "bucket"))
+    }
+
+    /// One page of a bucket's versions and delete markers.
+    pub async fn list_object_versions(
+        &self,
+        req: pb::ListObjectVersionsRequest,
+    ) -> ApiResult<pb::ListObjectVersionsResponse> {
+        let resp = self
+            .call("ListObjectVersions", |mut c| {
+                let req = req.clone();
+                async move { c.list_object_versions(req).await }
+            })
+            .await?;
+        in_band(resp.error)?;
+        Ok(resp)
     }
 
     /// Replaces the tag set of the current version of an object (`version_id` empty, or the
@@ -321,6 +359,14 @@ impl Meta {
         in_band(resp.error)?;
         Ok(resp)
     }
+}
+
+/// What `DeleteObject` did.
+pub(crate) struct Deleted {
+    /// The version removed for good, if any (its shards are garbage; it may be a marker).
+    pub removed: Option<pb::ObjectVersion>,
+    /// The delete marker created, if any.
+    pub marker: Option<pb::ObjectVersion>,
 }
 
 /// What `CompleteMultipartUpload` made and what became garbage.
@@ -539,6 +585,7 @@ fn in_band(code: i32) -> ApiResult<()> {
         Ok(MetaError::NoSuchBucket) => Err(ApiError::NoSuchBucket),
         Ok(MetaError::NoSuchKey) => Err(ApiError::NoSuchKey),
         Ok(MetaError::NoSuchVersion) => Err(ApiError::NoSuchVersion),
+        Ok(MetaError::MethodNotAllowed) => Err(ApiError::MethodNotAllowed),
         // Cairn has a single owner, so an existing bucket is always the caller's.
         Ok(MetaError::BucketAlreadyExists) => Err(ApiError::BucketAlreadyOwnedByYou),
         Ok(MetaError::BucketNotEmpty) => Err(ApiError::BucketNotEmpty),

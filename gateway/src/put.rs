@@ -35,7 +35,8 @@ pub(crate) struct PutInput {
 pub(crate) struct PutOutput {
     /// Hex MD5 of the body, unquoted.
     pub etag: String,
-    pub version_id: String,
+    /// `x-amz-version-id`: the new version's id, when it has one of its own.
+    pub version_id: Option<String>,
     /// When the version was committed (leader clock, ms since the Unix epoch).
     pub last_modified_ms: i64,
     pub checksums: Vec<(Algorithm, String)>,
@@ -88,6 +89,8 @@ where
         shards: stored.shards.clone(),
         upload_id: stored.attempt_id.clone(),
         parts: Vec::new(),
+        versioned: false,
+        delete_marker: false,
     };
     let committed = stored.settle(gw, &target, gw.meta.commit_object(object).await)?;
     if let Some(old) = committed.replaced {
@@ -109,7 +112,7 @@ where
     debug!(size = stored.size, version = %committed.object.version_id, missing, "object committed");
     Ok(PutOutput {
         etag: stored.etag,
-        version_id: committed.object.version_id,
+        version_id: crate::versioning::header_id(&committed.object),
         last_modified_ms: committed.object.last_modified_ms,
         checksums: stored.checksums,
     })

@@ -10,7 +10,7 @@ use s3s::dto::*;
 use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result, S3};
 
 use crate::attrs::{self, ObjectAttrs, RequestHeaders};
-use crate::blob_pool::{object_shards, part_shards, spawn_delete_shards};
+use crate::blob_pool::{part_shards, spawn_delete_shards};
 use crate::body_digest::BodyDigest;
 use crate::checksum::{Algorithm, BodyChecksums};
 use crate::conditions::{self, Conditions, TagCondition, Verdict};
@@ -20,7 +20,7 @@ use crate::multipart::UploadRef;
 use crate::put::{BodyChecks, PutInput};
 use crate::{
     copy, delete_many, dto, get, list, multipart, names, object_attributes, put, range, tagging,
-    Gateway,
+    versioning, Gateway,
 };
 
 /// Content-Type of objects stored without one (what S3 answers too).
@@ -66,10 +66,7 @@ impl CairnS3 {
         version_id: Option<&str>,
         conds: &Conditions,
     ) -> S3Result<ObjectVersion> {
-        let obj = self.gw.meta.get_object(bucket, key).await?;
-        if version_id.is_some_and(|v| v != obj.version_id && v != "null") {
-            return Err(ApiError::NoSuchVersion.into());
-        }
+        let obj = versioning::read(&self.gw, bucket, key, version_id).await?;
         match conditions::evaluate(conds, &obj.etag, obj.last_modified_ms.div_euclid(1000)) {
             Verdict::Proceed => Ok(obj),
             Verdict::PreconditionFailed => Err(ApiError::PreconditionFailed.into()),
@@ -424,9 +421,10 @@ impl S3 for CairnS3 {
             checksum_crc64nvme: crc64nvme,
             checksum_sha1: sha1,
             checksum_sha256: sha256,
+            version_id: out.version_id,
             ..Default::default()
         };
-        tracing::debug!(version = %out.version_id, "put complete");
+        tracing::debug!("put complete");
         Ok(S3Response::new(output))
     }
 
@@ -469,6 +467,7 @@ impl S3 for CairnS3 {
             e_tag: Some(dto::etag(&obj.etag)),
             last_modified: Some(dto::timestamp(obj.last_modified_ms)),
             metadata: user_metadata(&obj),
+            version_id: versioning::header_id(&obj),
             ..Default::default()
         };
         Ok(S3Response::new(output))
@@ -509,6 +508,7 @@ impl S3 for CairnS3 {
             e_tag: Some(dto::etag(&obj.etag)),
             last_modified: Some(dto::timestamp(obj.last_modified_ms)),
             metadata: user_metadata(&obj),
+            version_id: versioning::header_id(&obj),
             ..Default::default()
         };
         let mut resp = S3Response::new(output);
@@ -525,38 +525,23 @@ impl S3 for CairnS3 {
         req: S3Request<DeleteObjectInput>,
     ) -> S3Result<S3Response<DeleteObjectOutput>> {
         let input = req.input;
-        // In an unversioned bucket the one version of a key is `null`: deleting it deletes
-        // the object. Other version ids need versioning.
-        if input
-            .version_id
-            .as_deref()
-            .is_some_and(|v| v != list::NULL_VERSION)
-        {
-            return Err(not_implemented("deleting a specific version"));
-        }
+        let version_id = versioning::check_id(input.version_id.as_deref())?;
         if input.if_match.is_some()
             || input.if_match_size.is_some()
             || input.if_match_last_modified_time.is_some()
         {
             return Err(not_implemented("conditional DELETE"));
         }
-        match self.gw.meta.delete_object(&input.bucket, &input.key).await {
-            Ok(Some(deleted)) => {
-                spawn_delete_shards(
-                    Arc::clone(&self.gw.blobs),
-                    object_shards(deleted),
-                    &[],
-                    self.gw.shard_delete_grace,
-                    "deleted",
-                    &input.bucket,
-                    &input.key,
-                );
-            }
-            // S3 answers 204 for a key that does not exist.
-            Ok(None) | Err(ApiError::NoSuchKey) => {}
-            Err(e) => return Err(e.into()),
+        if input.mfa.is_some() {
+            return Err(not_implemented("MFA delete"));
         }
-        Ok(S3Response::new(DeleteObjectOutput::default()))
+        let outcome =
+            delete_many::delete_key(&self.gw, &input.bucket, &input.key, version_id).await?;
+        Ok(S3Response::new(DeleteObjectOutput {
+            delete_marker: outcome.delete_marker.then_some(true),
+            version_id: outcome.version_id,
+            ..Default::default()
+        }))
     }
 
     async fn copy_object(
@@ -591,6 +576,13 @@ impl S3 for CairnS3 {
             input.copy_source_if_unmodified_since.as_ref(),
         );
         let source = copy_source(&self.gw, &input.copy_source, &conds).await?;
+        let source_version_named = matches!(
+            &input.copy_source,
+            CopySource::Bucket {
+                version_id: Some(_),
+                ..
+            }
+        );
         let replacement = request_attrs(
             input.content_type,
             input.metadata,
@@ -613,6 +605,7 @@ impl S3 for CairnS3 {
                 replacement,
                 tagging: tag_directive,
                 tags,
+                source_version_named,
             },
         )
         .await?;
@@ -622,6 +615,8 @@ impl S3 for CairnS3 {
                 last_modified: Some(dto::timestamp(copied.last_modified_ms)),
                 ..Default::default()
             }),
+            copy_source_version_id: versioning::header_id(&source),
+            version_id: copied.version_id,
             ..Default::default()
         }))
     }
@@ -648,7 +643,7 @@ impl S3 for CairnS3 {
     ) -> S3Result<S3Response<PutObjectTaggingOutput>> {
         let input = req.input;
         let tags = tagging::from_tagging(input.tagging)?;
-        tagging::set(
+        let version_id = tagging::set(
             &self.gw,
             &input.bucket,
             &input.key,
@@ -656,7 +651,7 @@ impl S3 for CairnS3 {
             tags,
         )
         .await?;
-        Ok(S3Response::new(PutObjectTaggingOutput::default()))
+        Ok(S3Response::new(PutObjectTaggingOutput { version_id }))
     }
 
     async fn get_object_tagging(
@@ -664,7 +659,7 @@ impl S3 for CairnS3 {
         req: S3Request<GetObjectTaggingInput>,
     ) -> S3Result<S3Response<GetObjectTaggingOutput>> {
         let input = req.input;
-        let tags = tagging::get(
+        let (tags, version_id) = tagging::get(
             &self.gw,
             &input.bucket,
             &input.key,
@@ -673,7 +668,7 @@ impl S3 for CairnS3 {
         .await?;
         Ok(S3Response::new(GetObjectTaggingOutput {
             tag_set: tagging::tag_set(&tags),
-            version_id: None,
+            version_id,
         }))
     }
 
@@ -682,7 +677,7 @@ impl S3 for CairnS3 {
         req: S3Request<DeleteObjectTaggingInput>,
     ) -> S3Result<S3Response<DeleteObjectTaggingOutput>> {
         let input = req.input;
-        tagging::set(
+        let version_id = tagging::set(
             &self.gw,
             &input.bucket,
             &input.key,
@@ -690,7 +685,24 @@ impl S3 for CairnS3 {
             Vec::new(),
         )
         .await?;
-        Ok(S3Response::new(DeleteObjectTaggingOutput::default()))
+        Ok(S3Response::new(DeleteObjectTaggingOutput { version_id }))
+    }
+
+    async fn put_bucket_versioning(
+        &self,
+        req: S3Request<PutBucketVersioningInput>,
+    ) -> S3Result<S3Response<PutBucketVersioningOutput>> {
+        versioning::put(&self.gw, &req.input).await?;
+        Ok(S3Response::new(PutBucketVersioningOutput::default()))
+    }
+
+    async fn get_bucket_versioning(
+        &self,
+        req: S3Request<GetBucketVersioningInput>,
+    ) -> S3Result<S3Response<GetBucketVersioningOutput>> {
+        Ok(S3Response::new(
+            versioning::get(&self.gw, &req.input.bucket).await?,
+        ))
     }
 
     async fn get_bucket_location(
@@ -876,6 +888,7 @@ impl S3 for CairnS3 {
             bucket: Some(upload.bucket),
             key: Some(upload.key),
             e_tag: Some(dto::etag(&object.etag)),
+            version_id: versioning::header_id(&object),
             ..Default::default()
         }))
     }

@@ -158,6 +158,7 @@ mod tests {
             Command::DeleteObject {
                 bucket: "b".into(),
                 key: "gone".into(),
+                version_id: None,
             },
         );
         // A multipart upload in progress with one part on "b".

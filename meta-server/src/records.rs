@@ -53,6 +53,7 @@ mod tests {
             id: 3,
             created_ms: 9,
             scheme: None,
+            versioning: 1,
         };
         let raw = encode(&b);
         assert_eq!(raw[0], RECORD_FORMAT_V1);

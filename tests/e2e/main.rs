@@ -24,3 +24,4 @@ mod multipart;
 mod objects;
 mod roles;
 mod tagging;
+mod versioning;

@@ -237,6 +237,7 @@ mod tests {
             Command::DeleteObject {
                 bucket: "b".into(),
                 key: "gone".into(),
+                version_id: None,
             },
         );
         // live: kept; the same key on another disk: garbage; deleted object: garbage;
