@@ -453,7 +453,8 @@ async fn versioned_buckets_keep_every_version_with_s3_semantics() {
     let s3 = server.client();
     assert!(get_v(&s3, b, "k", &ids[0]).await == bodies[0]);
     assert!(get_v(&s3, b, "k", &ids[2]).await == bodies[2]);
-    let after = all_versions(&s3, b, "k", 2).await;
+    // Pages of one resume after `null` and after ids.
+    let after = all_versions(&s3, b, "k", 1).await;
     assert_eq!(after, listed);
 
     // DeleteObjects by version empties the bucket, reporting markers; then it can go.

@@ -394,6 +394,37 @@ mod tests {
         // Every version's shard is live for GC.
         assert!(collect(&db, 8, &["null0.0", "v5.0", "v6.0", "v7.0"]).is_empty());
 
+        // A non-current version is healed like the current one: its shard can be replaced,
+        // and the rebuilt copy is what GC keeps.
+        let rebuilt = ShardPlacement {
+            node_id: "n1".into(),
+            disk_id: "d1".into(),
+            // A healer names rebuilt shards `{attempt}.{index}.{nonce}`.
+            shard_key: "v5.0.h".into(),
+            written: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            run(
+                &db,
+                20,
+                Command::ReplaceShards {
+                    bucket: "b".into(),
+                    key: "k".into(),
+                    version_id: version_id(5),
+                    part_number: 0,
+                    replacements: vec![("v5.0".into(), rebuilt.encode_to_vec())],
+                },
+            ),
+            Response::Replaced { applied: true }
+        );
+        let healed = reader
+            .s3_version(1, "k", &version_id(5))
+            .expect("read")
+            .expect("v5");
+        assert_eq!(healed.shards[0].shard_key, "v5.0.h");
+        assert_eq!(collect(&db, 21, &["v5.0", "v5.0.h"]), ["v5.0"]);
+
         // A delete adds a marker and removes nothing.
         let Response::Deleted { deleted, marker } = run(&db, 9, delete("k", None)) else {
             panic!("delete");
@@ -436,7 +467,7 @@ mod tests {
         };
         assert_eq!(decode(&deleted).expect("v6").etag, "v6");
         assert_eq!(
-            collect(&db, 13, &["v5.0", "v6.0", "v7.0", "null0.0"]),
+            collect(&db, 13, &["v5.0.h", "v6.0", "v7.0", "null0.0"]),
             ["v6.0"]
         );
         // A missing version, and a malformed id.
