@@ -24,19 +24,21 @@ pub(crate) struct Source<'a> {
     pub version_id: Option<&'a str>,
 }
 
-/// The version a copy reads, once its `x-amz-copy-source-if-*` conditions hold. For a copy
-/// source every failed condition is 412 PreconditionFailed, never 304.
+/// The version a copy reads, once its `x-amz-copy-source-if-*` conditions hold, and its
+/// `x-amz-copy-source-version-id`. For a copy source every failed condition is 412
+/// PreconditionFailed, never 304.
 pub(crate) async fn source_version(
     gw: &Gateway,
     source: &Source<'_>,
     conds: &Conditions,
-) -> ApiResult<ObjectVersion> {
-    let obj = crate::versioning::read(gw, source.bucket, source.key, source.version_id).await?;
+) -> ApiResult<(ObjectVersion, Option<String>)> {
+    let (obj, id) =
+        crate::versioning::read_with_id(gw, source.bucket, source.key, source.version_id).await?;
     let modified = obj.last_modified_ms.div_euclid(1000);
     if conditions::evaluate(conds, &obj.etag, modified) != Verdict::Proceed {
         return Err(ApiError::PreconditionFailed);
     }
-    Ok(obj)
+    Ok((obj, id))
 }
 
 /// `x-amz-metadata-directive` / `x-amz-tagging-directive`: keep the source's, or take the

@@ -217,6 +217,16 @@ impl Meta {
         key: &str,
         version_id: &str,
     ) -> ApiResult<pb::ObjectVersion> {
+        Ok(self.get_object_and_state(bucket, key, version_id).await?.0)
+    }
+
+    /// [`Self::get_object_version`], with the bucket's versioning state.
+    pub async fn get_object_and_state(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: &str,
+    ) -> ApiResult<(pb::ObjectVersion, pb::VersioningStatus)> {
         let req = pb::GetObjectRequest {
             bucket: bucket.to_string(),
             key: key.to_string(),
@@ -229,7 +239,9 @@ impl Meta {
             })
             .await?;
         in_band(resp.error)?;
-        resp.object.ok_or_else(|| missing("GetObject", "object"))
+        let state = resp.bucket_versioning();
+        let object = resp.object.ok_or_else(|| missing("GetObject", "object"))?;
+        Ok((object, state))
     }
 
     /// Deletes an object as S3 does for its bucket's versioning state (`version_id` none),

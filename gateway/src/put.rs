@@ -112,7 +112,7 @@ where
     debug!(size = stored.size, version = %committed.object.version_id, missing, "object committed");
     Ok(PutOutput {
         etag: stored.etag,
-        version_id: crate::versioning::header_id(&committed.object),
+        version_id: crate::versioning::response_id(&committed.object, stored.bucket_versioning),
         last_modified_ms: committed.object.last_modified_ms,
         checksums: stored.checksums,
     })
@@ -150,6 +150,8 @@ pub(crate) struct StoredBody {
     pub attempt_id: String,
     /// Shards whose files exist, to remove if the commit is refused.
     finalized: Vec<ShardPlacement>,
+    /// The bucket's versioning state when the PUT was planned.
+    pub bucket_versioning: pb::VersioningStatus,
 }
 
 impl StoredBody {
@@ -214,6 +216,7 @@ where
         )
         .await?;
     let attempt_id = plan.upload_id.clone();
+    let bucket_versioning = plan.bucket_versioning();
     let (pb_scheme, scheme, placements) = check_plan(plan)?;
     let codec = Codec::new(scheme).map_err(|e| ApiError::Internal(e.to_string()))?;
     let quorum = scheme.write_quorum();
@@ -324,6 +327,7 @@ where
         shards,
         attempt_id,
         finalized,
+        bucket_versioning,
     })
 }
 
@@ -411,6 +415,7 @@ mod tests {
             scheme: Some(scheme),
             shards: vec![placement(2), placement(0), placement(1)],
             upload_id: "u".into(),
+            ..Default::default()
         };
         let (_, s, shards) = check_plan(ok).unwrap();
         assert_eq!((s.k, s.m), (2, 1));
@@ -423,6 +428,7 @@ mod tests {
             scheme: Some(scheme),
             shards: vec![placement(0), placement(1)],
             upload_id: "u".into(),
+            ..Default::default()
         };
         assert!(check_plan(short).is_err());
         let dup = pb::PlanPutResponse {
@@ -430,6 +436,7 @@ mod tests {
             scheme: Some(scheme),
             shards: vec![placement(0), placement(0), placement(1)],
             upload_id: "u".into(),
+            ..Default::default()
         };
         assert!(check_plan(dup).is_err());
     }

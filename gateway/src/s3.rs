@@ -38,41 +38,35 @@ impl CairnS3 {
         Self { gw }
     }
 
-    /// The current version of an object, after the version and conditional checks of a
-    /// GET or HEAD.
-    /// The version a GET or HEAD reads (after its conditions), the range it asked for, if
-    /// any, and the byte span to serve.
-    async fn read_target(
-        &self,
-        t: ReadTarget<'_>,
-    ) -> S3Result<(
-        ObjectVersion,
-        Option<std::ops::Range<u64>>,
-        std::ops::Range<u64>,
-    )> {
-        let obj = self
-            .readable_version(t.bucket, t.key, t.version_id, &t.conds)
-            .await?;
+    /// The version a GET or HEAD reads (after its version and conditional checks), the range
+    /// it asked for, if any, the byte span to serve and the `x-amz-version-id` to answer.
+    async fn read_target(&self, t: ReadTarget<'_>) -> S3Result<Readable> {
+        let (obj, version_id) =
+            versioning::read_with_id(&self.gw, t.bucket, t.key, t.version_id).await?;
+        match conditions::evaluate(&t.conds, &obj.etag, obj.last_modified_ms.div_euclid(1000)) {
+            Verdict::Proceed => {}
+            Verdict::PreconditionFailed => return Err(ApiError::PreconditionFailed.into()),
+            Verdict::NotModified => return Err(not_modified(&obj)),
+        }
         let part_sizes: Vec<u64> = obj.parts.iter().map(|p| p.size).collect();
         let partial = range::resolve(t.range, t.part_number, obj.size, &part_sizes)?;
         let span = partial.clone().unwrap_or(0..obj.size);
-        Ok((obj, partial, span))
+        Ok(Readable {
+            obj,
+            partial,
+            span,
+            version_id,
+        })
     }
+}
 
-    async fn readable_version(
-        &self,
-        bucket: &str,
-        key: &str,
-        version_id: Option<&str>,
-        conds: &Conditions,
-    ) -> S3Result<ObjectVersion> {
-        let obj = versioning::read(&self.gw, bucket, key, version_id).await?;
-        match conditions::evaluate(conds, &obj.etag, obj.last_modified_ms.div_euclid(1000)) {
-            Verdict::Proceed => Ok(obj),
-            Verdict::PreconditionFailed => Err(ApiError::PreconditionFailed.into()),
-            Verdict::NotModified => Err(not_modified(&obj)),
-        }
-    }
+/// What a GET or HEAD serves.
+struct Readable {
+    obj: ObjectVersion,
+    partial: Option<std::ops::Range<u64>>,
+    span: std::ops::Range<u64>,
+    /// `x-amz-version-id`.
+    version_id: Option<String>,
 }
 
 /// A 304 carrying the validators, as S3 sends it.
@@ -253,12 +247,13 @@ fn request_attrs(
     })
 }
 
-/// The version `x-amz-copy-source` names, once the copy conditions hold.
+/// The version `x-amz-copy-source` names, once the copy conditions hold, and its
+/// `x-amz-copy-source-version-id`.
 async fn copy_source(
     gw: &Gateway,
     source: &CopySource,
     conds: &Conditions,
-) -> S3Result<ObjectVersion> {
+) -> S3Result<(ObjectVersion, Option<String>)> {
     let CopySource::Bucket {
         bucket,
         key,
@@ -433,7 +428,12 @@ impl S3 for CairnS3 {
         req: S3Request<GetObjectInput>,
     ) -> S3Result<S3Response<GetObjectOutput>> {
         let input = req.input;
-        let (obj, partial, span) = self
+        let Readable {
+            obj,
+            partial,
+            span,
+            version_id,
+        } = self
             .read_target(ReadTarget {
                 bucket: &input.bucket,
                 key: &input.key,
@@ -467,7 +467,7 @@ impl S3 for CairnS3 {
             e_tag: Some(dto::etag(&obj.etag)),
             last_modified: Some(dto::timestamp(obj.last_modified_ms)),
             metadata: user_metadata(&obj),
-            version_id: versioning::header_id(&obj),
+            version_id,
             ..Default::default()
         };
         Ok(S3Response::new(output))
@@ -478,7 +478,12 @@ impl S3 for CairnS3 {
         req: S3Request<HeadObjectInput>,
     ) -> S3Result<S3Response<HeadObjectOutput>> {
         let input = req.input;
-        let (obj, partial, span) = self
+        let Readable {
+            obj,
+            partial,
+            span,
+            version_id,
+        } = self
             .read_target(ReadTarget {
                 bucket: &input.bucket,
                 key: &input.key,
@@ -508,7 +513,7 @@ impl S3 for CairnS3 {
             e_tag: Some(dto::etag(&obj.etag)),
             last_modified: Some(dto::timestamp(obj.last_modified_ms)),
             metadata: user_metadata(&obj),
-            version_id: versioning::header_id(&obj),
+            version_id,
             ..Default::default()
         };
         let mut resp = S3Response::new(output);
@@ -575,7 +580,7 @@ impl S3 for CairnS3 {
             input.copy_source_if_modified_since.as_ref(),
             input.copy_source_if_unmodified_since.as_ref(),
         );
-        let source = copy_source(&self.gw, &input.copy_source, &conds).await?;
+        let (source, source_version_id) = copy_source(&self.gw, &input.copy_source, &conds).await?;
         let source_version_named = matches!(
             &input.copy_source,
             CopySource::Bucket {
@@ -615,7 +620,7 @@ impl S3 for CairnS3 {
                 last_modified: Some(dto::timestamp(copied.last_modified_ms)),
                 ..Default::default()
             }),
-            copy_source_version_id: versioning::header_id(&source),
+            copy_source_version_id: source_version_id,
             version_id: copied.version_id,
             ..Default::default()
         }))
@@ -822,7 +827,7 @@ impl S3 for CairnS3 {
             input.copy_source_if_modified_since.as_ref(),
             input.copy_source_if_unmodified_since.as_ref(),
         );
-        let source = copy_source(&self.gw, &input.copy_source, &conds).await?;
+        let (source, source_version_id) = copy_source(&self.gw, &input.copy_source, &conds).await?;
         let span = match input.copy_source_range.as_deref() {
             None => 0..source.size,
             Some(header) => copy_source_range(header, source.size)?,
@@ -846,6 +851,7 @@ impl S3 for CairnS3 {
                 last_modified: Some(dto::timestamp(part.last_modified_ms)),
                 ..Default::default()
             }),
+            copy_source_version_id: source_version_id,
             ..Default::default()
         }))
     }
@@ -884,11 +890,21 @@ impl S3 for CairnS3 {
             upload_id: input.upload_id,
         };
         let object = multipart::complete(&self.gw, &upload, parts).await?;
+        // A null version is answered as `null` once the bucket's versioning was configured;
+        // the upload is complete either way, so a failed look-up only leaves the header out.
+        let version_id = if object.versioned {
+            versioning::header_id(&object)
+        } else {
+            match self.gw.meta.get_bucket(&upload.bucket).await {
+                Ok(bucket) => versioning::response_id(&object, bucket.versioning()),
+                Err(_) => None,
+            }
+        };
         Ok(S3Response::new(CompleteMultipartUploadOutput {
             bucket: Some(upload.bucket),
             key: Some(upload.key),
             e_tag: Some(dto::etag(&object.etag)),
-            version_id: versioning::header_id(&object),
+            version_id,
             ..Default::default()
         }))
     }

@@ -30,10 +30,23 @@ pub(crate) fn s3_id(obj: &pb::ObjectVersion) -> String {
     }
 }
 
-/// `x-amz-version-id` for a response about `obj`: its id when it has one of its own; none
-/// for a `null` version (what a never-versioned bucket answers).
+/// `x-amz-version-id` for a response about `obj` where the bucket's versioning state is not
+/// known: its id when it has one of its own, none for a `null` version.
 pub(crate) fn header_id(obj: &pb::ObjectVersion) -> Option<String> {
     obj.versioned.then(|| obj.version_id.clone())
+}
+
+/// `x-amz-version-id` for a response about `obj` in a bucket whose versioning state is
+/// `state`: its own id; `null` for a null version once versioning was ever configured; none
+/// in a never-versioned bucket (as S3 answers).
+pub(crate) fn response_id(obj: &pb::ObjectVersion, state: VersioningStatus) -> Option<String> {
+    if obj.versioned {
+        Some(obj.version_id.clone())
+    } else if state == VersioningStatus::Unversioned {
+        None
+    } else {
+        Some(NULL_VERSION.to_string())
+    }
 }
 
 /// Checks a request's `versionId`: `null` or an id Cairn could have made; anything else is
@@ -59,10 +72,20 @@ pub(crate) async fn read(
     key: &str,
     version_id: Option<&str>,
 ) -> ApiResult<pb::ObjectVersion> {
+    Ok(read_with_id(gw, bucket, key, version_id).await?.0)
+}
+
+/// [`read`], and the `x-amz-version-id` to answer about the version (see [`response_id`]).
+pub(crate) async fn read_with_id(
+    gw: &Gateway,
+    bucket: &str,
+    key: &str,
+    version_id: Option<&str>,
+) -> ApiResult<(pb::ObjectVersion, Option<String>)> {
     let version_id = check_id(version_id)?;
-    let obj = gw
+    let (obj, state) = gw
         .meta
-        .get_object_version(bucket, key, version_id.unwrap_or(""))
+        .get_object_and_state(bucket, key, version_id.unwrap_or(""))
         .await?;
     if obj.delete_marker {
         return Err(ApiError::DeleteMarker {
@@ -70,7 +93,8 @@ pub(crate) async fn read(
             by_id: version_id.is_some(),
         });
     }
-    Ok(obj)
+    let id = response_id(&obj, state);
+    Ok((obj, id))
 }
 
 /// PutBucketVersioning: Enabled or Suspended. MFA delete is not supported.
@@ -142,7 +166,16 @@ mod tests {
         };
         assert_eq!(s3_id(&obj), "null");
         assert_eq!(header_id(&obj), None);
+        assert_eq!(response_id(&obj, VersioningStatus::Unversioned), None);
+        assert_eq!(
+            response_id(&obj, VersioningStatus::Suspended).as_deref(),
+            Some("null")
+        );
         obj.versioned = true;
+        assert_eq!(
+            response_id(&obj, VersioningStatus::Suspended).as_deref(),
+            Some("00000000000000000042")
+        );
         assert_eq!(s3_id(&obj), "00000000000000000042");
         assert_eq!(header_id(&obj).as_deref(), Some("00000000000000000042"));
     }

@@ -217,6 +217,7 @@ impl Meta for MetaService {
                 scheme: Some(scheme),
                 shards,
                 upload_id,
+                bucket_versioning: bucket.versioning,
             },
             Err(e) => {
                 tracing::warn!(error = %e, bucket = %request.bucket, "cannot place object");
@@ -267,14 +268,14 @@ impl Meta for MetaService {
         let Some(bucket) = bucket else {
             return Ok(Response::new(GetObjectResponse {
                 error: MetaError::NoSuchBucket as i32,
-                object: None,
+                ..Default::default()
             }));
         };
         let by_id = !request.version_id.is_empty();
         if by_id && !crate::apply::versions::is_version_id(&request.version_id) {
             return Ok(Response::new(GetObjectResponse {
                 error: MetaError::InvalidArgument as i32,
-                object: None,
+                ..Default::default()
             }));
         }
         let mut object = if by_id {
@@ -294,6 +295,7 @@ impl Meta for MetaService {
         Ok(Response::new(GetObjectResponse {
             error: error as i32,
             object,
+            bucket_versioning: bucket.versioning,
         }))
     }
 
