@@ -621,6 +621,21 @@ mod tests {
             ("c/2".into(), version_id(10), false),
         ];
         assert_eq!(all, expected);
+        // A page that resumes after a key's `null` version starts at the next key.
+        let page = reader
+            .list_versions(
+                1,
+                VersionsQuery {
+                    prefix: "",
+                    delimiter: "",
+                    key_marker: "a",
+                    version_id_marker: "null",
+                    max_keys: 1,
+                },
+            )
+            .expect("list");
+        assert_eq!(page.versions[0].key, "b");
+        assert!(page.versions[0].delete_marker && page.versions[0].is_latest);
         // With a delimiter, c/ is one entry; a deleted key is not listed by ListObjects.
         let page = reader
             .list_versions(

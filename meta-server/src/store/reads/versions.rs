@@ -62,11 +62,12 @@ impl MetaReader {
                         skip_exact = Some(raw.clone());
                         raw
                     }
-                    // The marker version is gone (a null version replaced between pages):
-                    // its place in the order is known only for an id.
+                    // The marker version is gone (removed between pages). An id still names
+                    // its place in the order; a `null` version replaced in between does not,
+                    // so the listing goes on after the key rather than repeat its versions.
                     None => match crate::apply::heal::parse_version_id(q.version_id_marker) {
                         Some(n) => keys::object_key(bucket_id, q.key_marker, n),
-                        None => keys::object_versions_start(bucket_id, q.key_marker),
+                        None => keys::after_versions(bucket_id, q.key_marker),
                     },
                 }
             };
