@@ -20,29 +20,25 @@ use crate::{get, Gateway};
 pub(crate) struct Source<'a> {
     pub bucket: &'a str,
     pub key: &'a str,
-    /// `?versionId=`: must be the current version (or `null`).
+    /// `?versionId=`: that version (`null`: the null version); none: the current one.
     pub version_id: Option<&'a str>,
 }
 
-/// The version a copy reads, once its `x-amz-copy-source-if-*` conditions hold. For a copy
-/// source every failed condition is 412 PreconditionFailed, never 304.
+/// The version a copy reads, once its `x-amz-copy-source-if-*` conditions hold, and its
+/// `x-amz-copy-source-version-id`. For a copy source every failed condition is 412
+/// PreconditionFailed, never 304.
 pub(crate) async fn source_version(
     gw: &Gateway,
     source: &Source<'_>,
     conds: &Conditions,
-) -> ApiResult<ObjectVersion> {
-    let obj = gw.meta.get_object(source.bucket, source.key).await?;
-    if source
-        .version_id
-        .is_some_and(|v| v != obj.version_id && v != "null")
-    {
-        return Err(ApiError::NoSuchVersion);
-    }
+) -> ApiResult<(ObjectVersion, Option<String>)> {
+    let (obj, id) =
+        crate::versioning::read_with_id(gw, source.bucket, source.key, source.version_id).await?;
     let modified = obj.last_modified_ms.div_euclid(1000);
     if conditions::evaluate(conds, &obj.etag, modified) != Verdict::Proceed {
         return Err(ApiError::PreconditionFailed);
     }
-    Ok(obj)
+    Ok((obj, id))
 }
 
 /// `x-amz-metadata-directive` / `x-amz-tagging-directive`: keep the source's, or take the
@@ -79,6 +75,9 @@ pub(crate) struct CopyRequest {
     pub tags: Vec<cairn_proto::meta::ObjectTag>,
     /// The destination's `If-None-Match: *` / `If-Match`, checked in the commit's entry.
     pub condition: Option<cairn_proto::meta::WriteCondition>,
+    /// The source was named by version id: copying a version onto its own key restores it
+    /// (S3's way of bringing back an older version), which is allowed unchanged.
+    pub source_version_named: bool,
 }
 
 /// A committed copy.
@@ -86,6 +85,8 @@ pub(crate) struct Copied {
     /// Hex MD5 of the copied bytes, unquoted.
     pub etag: String,
     pub last_modified_ms: i64,
+    /// `x-amz-version-id` of the copy, when it has an id of its own.
+    pub version_id: Option<String>,
 }
 
 const ILLEGAL_SELF_COPY: &str = "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes.";
@@ -97,7 +98,11 @@ pub(crate) async fn copy_object(
     source: &ObjectVersion,
     req: CopyRequest,
 ) -> ApiResult<Copied> {
-    if source.bucket == req.bucket && source.key == req.key && req.metadata != Directive::Replace {
+    if source.bucket == req.bucket
+        && source.key == req.key
+        && req.metadata != Directive::Replace
+        && !req.source_version_named
+    {
         return Err(ApiError::InvalidRequest(ILLEGAL_SELF_COPY.into()));
     }
     let mut attrs = match req.metadata {
@@ -132,6 +137,7 @@ pub(crate) async fn copy_object(
         Ok(out) => Ok(Copied {
             etag: out.etag,
             last_modified_ms: out.last_modified_ms,
+            version_id: out.version_id,
         }),
         // The "body" is our own read of the source: its failures are the server's.
         Err(ApiError::IncompleteBody(why)) => Err(ApiError::Unavailable(format!(

@@ -10,7 +10,7 @@ use s3s::S3Error;
 
 use crate::blob_pool::{object_shards, spawn_delete_shards};
 use crate::error::{ApiError, ApiResult};
-use crate::{conditions, names, Gateway};
+use crate::{conditions, names, versioning, Gateway};
 
 /// Most keys one request may name (S3's limit).
 pub(crate) const MAX_KEYS: usize = 1000;
@@ -32,23 +32,28 @@ pub(crate) async fn delete_objects(
     }
     gw.meta.get_bucket(bucket).await?;
     let quiet = delete.quiet.unwrap_or(false);
-    let results: Vec<(ObjectIdentifier, ApiResult<()>)> = futures::stream::iter(delete.objects)
-        .map(|obj| async move {
-            let result = delete_one(gw, bucket, &obj).await;
-            (obj, result)
-        })
-        .buffered(PARALLEL)
-        .collect()
-        .await;
+    let results: Vec<(ObjectIdentifier, ApiResult<Outcome>)> =
+        futures::stream::iter(delete.objects)
+            .map(|obj| async move {
+                let result = delete_one(gw, bucket, &obj).await;
+                (obj, result)
+            })
+            .buffered(PARALLEL)
+            .collect()
+            .await;
     let mut deleted = Vec::new();
     let mut errors = Vec::new();
     for (obj, result) in results {
         match result {
-            Ok(()) if quiet => {}
-            Ok(()) => deleted.push(DeletedObject {
+            Ok(_) if quiet => {}
+            Ok(outcome) => deleted.push(DeletedObject {
                 key: Some(obj.key),
                 version_id: obj.version_id,
-                ..Default::default()
+                delete_marker: outcome.delete_marker.then_some(true),
+                delete_marker_version_id: outcome
+                    .delete_marker
+                    .then_some(outcome.version_id)
+                    .flatten(),
             }),
             Err(e) => {
                 let err = S3Error::from(e);
@@ -68,14 +73,19 @@ pub(crate) async fn delete_objects(
     })
 }
 
+/// What deleting one key did, in S3's terms.
+#[derive(Debug, Default)]
+pub(crate) struct Outcome {
+    /// A delete marker was created, or the version removed was one.
+    pub delete_marker: bool,
+    /// The marker's version id, or the version id the request named.
+    pub version_id: Option<String>,
+}
+
 /// One key of the list, as DeleteObject removes it.
-async fn delete_one(gw: &Gateway, bucket: &str, obj: &ObjectIdentifier) -> ApiResult<()> {
+async fn delete_one(gw: &Gateway, bucket: &str, obj: &ObjectIdentifier) -> ApiResult<Outcome> {
     names::validate_key(&obj.key)?;
-    if obj.version_id.as_deref().is_some_and(|v| v != "null") {
-        return Err(ApiError::NotImplemented(
-            "deleting a specific version".into(),
-        ));
-    }
+    let version_id = versioning::check_id(obj.version_id.as_deref())?;
     if obj.last_modified_time.is_some() || obj.size.is_some() {
         return Err(ApiError::NotImplemented(
             "conditional deletes on size or modification time".into(),
@@ -87,22 +97,59 @@ async fn delete_one(gw: &Gateway, bucket: &str, obj: &ObjectIdentifier) -> ApiRe
         .as_ref()
         .map(|e| conditions::TagCondition::Tag(e.value().to_string()));
     let condition = conditions::write_condition(if_match, None)?;
+    delete_key(gw, bucket, &obj.key, version_id, condition).await
+}
+
+/// Deletes `key` as DeleteObject does: without a version id, removes it (unversioned bucket)
+/// or adds a delete marker; with one, removes that version for good. The shards of whatever
+/// was removed are deleted after the grace. A key or version that does not exist counts as
+/// deleted, as in S3, unless a `condition` (If-Match) was given: then it is NoSuchKey.
+pub(crate) async fn delete_key(
+    gw: &Gateway,
+    bucket: &str,
+    key: &str,
+    version_id: Option<&str>,
+    condition: Option<cairn_proto::meta::WriteCondition>,
+) -> ApiResult<Outcome> {
     let conditional = condition.is_some();
-    match gw.meta.delete_object(bucket, &obj.key, condition).await {
-        Ok(Some(gone)) => {
-            spawn_delete_shards(
-                Arc::clone(&gw.blobs),
-                object_shards(gone),
-                &[],
-                gw.shard_delete_grace,
-                "deleted",
-                bucket,
-                &obj.key,
-            );
-            Ok(())
+    let done = match gw
+        .meta
+        .delete_object(bucket, key, version_id, condition)
+        .await
+    {
+        Ok(done) => done,
+        Err(ApiError::NoSuchKey | ApiError::NoSuchVersion) if !conditional => {
+            return Ok(Outcome {
+                delete_marker: false,
+                version_id: version_id.map(str::to_string),
+            })
         }
-        Ok(None) => Ok(()),
-        Err(ApiError::NoSuchKey) if !conditional => Ok(()),
-        Err(e) => Err(e),
+        Err(e) => return Err(e),
+    };
+    let removed_marker = done.removed.as_ref().is_some_and(|r| r.delete_marker);
+    if let Some(gone) = done.removed {
+        // Durability: the meta entry removed exactly this version's record (the one the
+        // request named, or the one the bucket's versioning state replaces), so nothing
+        // refers to these shards any more; versions kept by versioning are not in `gone`.
+        spawn_delete_shards(
+            Arc::clone(&gw.blobs),
+            object_shards(gone),
+            &[],
+            gw.shard_delete_grace,
+            "deleted",
+            bucket,
+            key,
+        );
     }
+    Ok(match (done.marker, version_id) {
+        (Some(marker), _) => Outcome {
+            delete_marker: true,
+            version_id: Some(versioning::s3_id(&marker)),
+        },
+        (None, Some(v)) => Outcome {
+            delete_marker: removed_marker,
+            version_id: Some(v.to_string()),
+        },
+        (None, None) => Outcome::default(),
+    })
 }

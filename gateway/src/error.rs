@@ -35,6 +35,20 @@ pub(crate) enum ApiError {
     NoSuchKey,
     #[error("the version does not exist")]
     NoSuchVersion,
+    /// The key's current version is a delete marker (404 NoSuchKey with
+    /// `x-amz-delete-marker: true`), or the version named is one (405 MethodNotAllowed).
+    #[error("{}", if *.by_id { "The specified method is not allowed against this resource." } else { "The specified key does not exist." })]
+    DeleteMarker {
+        /// The marker's version id as S3 shows it.
+        version_id: String,
+        /// Whether the request named the marker's version id.
+        by_id: bool,
+    },
+    /// A version id that no version can have.
+    #[error("Invalid version id specified")]
+    InvalidVersionId,
+    #[error("The specified method is not allowed against this resource.")]
+    MethodNotAllowed,
     #[error("the bucket already exists and is yours")]
     BucketAlreadyOwnedByYou,
     #[error("the bucket is not empty")]
@@ -104,6 +118,11 @@ impl From<ApiError> for S3Error {
             ApiError::NoSuchBucket => S3ErrorCode::NoSuchBucket,
             ApiError::NoSuchKey => S3ErrorCode::NoSuchKey,
             ApiError::NoSuchVersion => S3ErrorCode::NoSuchVersion,
+            ApiError::DeleteMarker { version_id, by_id } => {
+                return delete_marker_error(version_id, *by_id, &e);
+            }
+            ApiError::InvalidVersionId => S3ErrorCode::InvalidArgument,
+            ApiError::MethodNotAllowed => S3ErrorCode::MethodNotAllowed,
             ApiError::BucketAlreadyOwnedByYou => S3ErrorCode::BucketAlreadyOwnedByYou,
             ApiError::BucketNotEmpty => S3ErrorCode::BucketNotEmpty,
             ApiError::InvalidBucketName(_) => S3ErrorCode::InvalidBucketName,
@@ -139,6 +158,27 @@ impl From<ApiError> for S3Error {
         };
         S3Error::with_message(code, e.to_string())
     }
+}
+
+/// The error for a delete marker, with the headers S3 sends: `x-amz-delete-marker: true` and
+/// the marker's `x-amz-version-id`.
+fn delete_marker_error(version_id: &str, by_id: bool, e: &ApiError) -> S3Error {
+    let code = if by_id {
+        S3ErrorCode::MethodNotAllowed
+    } else {
+        S3ErrorCode::NoSuchKey
+    };
+    let mut err = S3Error::with_message(code, e.to_string());
+    let mut headers = http::HeaderMap::new();
+    headers.insert(
+        "x-amz-delete-marker",
+        http::HeaderValue::from_static("true"),
+    );
+    if let Ok(v) = http::HeaderValue::from_str(version_id) {
+        headers.insert("x-amz-version-id", v);
+    }
+    err.set_headers(headers);
+    err
 }
 
 /// An S3 error code that s3s does not enumerate, with its status.

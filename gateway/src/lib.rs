@@ -58,6 +58,7 @@ mod shard_feed;
 mod shard_writers;
 mod stripe_reader;
 mod tagging;
+mod versioning;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -1,18 +1,19 @@
-//! Object listings: ListObjectsV2, ListObjects (v1) and ListObjectVersions on top of the meta
-//! `ListObjects` page, with opaque continuation tokens and `encoding-type=url`.
+//! Object listings: ListObjectsV2 and ListObjects (v1) on top of the meta `ListObjects` page,
+//! ListObjectVersions on top of the meta `ListObjectVersions` page, with opaque continuation tokens and `encoding-type=url`.
 
 use base64::Engine as _;
 use cairn_proto::meta::{self as pb};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use s3s::dto::{
-    CommonPrefix, EncodingType, ListObjectVersionsInput, ListObjectVersionsOutput,
-    ListObjectsInput, ListObjectsOutput, ListObjectsV2Input, ListObjectsV2Output, Object,
-    ObjectStorageClass, ObjectVersion as VersionEntry, ObjectVersionStorageClass,
+    CommonPrefix, DeleteMarkerEntry, EncodingType, ListObjectVersionsInput,
+    ListObjectVersionsOutput, ListObjectsInput, ListObjectsOutput, ListObjectsV2Input,
+    ListObjectsV2Output, Object, ObjectStorageClass, ObjectVersion as VersionEntry,
+    ObjectVersionStorageClass,
 };
 
 use crate::dto;
 use crate::error::{ApiError, ApiResult};
-use crate::Gateway;
+use crate::{versioning, Gateway};
 
 /// The default and largest page size.
 pub(crate) const MAX_KEYS: u32 = 1000;
@@ -239,13 +240,9 @@ pub(crate) async fn list_v1(gw: &Gateway, input: ListObjectsInput) -> ApiResult<
     })
 }
 
-/// The version id S3 gives objects written while a bucket's versioning was never enabled.
-pub(crate) const NULL_VERSION: &str = "null";
-
-/// ListObjectVersions. Buckets are not versioned yet (PutBucketVersioning answers
-/// NotImplemented), so every key has exactly one version, the current one, and S3 calls it
-/// `null`: the listing is the object listing in version form, and a version-id marker can only
-/// be `null` (the key marker alone decides where the next page starts).
+/// ListObjectVersions: every version and delete marker, by key and newest first within a
+/// key, from the meta `ListObjectVersions` page. A key written only while versioning was
+/// never enabled has one version, `null`.
 pub(crate) async fn list_versions(
     gw: &Gateway,
     input: ListObjectVersionsInput,
@@ -261,35 +258,63 @@ pub(crate) async fn list_versions(
             "a version-id marker cannot be specified without a key marker".into(),
         ));
     }
-    let page = fetch(
-        gw,
-        &input.bucket,
-        &prefix,
-        delimiter.as_deref().unwrap_or(""),
-        &key_marker,
-        max,
-    )
-    .await?;
-    let (truncated, last) = (page.truncated, page.last.clone());
-    let last_is_object = page.objects.last().is_some_and(|o| o.key == last);
+    if versioning::check_id(version_marker.as_deref()).is_err() {
+        return Err(ApiError::InvalidArgument(
+            "Invalid version id specified".into(),
+        ));
+    }
+    let page = if max == 0 {
+        // Nothing to list, but a missing bucket must still say so.
+        gw.meta.get_bucket(&input.bucket).await?;
+        pb::ListObjectVersionsResponse::default()
+    } else {
+        gw.meta
+            .list_object_versions(pb::ListObjectVersionsRequest {
+                bucket: input.bucket.clone(),
+                prefix: prefix.clone(),
+                delimiter: delimiter.clone().unwrap_or_default(),
+                key_marker: key_marker.clone(),
+                version_id_marker: version_marker.clone().unwrap_or_default(),
+                max_keys: max,
+            })
+            .await?
+    };
     let enc = |s: String| if url { url_encode(&s) } else { s };
-    let (objects, prefixes) = shape(page, url, true);
-    let versions = objects
+    let mut versions = Vec::new();
+    let mut markers = Vec::new();
+    for v in page.versions {
+        if v.delete_marker {
+            markers.push(DeleteMarkerEntry {
+                key: Some(enc(v.key)),
+                version_id: Some(v.version_id),
+                is_latest: Some(v.is_latest),
+                last_modified: Some(dto::timestamp(v.last_modified_ms)),
+                owner: Some(dto::owner()),
+            });
+        } else {
+            versions.push(VersionEntry {
+                key: Some(enc(v.key)),
+                size: Some(i64::try_from(v.size).unwrap_or(i64::MAX)),
+                e_tag: Some(dto::etag(&v.etag)),
+                last_modified: Some(dto::timestamp(v.last_modified_ms)),
+                owner: Some(dto::owner()),
+                is_latest: Some(v.is_latest),
+                version_id: Some(v.version_id),
+                storage_class: Some(ObjectVersionStorageClass::from_static(
+                    ObjectVersionStorageClass::STANDARD,
+                )),
+                ..Default::default()
+            });
+        }
+    }
+    let prefixes = page
+        .common_prefixes
         .into_iter()
-        .map(|o| VersionEntry {
-            key: o.key,
-            size: o.size,
-            e_tag: o.e_tag,
-            last_modified: o.last_modified,
-            owner: o.owner,
-            is_latest: Some(true),
-            version_id: Some(NULL_VERSION.to_string()),
-            storage_class: Some(ObjectVersionStorageClass::from_static(
-                ObjectVersionStorageClass::STANDARD,
-            )),
-            ..Default::default()
+        .map(|p| CommonPrefix {
+            prefix: Some(enc(p)),
         })
         .collect();
+    let truncated = page.is_truncated;
     Ok(ListObjectVersionsOutput {
         name: Some(input.bucket),
         prefix: Some(enc(prefix)),
@@ -298,10 +323,12 @@ pub(crate) async fn list_versions(
         version_id_marker: version_marker,
         max_keys: Some(i32::try_from(max).unwrap_or(i32::MAX)),
         is_truncated: Some(truncated),
-        next_key_marker: truncated.then(|| enc(last)),
-        next_version_id_marker: (truncated && last_is_object).then(|| NULL_VERSION.to_string()),
+        next_key_marker: truncated.then(|| enc(page.next_key_marker)),
+        next_version_id_marker: (truncated && !page.next_version_id_marker.is_empty())
+            .then_some(page.next_version_id_marker),
         encoding_type: input.encoding_type,
         versions: Some(versions),
+        delete_markers: Some(markers),
         common_prefixes: Some(prefixes),
         ..Default::default()
     })

@@ -242,18 +242,24 @@ impl Meta {
         })
     }
 
-    /// The current version of an object.
-    pub async fn get_object(&self, bucket: &str, key: &str) -> ApiResult<pb::ObjectVersion> {
-        self.get_object_version(bucket, key, "").await
-    }
-
-    /// One version of an object (`""`: the current one).
+    /// One version of an object (`""`: the current one, `null`: the null version). It may be
+    /// a delete marker.
     pub async fn get_object_version(
         &self,
         bucket: &str,
         key: &str,
         version_id: &str,
     ) -> ApiResult<pb::ObjectVersion> {
+        Ok(self.get_object_and_state(bucket, key, version_id).await?.0)
+    }
+
+    /// [`Self::get_object_version`], with the bucket's versioning state.
+    pub async fn get_object_and_state(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: &str,
+    ) -> ApiResult<(pb::ObjectVersion, pb::VersioningStatus)> {
         let req = pb::GetObjectRequest {
             bucket: bucket.to_string(),
             key: key.to_string(),
@@ -266,20 +272,25 @@ impl Meta {
             })
             .await?;
         in_band(resp.error)?;
-        resp.object.ok_or_else(|| missing("GetObject", "object"))
+        let state = resp.bucket_versioning();
+        let object = resp.object.ok_or_else(|| missing("GetObject", "object"))?;
+        Ok((object, state))
     }
 
-    /// Removes an object (with a `condition`, only if it holds, checked in the same Raft
-    /// entry); returns the removed version, if there was one.
+    /// Deletes an object as S3 does for its bucket's versioning state (`version_id` none),
+    /// or removes one version for good (`version_id` `null` or an id); with a `condition`,
+    /// only if it holds, checked in the same Raft entry.
     pub async fn delete_object(
         &self,
         bucket: &str,
         key: &str,
+        version_id: Option<&str>,
         condition: Option<pb::WriteCondition>,
-    ) -> ApiResult<Option<pb::ObjectVersion>> {
+    ) -> ApiResult<Deleted> {
         let req = pb::DeleteObjectRequest {
             bucket: bucket.to_string(),
             key: key.to_string(),
+            version_id: version_id.unwrap_or_default().to_string(),
             condition,
         };
         let resp = self
@@ -289,7 +300,46 @@ impl Meta {
             })
             .await?;
         in_band(resp.error)?;
-        Ok(resp.deleted)
+        Ok(Deleted {
+            removed: resp.deleted,
+            marker: resp.delete_marker,
+        })
+    }
+
+    /// Sets a bucket's versioning state (Enabled or Suspended).
+    pub async fn set_bucket_versioning(
+        &self,
+        name: &str,
+        status: pb::VersioningStatus,
+    ) -> ApiResult<pb::Bucket> {
+        let req = pb::SetBucketVersioningRequest {
+            name: name.to_string(),
+            status: status as i32,
+        };
+        let resp = self
+            .call("SetBucketVersioning", |mut c| {
+                let req = req.clone();
+                async move { c.set_bucket_versioning(req).await }
+            })
+            .await?;
+        in_band(resp.error)?;
+        resp.bucket
+            .ok_or_else(|| missing("SetBucketVersioning", "bucket"))
+    }
+
+    /// One page of a bucket's versions and delete markers.
+    pub async fn list_object_versions(
+        &self,
+        req: pb::ListObjectVersionsRequest,
+    ) -> ApiResult<pb::ListObjectVersionsResponse> {
+        let resp = self
+            .call("ListObjectVersions", |mut c| {
+                let req = req.clone();
+                async move { c.list_object_versions(req).await }
+            })
+            .await?;
+        in_band(resp.error)?;
+        Ok(resp)
     }
 
     /// Replaces the tag set of the current version of an object (`version_id` empty, or the
@@ -357,6 +407,14 @@ impl Meta {
         in_band(resp.error)?;
         Ok(resp)
     }
+}
+
+/// What `DeleteObject` did.
+pub(crate) struct Deleted {
+    /// The version removed for good, if any (its shards are garbage; it may be a marker).
+    pub removed: Option<pb::ObjectVersion>,
+    /// The delete marker created, if any.
+    pub marker: Option<pb::ObjectVersion>,
 }
 
 /// What `CompleteMultipartUpload` made and what became garbage.
@@ -575,6 +633,7 @@ fn in_band(code: i32) -> ApiResult<()> {
         Ok(MetaError::NoSuchBucket) => Err(ApiError::NoSuchBucket),
         Ok(MetaError::NoSuchKey) => Err(ApiError::NoSuchKey),
         Ok(MetaError::NoSuchVersion) => Err(ApiError::NoSuchVersion),
+        Ok(MetaError::MethodNotAllowed) => Err(ApiError::MethodNotAllowed),
         // Cairn has a single owner, so an existing bucket is always the caller's.
         Ok(MetaError::BucketAlreadyExists) => Err(ApiError::BucketAlreadyOwnedByYou),
         Ok(MetaError::BucketNotEmpty) => Err(ApiError::BucketNotEmpty),

@@ -20,14 +20,8 @@ pub(crate) async fn get(
     gw: &Gateway,
     input: &GetObjectAttributesInput,
 ) -> ApiResult<GetObjectAttributesOutput> {
-    let obj = gw.meta.get_object(&input.bucket, &input.key).await?;
-    if input
-        .version_id
-        .as_deref()
-        .is_some_and(|v| v != obj.version_id && v != "null")
-    {
-        return Err(ApiError::NoSuchVersion);
-    }
+    let obj =
+        crate::versioning::read(gw, &input.bucket, &input.key, input.version_id.as_deref()).await?;
     if input.object_attributes.is_empty() {
         return Err(ApiError::InvalidArgument(
             "x-amz-object-attributes names no attribute".into(),

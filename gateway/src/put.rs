@@ -37,7 +37,8 @@ pub(crate) struct PutInput {
 pub(crate) struct PutOutput {
     /// Hex MD5 of the body, unquoted.
     pub etag: String,
-    pub version_id: String,
+    /// `x-amz-version-id`: the new version's id, when it has one of its own.
+    pub version_id: Option<String>,
     /// When the version was committed (leader clock, ms since the Unix epoch).
     pub last_modified_ms: i64,
     pub checksums: Vec<(Algorithm, String)>,
@@ -92,6 +93,8 @@ where
         upload_id: stored.attempt_id.clone(),
         parts: Vec::new(),
         checksums: crate::checksum::records(&stored.checksums),
+        versioned: false,
+        delete_marker: false,
     };
     let committed = stored.settle(gw, &target, gw.meta.commit_object(object, condition).await)?;
     if let Some(old) = committed.replaced {
@@ -113,7 +116,7 @@ where
     debug!(size = stored.size, version = %committed.object.version_id, missing, "object committed");
     Ok(PutOutput {
         etag: stored.etag,
-        version_id: committed.object.version_id,
+        version_id: crate::versioning::response_id(&committed.object, stored.bucket_versioning),
         last_modified_ms: committed.object.last_modified_ms,
         checksums: stored.checksums,
     })
@@ -151,6 +154,8 @@ pub(crate) struct StoredBody {
     pub attempt_id: String,
     /// Shards whose files exist, to remove if the commit is refused.
     finalized: Vec<ShardPlacement>,
+    /// The bucket's versioning state when the PUT was planned.
+    pub bucket_versioning: pb::VersioningStatus,
 }
 
 impl StoredBody {
@@ -215,6 +220,7 @@ where
         )
         .await?;
     let attempt_id = plan.upload_id.clone();
+    let bucket_versioning = plan.bucket_versioning();
     let (pb_scheme, scheme, placements) = check_plan(plan)?;
     let codec = Codec::new(scheme).map_err(|e| ApiError::Internal(e.to_string()))?;
     let quorum = scheme.write_quorum();
@@ -325,6 +331,7 @@ where
         shards,
         attempt_id,
         finalized,
+        bucket_versioning,
     })
 }
 
@@ -412,6 +419,7 @@ mod tests {
             scheme: Some(scheme),
             shards: vec![placement(2), placement(0), placement(1)],
             upload_id: "u".into(),
+            ..Default::default()
         };
         let (_, s, shards) = check_plan(ok).unwrap();
         assert_eq!((s.k, s.m), (2, 1));
@@ -424,6 +432,7 @@ mod tests {
             scheme: Some(scheme),
             shards: vec![placement(0), placement(1)],
             upload_id: "u".into(),
+            ..Default::default()
         };
         assert!(check_plan(short).is_err());
         let dup = pb::PlanPutResponse {
@@ -431,6 +440,7 @@ mod tests {
             scheme: Some(scheme),
             shards: vec![placement(0), placement(0), placement(1)],
             upload_id: "u".into(),
+            ..Default::default()
         };
         assert!(check_plan(dup).is_err());
     }

@@ -10,7 +10,7 @@ use s3s::dto::*;
 use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result, S3};
 
 use crate::attrs::{self, ObjectAttrs, RequestHeaders};
-use crate::blob_pool::{object_shards, part_shards, spawn_delete_shards};
+use crate::blob_pool::{part_shards, spawn_delete_shards};
 use crate::body_digest::BodyDigest;
 use crate::checksum::{self, Algorithm, BodyChecksums};
 use crate::conditions::{self, Conditions, TagCondition, Verdict};
@@ -20,7 +20,7 @@ use crate::multipart::UploadRef;
 use crate::put::{BodyChecks, PutInput};
 use crate::{
     bucket_tagging, copy, cors, delete_many, dto, get, list, multipart, names, object_attributes,
-    put, range, tagging, Gateway,
+    put, range, tagging, versioning, Gateway,
 };
 
 /// Content-Type of objects stored without one (what S3 answers too).
@@ -38,44 +38,35 @@ impl CairnS3 {
         Self { gw }
     }
 
-    /// The current version of an object, after the version and conditional checks of a
-    /// GET or HEAD.
-    /// The version a GET or HEAD reads (after its conditions), the range it asked for, if
-    /// any, and the byte span to serve.
-    async fn read_target(
-        &self,
-        t: ReadTarget<'_>,
-    ) -> S3Result<(
-        ObjectVersion,
-        Option<std::ops::Range<u64>>,
-        std::ops::Range<u64>,
-    )> {
-        let obj = self
-            .readable_version(t.bucket, t.key, t.version_id, &t.conds)
-            .await?;
+    /// The version a GET or HEAD reads (after its version and conditional checks), the range
+    /// it asked for, if any, the byte span to serve and the `x-amz-version-id` to answer.
+    async fn read_target(&self, t: ReadTarget<'_>) -> S3Result<Readable> {
+        let (obj, version_id) =
+            versioning::read_with_id(&self.gw, t.bucket, t.key, t.version_id).await?;
+        match conditions::evaluate(&t.conds, &obj.etag, obj.last_modified_ms.div_euclid(1000)) {
+            Verdict::Proceed => {}
+            Verdict::PreconditionFailed => return Err(ApiError::PreconditionFailed.into()),
+            Verdict::NotModified => return Err(not_modified(&obj)),
+        }
         let part_sizes: Vec<u64> = obj.parts.iter().map(|p| p.size).collect();
         let partial = range::resolve(t.range, t.part_number, obj.size, &part_sizes)?;
         let span = partial.clone().unwrap_or(0..obj.size);
-        Ok((obj, partial, span))
+        Ok(Readable {
+            obj,
+            partial,
+            span,
+            version_id,
+        })
     }
+}
 
-    async fn readable_version(
-        &self,
-        bucket: &str,
-        key: &str,
-        version_id: Option<&str>,
-        conds: &Conditions,
-    ) -> S3Result<ObjectVersion> {
-        let obj = self.gw.meta.get_object(bucket, key).await?;
-        if version_id.is_some_and(|v| v != obj.version_id && v != "null") {
-            return Err(ApiError::NoSuchVersion.into());
-        }
-        match conditions::evaluate(conds, &obj.etag, obj.last_modified_ms.div_euclid(1000)) {
-            Verdict::Proceed => Ok(obj),
-            Verdict::PreconditionFailed => Err(ApiError::PreconditionFailed.into()),
-            Verdict::NotModified => Err(not_modified(&obj)),
-        }
-    }
+/// What a GET or HEAD serves.
+struct Readable {
+    obj: ObjectVersion,
+    partial: Option<std::ops::Range<u64>>,
+    span: std::ops::Range<u64>,
+    /// `x-amz-version-id`.
+    version_id: Option<String>,
 }
 
 /// A 304 carrying the validators, as S3 sends it.
@@ -275,12 +266,13 @@ fn request_attrs(
     })
 }
 
-/// The version `x-amz-copy-source` names, once the copy conditions hold.
+/// The version `x-amz-copy-source` names, once the copy conditions hold, and its
+/// `x-amz-copy-source-version-id`.
 async fn copy_source(
     gw: &Gateway,
     source: &CopySource,
     conds: &Conditions,
-) -> S3Result<ObjectVersion> {
+) -> S3Result<(ObjectVersion, Option<String>)> {
     let CopySource::Bucket {
         bucket,
         key,
@@ -468,9 +460,10 @@ impl S3 for CairnS3 {
             checksum_crc64nvme: crc64nvme,
             checksum_sha1: sha1,
             checksum_sha256: sha256,
+            version_id: out.version_id,
             ..Default::default()
         };
-        tracing::debug!(version = %out.version_id, "put complete");
+        tracing::debug!("put complete");
         Ok(S3Response::new(output))
     }
 
@@ -479,7 +472,12 @@ impl S3 for CairnS3 {
         req: S3Request<GetObjectInput>,
     ) -> S3Result<S3Response<GetObjectOutput>> {
         let input = req.input;
-        let (obj, partial, span) = self
+        let Readable {
+            obj,
+            partial,
+            span,
+            version_id,
+        } = self
             .read_target(ReadTarget {
                 bucket: &input.bucket,
                 key: &input.key,
@@ -524,6 +522,7 @@ impl S3 for CairnS3 {
             e_tag: Some(dto::etag(&obj.etag)),
             last_modified: Some(dto::timestamp(obj.last_modified_ms)),
             metadata: user_metadata(&obj),
+            version_id,
             ..Default::default()
         };
         Ok(S3Response::new(output))
@@ -534,7 +533,12 @@ impl S3 for CairnS3 {
         req: S3Request<HeadObjectInput>,
     ) -> S3Result<S3Response<HeadObjectOutput>> {
         let input = req.input;
-        let (obj, partial, span) = self
+        let Readable {
+            obj,
+            partial,
+            span,
+            version_id,
+        } = self
             .read_target(ReadTarget {
                 bucket: &input.bucket,
                 key: &input.key,
@@ -575,6 +579,7 @@ impl S3 for CairnS3 {
             e_tag: Some(dto::etag(&obj.etag)),
             last_modified: Some(dto::timestamp(obj.last_modified_ms)),
             metadata: user_metadata(&obj),
+            version_id,
             ..Default::default()
         };
         let mut resp = S3Response::new(output);
@@ -591,45 +596,25 @@ impl S3 for CairnS3 {
         req: S3Request<DeleteObjectInput>,
     ) -> S3Result<S3Response<DeleteObjectOutput>> {
         let input = req.input;
-        // In an unversioned bucket the one version of a key is `null`: deleting it deletes
-        // the object. Other version ids need versioning.
-        if input
-            .version_id
-            .as_deref()
-            .is_some_and(|v| v != list::NULL_VERSION)
-        {
-            return Err(not_implemented("deleting a specific version"));
-        }
+        let version_id = versioning::check_id(input.version_id.as_deref())?;
         if input.if_match_size.is_some() || input.if_match_last_modified_time.is_some() {
             return Err(not_implemented(
                 "conditional DELETE on size or modification time",
             ));
         }
-        let condition = conditions::write_condition(tag_condition(input.if_match.as_ref()), None)?;
-        let conditional = condition.is_some();
-        match self
-            .gw
-            .meta
-            .delete_object(&input.bucket, &input.key, condition)
-            .await
-        {
-            Ok(Some(deleted)) => {
-                spawn_delete_shards(
-                    Arc::clone(&self.gw.blobs),
-                    object_shards(deleted),
-                    &[],
-                    self.gw.shard_delete_grace,
-                    "deleted",
-                    &input.bucket,
-                    &input.key,
-                );
-            }
-            // S3 answers 204 for a key that does not exist (404 when an If-Match named it).
-            Ok(None) => {}
-            Err(ApiError::NoSuchKey) if !conditional => {}
-            Err(e) => return Err(e.into()),
+        if input.mfa.is_some() {
+            return Err(not_implemented("MFA delete"));
         }
-        Ok(S3Response::new(DeleteObjectOutput::default()))
+        // S3 answers 204 for a key that does not exist (404 when an If-Match named it).
+        let condition = conditions::write_condition(tag_condition(input.if_match.as_ref()), None)?;
+        let outcome =
+            delete_many::delete_key(&self.gw, &input.bucket, &input.key, version_id, condition)
+                .await?;
+        Ok(S3Response::new(DeleteObjectOutput {
+            delete_marker: outcome.delete_marker.then_some(true),
+            version_id: outcome.version_id,
+            ..Default::default()
+        }))
     }
 
     async fn copy_object(
@@ -665,7 +650,14 @@ impl S3 for CairnS3 {
             input.copy_source_if_modified_since.as_ref(),
             input.copy_source_if_unmodified_since.as_ref(),
         );
-        let source = copy_source(&self.gw, &input.copy_source, &conds).await?;
+        let (source, source_version_id) = copy_source(&self.gw, &input.copy_source, &conds).await?;
+        let source_version_named = matches!(
+            &input.copy_source,
+            CopySource::Bucket {
+                version_id: Some(_),
+                ..
+            }
+        );
         let replacement = request_attrs(
             input.content_type,
             input.metadata,
@@ -689,6 +681,7 @@ impl S3 for CairnS3 {
                 tagging: tag_directive,
                 tags,
                 condition,
+                source_version_named,
             },
         )
         .await?;
@@ -698,6 +691,8 @@ impl S3 for CairnS3 {
                 last_modified: Some(dto::timestamp(copied.last_modified_ms)),
                 ..Default::default()
             }),
+            copy_source_version_id: source_version_id,
+            version_id: copied.version_id,
             ..Default::default()
         }))
     }
@@ -724,7 +719,7 @@ impl S3 for CairnS3 {
     ) -> S3Result<S3Response<PutObjectTaggingOutput>> {
         let input = req.input;
         let tags = tagging::from_tagging(input.tagging)?;
-        tagging::set(
+        let version_id = tagging::set(
             &self.gw,
             &input.bucket,
             &input.key,
@@ -732,7 +727,7 @@ impl S3 for CairnS3 {
             tags,
         )
         .await?;
-        Ok(S3Response::new(PutObjectTaggingOutput::default()))
+        Ok(S3Response::new(PutObjectTaggingOutput { version_id }))
     }
 
     async fn get_object_tagging(
@@ -740,7 +735,7 @@ impl S3 for CairnS3 {
         req: S3Request<GetObjectTaggingInput>,
     ) -> S3Result<S3Response<GetObjectTaggingOutput>> {
         let input = req.input;
-        let tags = tagging::get(
+        let (tags, version_id) = tagging::get(
             &self.gw,
             &input.bucket,
             &input.key,
@@ -749,7 +744,7 @@ impl S3 for CairnS3 {
         .await?;
         Ok(S3Response::new(GetObjectTaggingOutput {
             tag_set: tagging::tag_set(&tags),
-            version_id: None,
+            version_id,
         }))
     }
 
@@ -758,7 +753,7 @@ impl S3 for CairnS3 {
         req: S3Request<DeleteObjectTaggingInput>,
     ) -> S3Result<S3Response<DeleteObjectTaggingOutput>> {
         let input = req.input;
-        tagging::set(
+        let version_id = tagging::set(
             &self.gw,
             &input.bucket,
             &input.key,
@@ -766,7 +761,24 @@ impl S3 for CairnS3 {
             Vec::new(),
         )
         .await?;
-        Ok(S3Response::new(DeleteObjectTaggingOutput::default()))
+        Ok(S3Response::new(DeleteObjectTaggingOutput { version_id }))
+    }
+
+    async fn put_bucket_versioning(
+        &self,
+        req: S3Request<PutBucketVersioningInput>,
+    ) -> S3Result<S3Response<PutBucketVersioningOutput>> {
+        versioning::put(&self.gw, &req.input).await?;
+        Ok(S3Response::new(PutBucketVersioningOutput::default()))
+    }
+
+    async fn get_bucket_versioning(
+        &self,
+        req: S3Request<GetBucketVersioningInput>,
+    ) -> S3Result<S3Response<GetBucketVersioningOutput>> {
+        Ok(S3Response::new(
+            versioning::get(&self.gw, &req.input.bucket).await?,
+        ))
     }
 
     async fn put_bucket_tagging(
@@ -938,7 +950,7 @@ impl S3 for CairnS3 {
             input.copy_source_if_modified_since.as_ref(),
             input.copy_source_if_unmodified_since.as_ref(),
         );
-        let source = copy_source(&self.gw, &input.copy_source, &conds).await?;
+        let (source, source_version_id) = copy_source(&self.gw, &input.copy_source, &conds).await?;
         let span = match input.copy_source_range.as_deref() {
             None => 0..source.size,
             Some(header) => copy_source_range(header, source.size)?,
@@ -962,6 +974,7 @@ impl S3 for CairnS3 {
                 last_modified: Some(dto::timestamp(part.last_modified_ms)),
                 ..Default::default()
             }),
+            copy_source_version_id: source_version_id,
             ..Default::default()
         }))
     }
@@ -999,10 +1012,21 @@ impl S3 for CairnS3 {
             upload_id: input.upload_id,
         };
         let object = multipart::complete(&self.gw, &upload, parts, condition).await?;
+        // A null version is answered as `null` once the bucket's versioning was configured;
+        // the upload is complete either way, so a failed look-up only leaves the header out.
+        let version_id = if object.versioned {
+            versioning::header_id(&object)
+        } else {
+            match self.gw.meta.get_bucket(&upload.bucket).await {
+                Ok(bucket) => versioning::response_id(&object, bucket.versioning()),
+                Err(_) => None,
+            }
+        };
         Ok(S3Response::new(CompleteMultipartUploadOutput {
             bucket: Some(upload.bucket),
             key: Some(upload.key),
             e_tag: Some(dto::etag(&object.etag)),
+            version_id,
             ..Default::default()
         }))
     }

@@ -132,42 +132,47 @@ pub(crate) fn count(tags: &[pb::ObjectTag]) -> Option<i32> {
     (!tags.is_empty()).then(|| i32::try_from(tags.len()).unwrap_or(i32::MAX))
 }
 
-/// A request's version id as the meta service takes it: `null` (the version id S3 gives
-/// objects of an unversioned bucket) and none both mean the current version.
-fn meta_version(version_id: Option<&str>) -> &str {
-    match version_id {
-        None | Some("null") => "",
-        Some(v) => v,
-    }
-}
-
-/// Replaces the tags of an object (an empty set removes them). Returns the version id.
+/// Replaces the tags of an object version (none: the current one; `null`: the null
+/// version; an empty set removes them). Returns the version's id as S3 shows it, if it has
+/// one of its own.
 pub(crate) async fn set(
     gw: &Gateway,
     bucket: &str,
     key: &str,
     version_id: Option<&str>,
     tags: Vec<pb::ObjectTag>,
-) -> ApiResult<String> {
+) -> ApiResult<Option<String>> {
     validate(&tags)?;
-    gw.meta
-        .set_object_tags(bucket, key, meta_version(version_id), tags)
+    let wanted = crate::versioning::check_id(version_id)?;
+    match gw
+        .meta
+        .set_object_tags(bucket, key, wanted.unwrap_or(""), tags)
         .await
+    {
+        Ok(_) => Ok(wanted
+            .filter(|v| *v != crate::versioning::NULL_VERSION)
+            .map(str::to_string)),
+        // The current version is a delete marker.
+        Err(ApiError::NoSuchKey) if wanted.is_none() => {
+            // Tell a deleted key from a missing one, as GET does.
+            crate::versioning::read(gw, bucket, key, None).await?;
+            Err(ApiError::NoSuchKey)
+        }
+        Err(e) => Err(e),
+    }
 }
 
-/// The tags of an object (a linearizable read of its version record).
+/// The tags of an object version (a linearizable read of its version record), and its id
+/// as S3 shows it, if it has one of its own.
 pub(crate) async fn get(
     gw: &Gateway,
     bucket: &str,
     key: &str,
     version_id: Option<&str>,
-) -> ApiResult<Vec<pb::ObjectTag>> {
-    let obj = gw.meta.get_object(bucket, key).await?;
-    let wanted = meta_version(version_id);
-    if !wanted.is_empty() && wanted != obj.version_id {
-        return Err(ApiError::NoSuchVersion);
-    }
-    Ok(obj.tags)
+) -> ApiResult<(Vec<pb::ObjectTag>, Option<String>)> {
+    let obj = crate::versioning::read(gw, bucket, key, version_id).await?;
+    let id = crate::versioning::header_id(&obj);
+    Ok((obj.tags, id))
 }
 
 #[cfg(test)]

@@ -515,6 +515,8 @@ impl Admin for AdminService {
         let object = reader
             .object(record.id, &key)
             .map_err(internal)?
+            // A key whose current version is a delete marker has nothing to locate.
+            .filter(|o| !o.delete_marker)
             .ok_or_else(|| Status::not_found(format!("no object {bucket}/{key}")))?;
         let named: BTreeSet<&str> = object
             .shards

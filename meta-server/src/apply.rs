@@ -12,6 +12,7 @@ pub(crate) mod gc;
 pub(crate) mod heal;
 pub(crate) mod multipart;
 pub(crate) mod tags;
+pub(crate) mod versions;
 
 use cairn_proto::meta::{
     BlobNode, Bucket, ErasureScheme, HealReason, MetaError, ObjectPart, ObjectVersion,
@@ -90,6 +91,7 @@ pub fn apply(
                 id: index,
                 created_ms: now,
                 scheme: None,
+                versioning: 0,
                 ..Default::default()
             };
             batch.put_cf(
@@ -152,15 +154,10 @@ pub fn apply(
             if gc::any_tombstoned(db, object.shards.iter())? {
                 return Ok(error(MetaError::ShardCollected));
             }
-            object.version_id = version_id(index);
             object.last_modified_ms = now;
-            // Unversioned bucket: the new version replaces every older one of this key.
-            let replaced = remove_versions(db, batch, bucket.id, &object.key)?;
-            batch.put_cf(
-                crate::store::cf(db, CF_OBJECTS)?,
-                keys::object_key(bucket.id, &object.key, index),
-                records::encode(&object),
-            );
+            object.delete_marker = false;
+            // What the new version replaces depends on the bucket's versioning state.
+            let replaced = versions::put_version(db, batch, &bucket, &mut object, index)?;
             record_upload(db, batch, &object)?;
             if heal::has_unwritten_shards(&object) {
                 // Acknowledged with fewer than k + m shards: the healer restores the rest.
@@ -176,17 +173,21 @@ pub fn apply(
             bucket,
             key,
             condition,
+            version_id,
         } => {
-            let Some(bucket) = read_bucket(db, bucket)? else {
+            let Some(found) = read_bucket(db, bucket)? else {
                 return Ok(error(MetaError::NoSuchBucket));
             };
-            if let Some(code) = conditions::violated(db, bucket.id, key, condition.as_ref())? {
+            if let Some(code) = conditions::violated(db, found.id, key, condition.as_ref())? {
                 return Ok(error(code));
             }
-            let deleted = remove_versions(db, batch, bucket.id, key)?;
-            Ok(Response::Deleted {
-                deleted: deleted.map(|d| d.encode_to_vec()),
-            })
+            match version_id.as_deref() {
+                None | Some("") => versions::delete_current(db, batch, (bucket, key), index, now),
+                Some(version) => versions::delete_version(db, batch, (bucket, key, version)),
+            }
+        }
+        Command::SetBucketVersioning { name, status } => {
+            versions::set_status(db, batch, name, *status)
         }
         Command::SetObjectTags {
             bucket,
@@ -365,35 +366,6 @@ pub fn read_bucket(db: &DB, name: &str) -> Result<Option<Bucket>, StoreError> {
     }
 }
 
-/// Deletes every stored version of `key` and returns the newest one.
-fn remove_versions(
-    db: &DB,
-    batch: &mut WriteBatch,
-    bucket_id: u64,
-    key: &str,
-) -> Result<Option<ObjectVersion>, StoreError> {
-    let objects = crate::store::cf(db, CF_OBJECTS)?;
-    let start = keys::object_versions_start(bucket_id, key);
-    let mut newest: Option<ObjectVersion> = None;
-    for item in db.iterator_cf(
-        objects,
-        rocksdb::IteratorMode::From(&start, rocksdb::Direction::Forward),
-    ) {
-        let (raw_key, raw_value) = item?;
-        if !raw_key.starts_with(&start) {
-            break;
-        }
-        if newest.is_none() {
-            newest = Some(records::decode::<ObjectVersion>(&raw_value)?);
-        }
-        batch.delete_cf(objects, raw_key);
-    }
-    if let Some(version) = newest.as_mut() {
-        refresh_addresses(version, &read_blob_nodes(db)?);
-    }
-    Ok(newest)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -455,6 +427,7 @@ mod tests {
                 bucket: "b".into(),
                 key: "k".into(),
                 condition: None,
+                version_id: None,
             },
         )?;
 

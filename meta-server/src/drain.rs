@@ -160,6 +160,7 @@ mod tests {
                 bucket: "b".into(),
                 key: "gone".into(),
                 condition: None,
+                version_id: None,
             },
         );
         // A multipart upload in progress with one part on "b".

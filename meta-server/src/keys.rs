@@ -53,6 +53,14 @@ pub fn object_versions_start(bucket_id: u64, key: &str) -> Vec<u8> {
     out
 }
 
+/// The first position strictly after every version of exactly `key` (and before the keys
+/// that extend it).
+pub fn after_versions(bucket_id: u64, key: &str) -> Vec<u8> {
+    let mut out = object_prefix(bucket_id, key);
+    out.extend_from_slice(&[0x00, 0x02]);
+    out
+}
+
 /// The first key strictly after every key that starts with `prefix` (the successor of a
 /// byte-string prefix), or `None` when no such key exists.
 pub fn prefix_successor(prefix: &[u8]) -> Option<Vec<u8>> {

@@ -53,6 +53,7 @@ mod tests {
             id: 3,
             created_ms: 9,
             scheme: None,
+            versioning: 1,
             ..Default::default()
         };
         let raw = encode(&b);

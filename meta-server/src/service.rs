@@ -217,6 +217,7 @@ impl Meta for MetaService {
                 scheme: Some(scheme),
                 shards,
                 upload_id,
+                bucket_versioning: bucket.versioning,
             },
             Err(e) => {
                 tracing::warn!(error = %e, bucket = %request.bucket, "cannot place object");
@@ -269,26 +270,34 @@ impl Meta for MetaService {
         let Some(bucket) = bucket else {
             return Ok(Response::new(GetObjectResponse {
                 error: MetaError::NoSuchBucket as i32,
-                object: None,
+                ..Default::default()
             }));
         };
-        let mut object = if request.version_id.is_empty() {
-            reader.object(bucket.id, &request.key)
+        let by_id = !request.version_id.is_empty();
+        if by_id && !crate::apply::versions::is_version_id(&request.version_id) {
+            return Ok(Response::new(GetObjectResponse {
+                error: MetaError::InvalidArgument as i32,
+                ..Default::default()
+            }));
+        }
+        let mut object = if by_id {
+            reader.s3_version(bucket.id, &request.key, &request.version_id)
         } else {
-            reader.object_version(bucket.id, &request.key, &request.version_id)
+            reader.object(bucket.id, &request.key)
         }
         .map_err(store_status)?;
         if let Some(object) = object.as_mut() {
             refresh_addresses(object, &reader.blob_nodes().map_err(store_status)?);
         }
-        let error = if object.is_some() {
-            MetaError::None
-        } else {
-            MetaError::NoSuchKey
+        let error = match (&object, by_id) {
+            (Some(_), _) => MetaError::None,
+            (None, false) => MetaError::NoSuchKey,
+            (None, true) => MetaError::NoSuchVersion,
         };
         Ok(Response::new(GetObjectResponse {
             error: error as i32,
             object,
+            bucket_versioning: bucket.versioning,
         }))
     }
 
@@ -303,17 +312,19 @@ impl Meta for MetaService {
                 bucket: request.bucket,
                 key: request.key,
                 condition: WriteCondition::from_proto(request.condition),
+                version_id: (!request.version_id.is_empty()).then_some(request.version_id),
             })
             .await
             .map_err(group_status)?;
         let reply = match applied {
-            Applied::Deleted { deleted } => DeleteObjectResponse {
+            Applied::Deleted { deleted, marker } => DeleteObjectResponse {
                 error: MetaError::None as i32,
                 deleted: deleted.map(|d| decode(&d)).transpose()?,
+                delete_marker: marker.map(|m| decode(&m)).transpose()?,
             },
             Applied::Error { code } => DeleteObjectResponse {
                 error: meta_error(code) as i32,
-                deleted: None,
+                ..Default::default()
             },
             other => return Err(unexpected(&other)),
         };
@@ -416,6 +427,76 @@ impl Meta for MetaService {
             is_truncated: page.is_truncated,
             next_start_after: page.next_start_after,
         }))
+    }
+
+    async fn list_object_versions(
+        &self,
+        request: Request<ListObjectVersionsRequest>,
+    ) -> Result<Response<ListObjectVersionsResponse>, Status> {
+        let request = request.into_inner();
+        let (reader, bucket) = self.bucket_view(&request.bucket).await?;
+        let Some(bucket) = bucket else {
+            return Ok(Response::new(ListObjectVersionsResponse {
+                error: MetaError::NoSuchBucket as i32,
+                ..Default::default()
+            }));
+        };
+        if !request.version_id_marker.is_empty()
+            && !crate::apply::versions::is_version_id(&request.version_id_marker)
+        {
+            return Ok(Response::new(ListObjectVersionsResponse {
+                error: MetaError::InvalidArgument as i32,
+                ..Default::default()
+            }));
+        }
+        let page = reader
+            .list_versions(
+                bucket.id,
+                crate::store::VersionsQuery {
+                    prefix: &request.prefix,
+                    delimiter: &request.delimiter,
+                    key_marker: &request.key_marker,
+                    version_id_marker: &request.version_id_marker,
+                    max_keys: request.max_keys as usize,
+                },
+            )
+            .map_err(store_status)?;
+        Ok(Response::new(ListObjectVersionsResponse {
+            error: MetaError::None as i32,
+            versions: page.versions,
+            common_prefixes: page.common_prefixes,
+            is_truncated: page.is_truncated,
+            next_key_marker: page.next_key_marker,
+            next_version_id_marker: page.next_version_id_marker,
+        }))
+    }
+
+    async fn set_bucket_versioning(
+        &self,
+        request: Request<SetBucketVersioningRequest>,
+    ) -> Result<Response<SetBucketVersioningResponse>, Status> {
+        let request = request.into_inner();
+        let applied = self
+            .groups()?
+            .system_group()
+            .write(Command::SetBucketVersioning {
+                name: request.name,
+                status: request.status,
+            })
+            .await
+            .map_err(group_status)?;
+        let reply = match applied {
+            Applied::Bucket { bucket } => SetBucketVersioningResponse {
+                error: MetaError::None as i32,
+                bucket: Some(decode(&bucket)?),
+            },
+            Applied::Error { code } => SetBucketVersioningResponse {
+                error: meta_error(code) as i32,
+                bucket: None,
+            },
+            other => return Err(unexpected(&other)),
+        };
+        Ok(Response::new(reply))
     }
 
     async fn register_blob_node(

@@ -51,13 +51,20 @@ pub enum Command {
         #[serde(default)]
         condition: Option<WriteCondition>,
     },
-    /// Remove the current version of an object (with a `condition`, only if it holds).
+    /// Delete an object as S3 does for the bucket's versioning state (remove it, or add a
+    /// delete marker), or, with `version_id` (`null` or an id), remove that version for good.
+    /// With a `condition`, only if it holds for the key's current version.
     DeleteObject {
         bucket: String,
         key: String,
         #[serde(default)]
         condition: Option<WriteCondition>,
+        /// Absent in entries written before versioning existed.
+        #[serde(default)]
+        version_id: Option<String>,
     },
+    /// Set a bucket's versioning state (a `VersioningStatus`: enabled or suspended).
+    SetBucketVersioning { name: String, status: i32 },
     /// Replace the tag set (`(key, value)` pairs, in order) of the current version of an
     /// object; `version_id`, when not empty, must name that version.
     SetObjectTags {
@@ -191,8 +198,13 @@ pub enum Response {
         object: Vec<u8>,
         replaced: Option<Vec<u8>>,
     },
-    /// A deleted object version, if there was one (prost-encoded `ObjectVersion`).
-    Deleted { deleted: Option<Vec<u8>> },
+    /// A deleted object version, if there was one, and the delete marker the delete created,
+    /// if it created one (prost-encoded `ObjectVersion`s).
+    Deleted {
+        deleted: Option<Vec<u8>>,
+        #[serde(default)]
+        marker: Option<Vec<u8>>,
+    },
     /// The command succeeded and returns nothing.
     Done,
     /// A reserved meta node id.

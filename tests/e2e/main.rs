@@ -27,3 +27,4 @@ mod multipart;
 mod objects;
 mod roles;
 mod tagging;
+mod versioning;

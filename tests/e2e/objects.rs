@@ -551,11 +551,11 @@ async fn operations_not_built_yet_answer_not_implemented() {
     assert_eq!(code(&err), "NotImplemented");
     assert_eq!(status(&err), 501);
     let err = s3
-        .get_bucket_versioning()
+        .get_bucket_policy()
         .bucket("later")
         .send()
         .await
-        .expect_err("versioning is not built yet");
+        .expect_err("bucket policies are not built yet");
     assert_eq!(code(&err), "NotImplemented");
     // Nothing was created by the refused calls.
     let listed = s3

@@ -21,7 +21,12 @@ pub(super) fn current_version(
     let mut iter = db.raw_iterator_cf(cf(db, CF_OBJECTS)?);
     iter.seek(&start);
     match (iter.key(), iter.value()) {
-        (Some(k), Some(v)) if k.starts_with(&start) => Ok(Some(records::decode(v)?)),
+        // A key whose newest version is a delete marker has no current version (S3 answers
+        // it with 404), so `If-None-Match: *` holds and `If-Match` is NO_SUCH_KEY.
+        (Some(k), Some(v)) if k.starts_with(&start) => {
+            let newest: ObjectVersion = records::decode(v)?;
+            Ok((!newest.delete_marker).then_some(newest))
+        }
         _ => {
             iter.status()?;
             Ok(None)

@@ -141,7 +141,7 @@ pub(crate) fn owner_of(
     let places = |s: &ShardPlacement| {
         s.shard_key == shard_key && s.node_id == file.node_id && s.disk_id == file.disk_id
     };
-    // Every stored version of the key (one today; all of them once versioning exists).
+    // Every stored version of the key, current or not (versioning keeps older versions).
     let start = keys::object_versions_start(bucket.id, &key);
     let mut iter = db.raw_iterator_cf(cf(db, CF_OBJECTS)?);
     iter.seek(&start);
@@ -239,6 +239,7 @@ mod tests {
                 bucket: "b".into(),
                 key: "gone".into(),
                 condition: None,
+                version_id: None,
             },
         );
         // live: kept; the same key on another disk: garbage; deleted object: garbage;

@@ -24,7 +24,7 @@ use rocksdb::{IteratorMode, WriteBatch, DB};
 
 use super::{
     committed_upload, error, read_blob_nodes, read_bucket, record_upload, refresh_part_addresses,
-    remove_versions, version_id,
+    version_id,
 };
 use crate::keys;
 use crate::records;
@@ -313,13 +313,14 @@ pub(super) fn complete(
         tags: upload.tags,
         // Composite multipart checksums are not built: none is claimed.
         checksums: Vec::new(),
+        versioned: false,
+        delete_marker: false,
     };
-    let replaced = remove_versions(db, batch, bucket_id, key)?;
-    batch.put_cf(
-        cf(db, CF_OBJECTS)?,
-        keys::object_key(bucket_id, key, index),
-        records::encode(&object),
-    );
+    let Some(bucket_record) = super::read_bucket(db, bucket)? else {
+        return Ok(error(MetaError::NoSuchBucket));
+    };
+    let mut object = object;
+    let replaced = super::versions::put_version(db, batch, &bucket_record, &mut object, index)?;
     record_upload(db, batch, &object)?;
     if super::heal::has_unwritten_shards(&object) {
         let item = super::heal::item_for(&object, cairn_proto::meta::HealReason::DegradedWrite);

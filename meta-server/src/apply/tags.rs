@@ -1,5 +1,5 @@
 //! Object tagging in the state machine: `SetObjectTags` rewrites the tag set of an object's
-//! current version in place (same key, same version id); data, placement and every other
+//! current version (or the version named) in place (same key, same version id); data, placement and every other
 //! attribute stay as they are.
 
 use cairn_proto::meta::{MetaError, ObjectTag, ObjectVersion};
@@ -11,8 +11,8 @@ use crate::records;
 use crate::store::{cf, StoreError, CF_OBJECTS};
 use crate::types::Response;
 
-/// Replaces the tags of the current version of `key` (`version_id`, when not empty, must be
-/// that version).
+/// Replaces the tags of the current version of `key`, or of the version `version_id` names
+/// (`null`: the null version).
 pub(super) fn set(
     db: &DB,
     batch: &mut WriteBatch,
@@ -23,20 +23,35 @@ pub(super) fn set(
         return Ok(error(MetaError::NoSuchBucket));
     };
     let objects = cf(db, CF_OBJECTS)?;
-    let start = keys::object_versions_start(bucket.id, key);
-    let mut iter = db.raw_iterator_cf(objects);
-    iter.seek(&start);
-    let (raw_key, mut object) = match (iter.key(), iter.value()) {
-        (Some(k), Some(v)) if k.starts_with(&start) => {
-            (k.to_vec(), records::decode::<ObjectVersion>(v)?)
+    let found = if version_id.is_empty() {
+        let start = keys::object_versions_start(bucket.id, key);
+        let mut iter = db.raw_iterator_cf(objects);
+        iter.seek(&start);
+        match (iter.key(), iter.value()) {
+            (Some(k), Some(v)) if k.starts_with(&start) => {
+                Some((k.to_vec(), records::decode::<ObjectVersion>(v)?))
+            }
+            _ => {
+                iter.status()?;
+                return Ok(error(MetaError::NoSuchKey));
+            }
         }
-        _ => {
-            iter.status()?;
-            return Ok(error(MetaError::NoSuchKey));
+    } else {
+        if !super::versions::is_version_id(version_id) {
+            return Ok(error(MetaError::InvalidArgument));
         }
+        super::versions::find(db, bucket.id, key, version_id)?
     };
-    if !version_id.is_empty() && version_id != object.version_id {
+    let Some((raw_key, mut object)) = found else {
         return Ok(error(MetaError::NoSuchVersion));
+    };
+    if object.delete_marker {
+        // A delete marker has no tags: S3 answers 405 (current: 404, see the gateway).
+        return Ok(error(if version_id.is_empty() {
+            MetaError::NoSuchKey
+        } else {
+            MetaError::MethodNotAllowed
+        }));
     }
     object.tags = tags
         .iter()

@@ -47,7 +47,8 @@ impl MetaService {
         Ok(ReportDamageResponse { queued: true })
     }
 
-    /// A version by id (empty: the current one), if it exists.
+    /// A version by id (empty: the current one), if it exists and has data (a delete marker
+    /// has nothing to heal).
     fn find_version(
         &self,
         reader: &MetaReader,
@@ -58,13 +59,14 @@ impl MetaService {
         let Some(bucket) = reader.bucket(bucket).map_err(store_status)? else {
             return Ok(None);
         };
-        if version_id.is_empty() {
-            reader.object(bucket.id, key).map_err(store_status)
+        let found = if version_id.is_empty() {
+            reader.object(bucket.id, key).map_err(store_status)?
         } else {
             reader
                 .object_version(bucket.id, key, version_id)
-                .map_err(store_status)
-        }
+                .map_err(store_status)?
+        };
+        Ok(found.filter(|v| !v.delete_marker))
     }
 
     pub(super) async fn lease_heal_items(

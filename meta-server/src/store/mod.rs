@@ -22,7 +22,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 pub use log_store::LogStore;
-pub use reads::{ListPage, MetaReader, UploadsPage};
+pub use reads::{ListPage, MetaReader, UploadsPage, VersionsPage, VersionsQuery};
 pub use state_machine::StateMachine;
 
 use rocksdb::{ColumnFamilyDescriptor, Options, DB};

@@ -5,10 +5,12 @@
 //! everything committed before the read began.
 
 mod multipart;
+mod versions;
 
 use std::sync::Arc;
 
 pub use multipart::UploadsPage;
+pub use versions::{VersionsPage, VersionsQuery};
 
 use cairn_proto::meta::{BlobNode, Bucket, HealItem, HealStats, ObjectSummary, ObjectVersion};
 use rocksdb::{IteratorMode, DB};
@@ -81,6 +83,16 @@ impl MetaReader {
         version_id: &str,
     ) -> Result<Option<ObjectVersion>, StoreError> {
         crate::apply::heal::read_version(&self.db, bucket_id, key, version_id)
+    }
+
+    /// The version of `key` that an S3 version id names (`null`: the null version).
+    pub fn s3_version(
+        &self,
+        bucket_id: u64,
+        key: &str,
+        version_id: &str,
+    ) -> Result<Option<ObjectVersion>, StoreError> {
+        Ok(crate::apply::versions::find(&self.db, bucket_id, key, version_id)?.map(|(_, v)| v))
     }
 
     /// The committed version that places shard file `shard_key` on this node and disk.
@@ -199,11 +211,7 @@ impl MetaReader {
         let mut seek_to = scan_prefix.clone();
         if start_after.as_bytes() >= prefix.as_bytes() && !start_after.is_empty() {
             // The first position strictly after every version of `start_after`.
-            let mut after = keys::object_versions_start(bucket_id, start_after);
-            if let Some(last) = after.last_mut() {
-                *last += 1;
-            }
-            seek_to = seek_to.max(after);
+            seek_to = seek_to.max(keys::after_versions(bucket_id, start_after));
         }
         let mut page = ListPage::default();
         let mut iter = self.db.raw_iterator_cf(handle);
@@ -230,21 +238,39 @@ impl MetaReader {
                     skip_group(&mut iter, bucket_id, cp);
                     continue;
                 }
+                if !self.group_has_visible_key(bucket_id, cp)? {
+                    // Every key in the group is deleted (its newest version is a delete
+                    // marker): the group is not listed.
+                    skip_group(&mut iter, bucket_id, cp);
+                    continue;
+                }
             }
+            let object = match common {
+                Some(_) => None,
+                None => {
+                    let object: ObjectVersion = records::decode(raw_value)?;
+                    if object.delete_marker {
+                        // The key is deleted: neither it nor its older versions are listed.
+                        last_key = Some(key);
+                        iter.next();
+                        continue;
+                    }
+                    Some(object)
+                }
+            };
             if returned == max_keys {
                 page.is_truncated = true;
                 break;
             }
             returned += 1;
-            match common {
-                Some(cp) => {
+            match (common, object) {
+                (Some(cp), _) => {
                     page.next_start_after = cp.clone();
                     page.common_prefixes.push(cp.clone());
                     skip_group(&mut iter, bucket_id, &cp);
                     last_key = None;
                 }
-                None => {
-                    let object: ObjectVersion = records::decode(raw_value)?;
+                (None, Some(object)) => {
                     page.next_start_after = key.clone();
                     page.objects.push(ObjectSummary {
                         key: key.clone(),
@@ -255,15 +281,41 @@ impl MetaReader {
                     last_key = Some(key);
                     iter.next();
                 }
+                (None, None) => iter.next(),
             }
         }
         iter.status()?;
         Ok(page)
     }
+
+    /// Whether some key under the common prefix `group` has a newest version that is not a
+    /// delete marker. Stops at the first such key (the first key, unless keys are deleted).
+    fn group_has_visible_key(&self, bucket_id: u64, group: &str) -> Result<bool, StoreError> {
+        let scan = keys::object_prefix(bucket_id, group);
+        let mut iter = self.db.raw_iterator_cf(cf(&self.db, CF_OBJECTS)?);
+        iter.seek(&scan);
+        while let (Some(raw_key), Some(raw_value)) = (iter.key(), iter.value()) {
+            if !raw_key.starts_with(&scan) {
+                break;
+            }
+            let object: ObjectVersion = records::decode(raw_value)?;
+            if !object.delete_marker {
+                return Ok(true);
+            }
+            // Past every version of this key.
+            let Some((_, key, _)) = keys::decode_object_key(raw_key) else {
+                iter.next();
+                continue;
+            };
+            iter.seek(keys::after_versions(bucket_id, &key));
+        }
+        iter.status()?;
+        Ok(false)
+    }
 }
 
 /// The common prefix `key` rolls up into, if the delimiter occurs after `prefix`.
-fn common_prefix(key: &str, prefix: &str, delimiter: &str) -> Option<String> {
+pub(super) fn common_prefix(key: &str, prefix: &str, delimiter: &str) -> Option<String> {
     if delimiter.is_empty() {
         return None;
     }
@@ -273,7 +325,7 @@ fn common_prefix(key: &str, prefix: &str, delimiter: &str) -> Option<String> {
 }
 
 /// Moves `iter` to the first key that does not start with `group`.
-fn skip_group(iter: &mut rocksdb::DBRawIterator<'_>, bucket_id: u64, group: &str) {
+pub(super) fn skip_group(iter: &mut rocksdb::DBRawIterator<'_>, bucket_id: u64, group: &str) {
     match keys::prefix_successor(&keys::object_prefix(bucket_id, group)) {
         Some(next) => iter.seek(next),
         None => iter.seek_to_last_then_past(),
