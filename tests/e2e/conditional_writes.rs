@@ -431,3 +431,70 @@ async fn copy_object_destination_conditions() {
     assert_eq!(code(&err), "PreconditionFailed");
     assert_eq!(get(&s3, BUCKET, "dst").await, b"destination");
 }
+
+/// In a versioned bucket a key whose newest version is a delete marker has no current
+/// version: `If-None-Match: *` writes it, `If-Match` answers 404, and an `If-Match` DELETE of
+/// the current ETag adds a delete marker.
+#[tokio::test]
+async fn conditions_in_a_versioned_bucket_see_delete_markers_as_absent() {
+    use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};
+    let server = Server::start(1);
+    let s3 = setup(&server).await;
+    s3.put_bucket_versioning()
+        .bucket(BUCKET)
+        .versioning_configuration(
+            VersioningConfiguration::builder()
+                .status(BucketVersioningStatus::Enabled)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("enable versioning");
+    let first = s3
+        .put_object()
+        .bucket(BUCKET)
+        .key("k")
+        .body(ByteStream::from_static(b"one"))
+        .send()
+        .await
+        .expect("put");
+    let marker = s3
+        .delete_object()
+        .bucket(BUCKET)
+        .key("k")
+        .if_match(first.e_tag().expect("etag"))
+        .send()
+        .await
+        .expect("If-Match delete of the current version");
+    assert_eq!(marker.delete_marker(), Some(true));
+
+    let err = s3
+        .put_object()
+        .bucket(BUCKET)
+        .key("k")
+        .if_match(first.e_tag().expect("etag"))
+        .body(ByteStream::from_static(b"x"))
+        .send()
+        .await
+        .expect_err("If-Match on a deleted key");
+    assert_eq!(status(&err), 404);
+    s3.put_object()
+        .bucket(BUCKET)
+        .key("k")
+        .if_none_match("*")
+        .body(ByteStream::from_static(b"two"))
+        .send()
+        .await
+        .expect("If-None-Match: * over a delete marker");
+    let err = s3
+        .put_object()
+        .bucket(BUCKET)
+        .key("k")
+        .if_none_match("*")
+        .body(ByteStream::from_static(b"three"))
+        .send()
+        .await
+        .expect_err("the key exists again");
+    assert_eq!(status(&err), 412);
+    assert_eq!(get(&s3, BUCKET, "k").await, b"two");
+}
