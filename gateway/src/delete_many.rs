@@ -103,7 +103,7 @@ async fn delete_one(gw: &Gateway, bucket: &str, obj: &ObjectIdentifier) -> ApiRe
 /// Deletes `key` as DeleteObject does: without a version id, removes it (unversioned bucket)
 /// or adds a delete marker; with one, removes that version for good. The shards of whatever
 /// was removed are deleted after the grace. A key or version that does not exist counts as
-/// deleted, as in S3, unless a `condition` (If-Match) was given: then it is NoSuchKey.
+/// deleted, as in S3, with or without a `condition` (If-Match).
 pub(crate) async fn delete_key(
     gw: &Gateway,
     bucket: &str,
@@ -111,14 +111,14 @@ pub(crate) async fn delete_key(
     version_id: Option<&str>,
     condition: Option<cairn_proto::meta::WriteCondition>,
 ) -> ApiResult<Outcome> {
-    let conditional = condition.is_some();
     let done = match gw
         .meta
         .delete_object(bucket, key, version_id, condition)
         .await
     {
         Ok(done) => done,
-        Err(ApiError::NoSuchKey | ApiError::NoSuchVersion) if !conditional => {
+        // Nothing there: S3 answers success, with or without If-Match (no ETag can differ).
+        Err(ApiError::NoSuchKey | ApiError::NoSuchVersion) => {
             return Ok(Outcome {
                 delete_marker: false,
                 version_id: version_id.map(str::to_string),

@@ -116,7 +116,8 @@ where
     debug!(size = stored.size, version = %committed.object.version_id, missing, "object committed");
     Ok(PutOutput {
         etag: stored.etag,
-        version_id: crate::versioning::response_id(&committed.object, stored.bucket_versioning),
+        // A write of a null version answers no version id (see `versioning::header_id`).
+        version_id: crate::versioning::header_id(&committed.object),
         last_modified_ms: committed.object.last_modified_ms,
         checksums: stored.checksums,
     })
@@ -154,8 +155,6 @@ pub(crate) struct StoredBody {
     pub attempt_id: String,
     /// Shards whose files exist, to remove if the commit is refused.
     finalized: Vec<ShardPlacement>,
-    /// The bucket's versioning state when the PUT was planned.
-    pub bucket_versioning: pb::VersioningStatus,
 }
 
 impl StoredBody {
@@ -220,7 +219,6 @@ where
         )
         .await?;
     let attempt_id = plan.upload_id.clone();
-    let bucket_versioning = plan.bucket_versioning();
     let (pb_scheme, scheme, placements) = check_plan(plan)?;
     let codec = Codec::new(scheme).map_err(|e| ApiError::Internal(e.to_string()))?;
     let quorum = scheme.write_quorum();
@@ -331,7 +329,6 @@ where
         shards,
         attempt_id,
         finalized,
-        bucket_versioning,
     })
 }
 

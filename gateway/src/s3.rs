@@ -605,7 +605,7 @@ impl S3 for CairnS3 {
         if input.mfa.is_some() {
             return Err(not_implemented("MFA delete"));
         }
-        // S3 answers 204 for a key that does not exist (404 when an If-Match named it).
+        // S3 answers 204 for a key that does not exist, If-Match or not.
         let condition = conditions::write_condition(tag_condition(input.if_match.as_ref()), None)?;
         let outcome =
             delete_many::delete_key(&self.gw, &input.bucket, &input.key, version_id, condition)
@@ -1012,16 +1012,9 @@ impl S3 for CairnS3 {
             upload_id: input.upload_id,
         };
         let object = multipart::complete(&self.gw, &upload, parts, condition).await?;
-        // A null version is answered as `null` once the bucket's versioning was configured;
-        // the upload is complete either way, so a failed look-up only leaves the header out.
-        let version_id = if object.versioned {
-            versioning::header_id(&object)
-        } else {
-            match self.gw.meta.get_bucket(&upload.bucket).await {
-                Ok(bucket) => versioning::response_id(&object, bucket.versioning()),
-                Err(_) => None,
-            }
-        };
+        // A write of a null version (unversioned or suspended bucket) answers no version id,
+        // as S3 and MinIO do; reads of it answer `null` once versioning was configured.
+        let version_id = versioning::header_id(&object);
         Ok(S3Response::new(CompleteMultipartUploadOutput {
             bucket: Some(upload.bucket),
             key: Some(upload.key),

@@ -36,9 +36,9 @@ pub(crate) fn header_id(obj: &pb::ObjectVersion) -> Option<String> {
     obj.versioned.then(|| obj.version_id.clone())
 }
 
-/// `x-amz-version-id` for a response about `obj` in a bucket whose versioning state is
+/// `x-amz-version-id` for a read of `obj` (GET, HEAD) in a bucket whose versioning state is
 /// `state`: its own id; `null` for a null version once versioning was ever configured; none
-/// in a never-versioned bucket (as S3 answers).
+/// in a never-versioned bucket (as S3 answers). Writes answer [`header_id`].
 pub(crate) fn response_id(obj: &pb::ObjectVersion, state: VersioningStatus) -> Option<String> {
     if obj.versioned {
         Some(obj.version_id.clone())
