@@ -90,6 +90,12 @@ def area_of(result):
     return "objects"
 
 
+def short(reason):
+    """A failure reason fit for a table cell: one line, at most 70 characters, no pipes."""
+    reason = " ".join(str(reason).split()).replace("|", "/")
+    return reason if len(reason) <= 70 else reason[:67] + "..."
+
+
 def main(path):
     areas = collections.defaultdict(lambda: collections.Counter())
     reasons = collections.defaultdict(collections.Counter)
@@ -113,7 +119,7 @@ def main(path):
         c = areas[area]
         failed = c["failed"] + c["error"]
         total = c["passed"] + failed + c["skipped"]
-        top = "; ".join(f"{r} ({n})" for r, n in reasons[area].most_common(3))
+        top = "; ".join(f"{short(r)} ({n})" for r, n in reasons[area].most_common(3))
         print(f"| {area} | {total} | {c['passed']} | {failed} | {c['not_implemented']} | {top} |")
     failed = totals["failed"] + totals["error"]
     total = totals["passed"] + failed + totals["skipped"]
