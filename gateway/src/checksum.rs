@@ -179,6 +179,26 @@ impl BodyChecksums {
     }
 }
 
+/// Checksum values by algorithm, in the order S3's DTOs list them: CRC32, CRC32C,
+/// CRC64NVME, SHA1, SHA256.
+pub(crate) type ChecksumFields = [Option<String>; 5];
+
+/// Spreads `(algorithm, value)` pairs into [`ChecksumFields`].
+pub(crate) fn fields(values: Vec<(Algorithm, String)>) -> ChecksumFields {
+    let mut out: ChecksumFields = Default::default();
+    for (algo, value) in values {
+        let slot = match algo {
+            Algorithm::Crc32 => 0,
+            Algorithm::Crc32c => 1,
+            Algorithm::Crc64Nvme => 2,
+            Algorithm::Sha1 => 3,
+            Algorithm::Sha256 => 4,
+        };
+        out[slot] = Some(value);
+    }
+    out
+}
+
 /// Verified checksums as stored in an object's record.
 pub(crate) fn records(computed: &[(Algorithm, String)]) -> Vec<pb::ObjectChecksum> {
     computed

@@ -8,7 +8,7 @@ use s3s::dto::{
     GetObjectAttributesParts, ObjectAttributes, ObjectPart, StorageClass,
 };
 
-use crate::checksum::{self, Algorithm};
+use crate::checksum;
 use crate::error::{ApiError, ApiResult};
 use crate::{dto, Gateway};
 
@@ -63,21 +63,15 @@ fn whole_object_checksum(obj: &ObjectVersion) -> Option<Checksum> {
     if stored.is_empty() {
         return None;
     }
-    let mut out = Checksum {
+    let [crc32, crc32c, crc64nvme, sha1, sha256] = checksum::fields(stored);
+    Some(Checksum {
+        checksum_crc32: crc32,
+        checksum_crc32c: crc32c,
+        checksum_crc64nvme: crc64nvme,
+        checksum_sha1: sha1,
+        checksum_sha256: sha256,
         checksum_type: Some(ChecksumType::from_static(ChecksumType::FULL_OBJECT)),
-        ..Default::default()
-    };
-    for (algo, value) in stored {
-        let slot = match algo {
-            Algorithm::Crc32 => &mut out.checksum_crc32,
-            Algorithm::Crc32c => &mut out.checksum_crc32c,
-            Algorithm::Crc64Nvme => &mut out.checksum_crc64nvme,
-            Algorithm::Sha1 => &mut out.checksum_sha1,
-            Algorithm::Sha256 => &mut out.checksum_sha256,
-        };
-        *slot = Some(value);
-    }
-    Some(out)
+    })
 }
 
 /// One page of a multipart object's parts (`None` for a single PUT, as in S3).

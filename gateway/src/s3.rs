@@ -210,25 +210,6 @@ fn body_or_empty(body: Option<StreamingBlob>) -> StreamingBlob {
     })
 }
 
-/// The value of each computed checksum, by algorithm: (CRC32, CRC32C, CRC64NVME, SHA1,
-/// SHA256), for the output fields of PutObject and UploadPart.
-type ChecksumFields = [Option<String>; 5];
-
-fn checksum_fields(computed: Vec<(Algorithm, String)>) -> ChecksumFields {
-    let mut out: ChecksumFields = Default::default();
-    for (algo, value) in computed {
-        let slot = match algo {
-            Algorithm::Crc32 => 0,
-            Algorithm::Crc32c => 1,
-            Algorithm::Crc64Nvme => 2,
-            Algorithm::Sha1 => 3,
-            Algorithm::Sha256 => 4,
-        };
-        out[slot] = Some(value);
-    }
-    out
-}
-
 /// The stored full-object checksums a GET or HEAD answers: only when the client asked for
 /// them (`x-amz-checksum-mode: ENABLED`, which current SDKs send by default to validate the
 /// body) and reads the whole object, as S3 does.
@@ -236,14 +217,14 @@ fn served_checksums(
     obj: &ObjectVersion,
     mode: Option<&ChecksumMode>,
     partial: bool,
-) -> (ChecksumFields, Option<ChecksumType>) {
+) -> (checksum::ChecksumFields, Option<ChecksumType>) {
     let enabled = mode.is_some_and(|m| m.as_str().eq_ignore_ascii_case(ChecksumMode::ENABLED));
     let stored = checksum::stored(obj);
     if !enabled || partial || stored.is_empty() {
         return (Default::default(), None);
     }
     (
-        checksum_fields(stored),
+        checksum::fields(stored),
         Some(ChecksumType::from_static(ChecksumType::FULL_OBJECT)),
     )
 }
@@ -452,7 +433,7 @@ impl S3 for CairnS3 {
             condition,
         };
         let out = put::put_object(&self.gw, put_input, body_or_empty(input.body)).await?;
-        let [crc32, crc32c, crc64nvme, sha1, sha256] = checksum_fields(out.checksums);
+        let [crc32, crc32c, crc64nvme, sha1, sha256] = checksum::fields(out.checksums);
         let output = PutObjectOutput {
             e_tag: Some(dto::etag(&out.etag)),
             checksum_crc32: crc32,
@@ -919,7 +900,7 @@ impl S3 for CairnS3 {
         };
         let body = body_or_empty(input.body);
         let part = multipart::upload_part(&self.gw, &upload, number, checks, body).await?;
-        let [crc32, crc32c, crc64nvme, sha1, sha256] = checksum_fields(part.checksums);
+        let [crc32, crc32c, crc64nvme, sha1, sha256] = checksum::fields(part.checksums);
         Ok(S3Response::new(UploadPartOutput {
             e_tag: Some(dto::etag(&part.etag)),
             checksum_crc32: crc32,

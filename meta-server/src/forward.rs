@@ -25,9 +25,10 @@ use std::time::Duration;
 use cairn_proto::meta::meta_raft_client::MetaRaftClient;
 use cairn_proto::meta::RaftMessage;
 use serde::{Deserialize, Serialize};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use crate::group::GroupError;
+use crate::network::raft_client;
 use crate::types::{Command, NodeId, Response};
 
 /// How long a forwarded call may take before the follower gives up and the client retries.
@@ -82,13 +83,8 @@ impl Forwarder {
         if let Some(client) = clients.get(addr) {
             return Ok(client.clone());
         }
-        let endpoint = Endpoint::from_shared(format!("http://{addr}"))
-            .map_err(|e| GroupError::Raft(format!("bad leader address {addr}: {e}")))?
-            .connect_timeout(Duration::from_secs(2))
-            .timeout(FORWARD_TIMEOUT);
-        let client = MetaRaftClient::new(endpoint.connect_lazy())
-            .max_decoding_message_size(64 << 20)
-            .max_encoding_message_size(64 << 20);
+        let client = raft_client(addr, Some(FORWARD_TIMEOUT))
+            .map_err(|e| GroupError::Raft(format!("bad leader address {addr}: {e}")))?;
         clients.insert(addr.to_string(), client.clone());
         Ok(client)
     }

@@ -46,6 +46,22 @@ impl LocalNodes {
     }
 }
 
+/// A lazily connected `MetaRaft` client for the meta node at `addr` (`host:port`), with the
+/// message limits every Raft channel uses; `timeout` bounds each call when given.
+pub(crate) fn raft_client(
+    addr: &str,
+    timeout: Option<std::time::Duration>,
+) -> Result<MetaRaftClient<Channel>, tonic::transport::Error> {
+    let mut endpoint = Endpoint::from_shared(format!("http://{addr}"))?
+        .connect_timeout(std::time::Duration::from_secs(2));
+    if let Some(timeout) = timeout {
+        endpoint = endpoint.timeout(timeout);
+    }
+    Ok(MetaRaftClient::new(endpoint.connect_lazy())
+        .max_decoding_message_size(64 << 20)
+        .max_encoding_message_size(64 << 20))
+}
+
 /// Creates a [`Peer`] per target node (openraft's network factory).
 #[derive(Clone)]
 pub struct Network {
@@ -101,12 +117,7 @@ impl Peer {
         if let Some(c) = &self.client {
             return Ok(c.clone());
         }
-        let endpoint = Endpoint::from_shared(format!("http://{}", self.addr))
-            .map_err(|e| Unreachable::new(&e))?
-            .connect_timeout(std::time::Duration::from_secs(2));
-        let client = MetaRaftClient::new(endpoint.connect_lazy())
-            .max_decoding_message_size(64 << 20)
-            .max_encoding_message_size(64 << 20);
+        let client = raft_client(&self.addr, None).map_err(|e| Unreachable::new(&e))?;
         self.client = Some(client.clone());
         Ok(client)
     }
