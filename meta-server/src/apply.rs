@@ -91,7 +91,6 @@ pub fn apply(
                 id: index,
                 created_ms: now,
                 scheme: None,
-                versioning: 0,
                 ..Default::default()
             };
             batch.put_cf(
