@@ -201,6 +201,18 @@ impl Codec {
         blocks: Vec<Option<Bytes>>,
         data_len: usize,
     ) -> Result<Bytes, ErasureError> {
+        let data = self.decode_blocks(blocks, data_len)?;
+        Ok(join(data.into_iter(), data_len))
+    }
+
+    /// Like [`Codec::decode`], but returns the stripe's data as its data blocks in order, cut
+    /// to `data_len` bytes in all, without concatenating them: a reader that sends the bytes
+    /// on (a GET) saves a copy of every stripe.
+    pub fn decode_blocks(
+        &self,
+        blocks: Vec<Option<Bytes>>,
+        data_len: usize,
+    ) -> Result<Vec<Bytes>, ErasureError> {
         let (k, total) = (self.scheme.k, self.scheme.total_shards());
         if blocks.len() != total {
             return Err(ErasureError::BadLength(format!(
@@ -220,7 +232,7 @@ impl Codec {
             return Err(ErasureError::TooFewBlocks { have, need: k });
         }
         if blocks[..k].iter().all(Option::is_some) {
-            return Ok(join(blocks.into_iter().take(k).flatten(), data_len));
+            return Ok(cut(blocks.into_iter().take(k).flatten(), data_len));
         }
         let Some(rs) = &self.rs else {
             return Err(ErasureError::TooFewBlocks { have, need: k });
@@ -233,8 +245,23 @@ impl Codec {
         for block in data {
             parts.push(block.ok_or(ErasureError::TooFewBlocks { have, need: k })?);
         }
-        Ok(join(parts.into_iter(), data_len))
+        Ok(cut(parts.into_iter(), data_len))
     }
+}
+
+/// The first `len` bytes of a sequence of blocks, as views of them (empty views dropped).
+fn cut(blocks: impl Iterator<Item = Bytes>, len: usize) -> Vec<Bytes> {
+    let mut out = Vec::new();
+    let mut left = len;
+    for block in blocks {
+        if left == 0 {
+            break;
+        }
+        let take = left.min(block.len());
+        out.push(block.slice(..take));
+        left -= take;
+    }
+    out
 }
 
 /// Concatenates blocks and cuts the result to `len` bytes; one block needs no copy.

@@ -23,8 +23,9 @@ use crate::erasure::Scheme;
 use crate::error::{ApiError, ApiResult};
 use crate::stripe_reader::{ReadContext, StripeReader};
 
-/// Decoded stripes buffered between the shard readers and the client.
-const STRIPES_AHEAD: usize = 2;
+/// Decoded pieces (data blocks, up to `k` a stripe) buffered between the shard readers and
+/// the client.
+const PIECES_AHEAD: usize = 4;
 
 /// The body of a GET: decoded bytes from a background reader, with an exact length.
 pub(crate) struct ObjectBody {
@@ -146,7 +147,7 @@ pub(crate) async fn open_body(
     range: Range<u64>,
 ) -> ApiResult<ObjectBody> {
     let len = range.end.saturating_sub(range.start);
-    let (tx, rx) = mpsc::channel(STRIPES_AHEAD);
+    let (tx, rx) = mpsc::channel(PIECES_AHEAD);
     if len == 0 {
         return Ok(ObjectBody { rx, remaining: 0 });
     }

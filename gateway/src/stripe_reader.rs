@@ -94,8 +94,10 @@ pub(crate) struct StripeReader {
     span: StripeSpan,
     slots: Vec<Slot>,
     next_stripe: u64,
-    /// Object bytes still to emit.
+    /// Object bytes still to emit (beyond those in `ready`).
     remaining: u64,
+    /// Pieces of the current stripe not handed out yet.
+    ready: std::collections::VecDeque<Bytes>,
     /// `bucket/key` (and the part), for errors and logs.
     label: String,
     version: VersionRef,
@@ -131,6 +133,7 @@ impl StripeReader {
             slots,
             next_stripe: span.first_stripe,
             remaining: span.len,
+            ready: std::collections::VecDeque::new(),
             label,
             version,
         })
@@ -140,22 +143,40 @@ impl StripeReader {
         self.codec.scheme()
     }
 
-    /// The object bytes of the next stripe that fall inside the range, or `None` at the end.
+    /// The next piece of object bytes inside the range (a view of one data block of a
+    /// stripe; a stripe comes out as up to `k` pieces, never copied into one buffer), or
+    /// `None` at the end.
     pub async fn next_chunk(&mut self) -> ApiResult<Option<Bytes>> {
-        if self.remaining == 0 || self.next_stripe > self.span.last_stripe {
-            return Ok(None);
+        loop {
+            if let Some(piece) = self.ready.pop_front() {
+                return Ok(Some(piece));
+            }
+            if self.remaining == 0 || self.next_stripe > self.span.last_stripe {
+                return Ok(None);
+            }
+            let stripe = self.next_stripe;
+            let blocks = self.read_stripe(stripe).await?;
+            let mut skip = if stripe == self.span.first_stripe {
+                self.span.skip as usize
+            } else {
+                0
+            };
+            self.next_stripe += 1;
+            for block in blocks {
+                if skip >= block.len() {
+                    skip -= block.len();
+                    continue;
+                }
+                let piece = block.slice(skip..);
+                skip = 0;
+                let take = (piece.len() as u64).min(self.remaining) as usize;
+                if take == 0 {
+                    break;
+                }
+                self.remaining -= take as u64;
+                self.ready.push_back(piece.slice(..take));
+            }
         }
-        let stripe = self.next_stripe;
-        let data = self.read_stripe(stripe).await?;
-        let skip = if stripe == self.span.first_stripe {
-            self.span.skip as usize
-        } else {
-            0
-        };
-        let take = (data.len().saturating_sub(skip) as u64).min(self.remaining) as usize;
-        self.next_stripe += 1;
-        self.remaining -= take as u64;
-        Ok(Some(data.slice(skip..skip + take)))
     }
 
     /// Starts reading shard `i` from `stripe` on, if it is untried.
@@ -188,7 +209,7 @@ impl StripeReader {
     }
 
     /// Reads and decodes one stripe from the first `k` of its blocks to arrive.
-    async fn read_stripe(&mut self, stripe: u64) -> ApiResult<Bytes> {
+    async fn read_stripe(&mut self, stripe: u64) -> ApiResult<Vec<Bytes>> {
         let scheme = self.scheme();
         let (k, total) = (scheme.k, scheme.total_shards());
         let tuning = self.ctx.tuning;
@@ -296,7 +317,7 @@ impl StripeReader {
         }
         let data_len = scheme.stripe_data_len(self.size, stripe);
         self.codec
-            .decode(blocks, data_len)
+            .decode_blocks(blocks, data_len)
             .map_err(|e| ApiError::Internal(format!("decode stripe {stripe}: {e}")))
     }
 
