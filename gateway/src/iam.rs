@@ -28,6 +28,12 @@ pub(crate) const UNKNOWN_CACHE_TTL: Duration = Duration::from_secs(1);
 /// Above this many entries, expired ones are dropped at the next insert.
 const CACHE_PRUNE_AT: usize = 10_000;
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+/// Pauses between passes over the meta endpoints (an election takes a few hundred ms).
+const LOOKUP_BACKOFF: [Duration; 3] = [
+    Duration::from_millis(100),
+    Duration::from_millis(250),
+    Duration::from_millis(500),
+];
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A stored S3 user, as this gateway uses it.
@@ -160,27 +166,46 @@ impl Users {
         Ok(user)
     }
 
-    /// Asks the meta endpoints in turn (the answering one reads linearizably).
+    /// Asks the meta endpoints in turn (the answering one reads linearizably), for a few
+    /// rounds, so a lookup during a meta leader election waits it out as other meta calls
+    /// do. Refused root credentials are final.
     async fn fetch(&self, access_key: &str) -> ApiResult<Option<User>> {
         let mut last = String::from("no meta endpoint");
-        for (uri, client) in &self.endpoints {
-            let mut request = tonic::Request::new(GetUserRequest {
-                access_key: access_key.to_string(),
-            });
-            self.root.sign(request.metadata_mut(), "GetUser", now_ms());
-            match client.clone().get_user(request).await {
-                Ok(reply) => {
-                    let reply = reply.into_inner();
-                    let Some(stored) = reply.user else {
-                        return Ok(None);
-                    };
-                    return Ok(Some(user_from(stored, reply.policies)));
+        for (round, pause) in LOOKUP_BACKOFF.iter().enumerate() {
+            for (uri, client) in &self.endpoints {
+                let mut request = tonic::Request::new(GetUserRequest {
+                    access_key: access_key.to_string(),
+                });
+                self.root.sign(request.metadata_mut(), "GetUser", now_ms());
+                match client.clone().get_user(request).await {
+                    Ok(reply) => {
+                        let reply = reply.into_inner();
+                        let Some(stored) = reply.user else {
+                            return Ok(None);
+                        };
+                        return Ok(Some(user_from(stored, reply.policies)));
+                    }
+                    Err(status) if status.code() == Code::NotFound => return Ok(None),
+                    Err(status)
+                        if matches!(
+                            status.code(),
+                            Code::Unauthenticated | Code::PermissionDenied
+                        ) =>
+                    {
+                        warn!(endpoint = %uri, msg = status.message(), "the meta service refused the gateway's root keys for a user lookup");
+                        return Err(ApiError::Internal(format!(
+                            "user lookup refused: {}",
+                            status.message()
+                        )));
+                    }
+                    Err(status) => {
+                        debug!(endpoint = %uri, round, code = ?status.code(), msg = status.message(), "user lookup failed; trying the next meta endpoint");
+                        last = format!("{uri}: {}", status.message());
+                    }
                 }
-                Err(status) if status.code() == Code::NotFound => return Ok(None),
-                Err(status) => {
-                    debug!(endpoint = %uri, code = ?status.code(), msg = status.message(), "user lookup failed; trying the next meta endpoint");
-                    last = format!("{uri}: {}", status.message());
-                }
+            }
+            if round + 1 < LOOKUP_BACKOFF.len() {
+                tokio::time::sleep(*pause).await;
             }
         }
         warn!(error = %last, "cannot look S3 users up");
