@@ -209,7 +209,7 @@ async fn canned_policies_allow_what_they_name_and_nothing_else() {
 
 #[tokio::test]
 async fn a_custom_policy_limits_a_user_to_its_prefix() {
-    let server = Server::start(1);
+    let mut server = Server::start(1);
     let root = server.client();
     root.create_bucket()
         .bucket("home")
@@ -268,6 +268,64 @@ async fn a_custom_policy_limits_a_user_to_its_prefix() {
     try_delete(&alice, "home", "alice/new")
         .await
         .expect("delete own");
+
+    // A copy needs s3:GetObject on its source too.
+    let copy = |source: &'static str| {
+        alice
+            .copy_object()
+            .bucket("home")
+            .key("alice/copy")
+            .copy_source(source)
+            .send()
+    };
+    let err = copy("home/bob/notes")
+        .await
+        .expect_err("bob's notes are not alice's");
+    assert_eq!(code(&err), "AccessDenied");
+    copy("home/alice/notes")
+        .await
+        .expect("copy within the prefix");
+    assert_eq!(try_get(&alice, "home", "alice/copy").await.unwrap(), b"a");
+
+    // DeleteObjects needs s3:DeleteObject on every key it names.
+    let batch = |keys: &[&str]| {
+        let objects = keys
+            .iter()
+            .map(|k| {
+                aws_sdk_s3::types::ObjectIdentifier::builder()
+                    .key(*k)
+                    .build()
+                    .expect("id")
+            })
+            .collect();
+        alice
+            .delete_objects()
+            .bucket("home")
+            .delete(
+                aws_sdk_s3::types::Delete::builder()
+                    .set_objects(Some(objects))
+                    .build()
+                    .expect("delete"),
+            )
+            .send()
+    };
+    let err = batch(&["alice/copy", "bob/notes"])
+        .await
+        .expect_err("one key is not alice's");
+    assert_eq!(code(&err), "AccessDenied");
+    assert_eq!(try_get(&root, "home", "bob/notes").await.unwrap(), b"b");
+    assert_eq!(try_get(&root, "home", "alice/copy").await.unwrap(), b"a");
+    batch(&["alice/copy"]).await.expect("own keys");
+    assert!(try_get(&root, "home", "alice/copy").await.is_err());
+
+    // Users and policies are metadata: they survive a crash and restart.
+    server.kill9_and_restart();
+    let alice = client_for(&server.endpoint, "alice", "alice-secret-key");
+    assert_eq!(try_get(&alice, "home", "alice/notes").await.unwrap(), b"a");
+    assert_eq!(
+        try_get(&alice, "home", "bob/notes").await.unwrap_err(),
+        DENIED
+    );
 
     // A policy in use cannot be removed; detached, it can.
     let (ok, _, err) = admin(&server, &["policy", "remove", "alice-home"]);
