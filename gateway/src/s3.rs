@@ -793,7 +793,7 @@ impl S3 for CairnS3 {
     ) -> S3Result<S3Response<PutBucketPolicyOutput>> {
         let input = req.input;
         bucket_policy::put(&self.gw, &input.bucket, &input.policy).await?;
-        // S3 answers 204 No Content; s3s sends the empty output as 200, which SDKs accept.
+        // s3s answers 204 No Content, as S3 does.
         Ok(S3Response::new(PutBucketPolicyOutput::default()))
     }
 

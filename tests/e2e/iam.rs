@@ -582,3 +582,77 @@ async fn a_bucket_policy_opens_get_object_to_anonymous_requests() {
         b"<h1>hi</h1>"
     );
 }
+
+#[tokio::test]
+async fn users_and_bucket_policies_reach_every_gateway_of_a_cluster() {
+    use crate::cluster_harness::Cluster;
+    // Three meta nodes; gateway 0 knows them all, gateway 1 only a follower, so its user
+    // lookups and bucket-policy reads go through a follower's linearizable read.
+    let mut cluster = Cluster::start(3, 1, 2, 1, &[]);
+    let leader = cluster.leader();
+    let follower = (leader + 1) % 3;
+    let only_follower = format!("http://{}", cluster.meta_addrs[follower]);
+    cluster.add_gateway(&only_follower);
+    let root = cluster.client(0);
+    root.create_bucket()
+        .bucket("shared")
+        .send()
+        .await
+        .expect("create");
+    put(&root, "shared", "k", b"v".to_vec()).await;
+
+    cluster.admin_ok(&[
+        "user",
+        "add",
+        "--access-key",
+        "eve",
+        "--secret-key",
+        "eve-secret-key",
+        "--policy",
+        "readonly",
+    ]);
+    let eve: Vec<Client> = (0..2)
+        .map(|i| client_for(&cluster.gateway_endpoints[i], "eve", "eve-secret-key"))
+        .collect();
+    for s3 in &eve {
+        assert_eq!(try_get(s3, "shared", "k").await.unwrap(), b"v");
+        assert_eq!(try_put(s3, "shared", "x").await.unwrap_err(), DENIED);
+    }
+
+    // Disabled on the leader, refused by both gateways within the bound.
+    cluster.admin_ok(&["user", "disable", "eve"]);
+    let start = Instant::now();
+    for s3 in &eve {
+        while try_get(s3, "shared", "k").await.is_ok() {
+            assert!(start.elapsed() < CACHE_BOUND, "a gateway still serves eve");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert_eq!(
+            try_get(s3, "shared", "k").await.unwrap_err(),
+            "403 InvalidAccessKeyId"
+        );
+    }
+
+    // A bucket policy put through one gateway applies at the other at once.
+    let public = r#"{"Statement":{"Effect":"Allow","Principal":"*","Action":"s3:GetObject","Resource":"arn:aws:s3:::shared/*"}}"#;
+    root.put_bucket_policy()
+        .bucket("shared")
+        .policy(public)
+        .send()
+        .await
+        .expect("put policy");
+    let (code_, body) = unsigned(&cluster.gateway_endpoints[1], "GET", "/shared/k", b"").await;
+    assert_eq!(code_, 200, "{body}");
+    client_for(&cluster.gateway_endpoints[1], ACCESS_KEY, SECRET_KEY)
+        .delete_bucket_policy()
+        .bucket("shared")
+        .send()
+        .await
+        .expect("delete policy");
+    assert_eq!(
+        unsigned(&cluster.gateway_endpoints[0], "GET", "/shared/k", b"")
+            .await
+            .0,
+        403
+    );
+}
