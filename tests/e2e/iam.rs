@@ -430,6 +430,36 @@ async fn unsigned(endpoint: &str, method: &str, path: &str, body: &[u8]) -> (u16
     (status, body)
 }
 
+/// An unsigned DeleteObjects of `keys` (with the Content-MD5 S3 requires).
+async fn unsigned_delete_objects(endpoint: &str, bucket: &str, keys: &[&str]) -> (u16, String) {
+    use base64::Engine as _;
+    use md5::Digest as _;
+    let objects: String = keys
+        .iter()
+        .map(|k| format!("<Object><Key>{k}</Key></Object>"))
+        .collect();
+    let body = format!("<Delete>{objects}</Delete>");
+    let md5 = base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(body.as_bytes()));
+    let host = endpoint.trim_start_matches("http://").trim_end_matches('/');
+    let mut stream = tokio::net::TcpStream::connect(host).await.expect("connect");
+    let head = format!(
+        "POST /{bucket}?delete HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-MD5: {md5}\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.expect("write");
+    stream.write_all(body.as_bytes()).await.expect("write body");
+    let mut bytes = Vec::new();
+    stream.read_to_end(&mut bytes).await.expect("read");
+    let text = String::from_utf8_lossy(&bytes).to_string();
+    let status = text
+        .lines()
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {text:?}"));
+    (status, text)
+}
+
 #[tokio::test]
 async fn a_bucket_policy_opens_get_object_to_anonymous_requests() {
     let server = Server::start(1);
@@ -509,6 +539,8 @@ async fn a_bucket_policy_opens_get_object_to_anonymous_requests() {
     assert_eq!(code_, 403);
     let (code_, _) = unsigned(ep, "DELETE", "/site/index.html", b"").await;
     assert_eq!(code_, 403);
+    let (code_, body) = unsigned_delete_objects(ep, "site", &["index.html"]).await;
+    assert_eq!(code_, 403, "{body}");
     assert!(try_get(&root, "site", "evil.html").await.is_err());
 
     // A user without policies of its own gets what the bucket policy grants everyone, and
@@ -553,6 +585,23 @@ async fn a_bucket_policy_opens_get_object_to_anonymous_requests() {
         .expect("its own policy still allows puts");
     let (code_, _) = unsigned(ep, "GET", "/site/index.html", b"").await;
     assert_eq!(code_, 403, "no longer public");
+
+    // Anonymous batch deletes, when the policy grants them, are checked key by key.
+    let scratch = r#"{"Statement":[
+        {"Effect":"Allow","Principal":"*","Action":"s3:DeleteObject","Resource":"arn:aws:s3:::site/tmp/*"}]}"#;
+    root.put_bucket_policy()
+        .bucket("site")
+        .policy(scratch)
+        .send()
+        .await
+        .expect("put scratch policy");
+    put(&root, "site", "tmp/a", b"a".to_vec()).await;
+    let (code_, body) = unsigned_delete_objects(ep, "site", &["tmp/a", "index.html"]).await;
+    assert_eq!(code_, 403, "{body}");
+    assert_eq!(try_get(&root, "site", "tmp/a").await.unwrap(), b"a");
+    let (code_, body) = unsigned_delete_objects(ep, "site", &["tmp/a"]).await;
+    assert_eq!(code_, 200, "{body}");
+    assert!(try_get(&root, "site", "tmp/a").await.is_err());
 
     // Deleting the policy makes the bucket private again.
     root.put_bucket_policy()
