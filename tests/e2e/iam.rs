@@ -134,6 +134,31 @@ async fn canned_policies_allow_what_they_name_and_nothing_else() {
         .expect_err("readonly creates no bucket");
     assert_eq!(code(&err), "AccessDenied");
 
+    // Presigned URLs carry the user's rights, no more.
+    let cfg = aws_sdk_s3::presigning::PresigningConfig::expires_in(Duration::from_secs(300))
+        .expect("presigning config");
+    let url = reader
+        .get_object()
+        .bucket("data")
+        .key("a.txt")
+        .presigned(cfg.clone())
+        .await
+        .expect("presign get");
+    let path = url.uri().trim_start_matches(&server.endpoint).to_string();
+    let (code_, body) = unsigned(&server.endpoint, "GET", &path, b"").await;
+    assert_eq!((code_, body.ends_with("hello")), (200, true), "{body}");
+    let url = reader
+        .put_object()
+        .bucket("data")
+        .key("p.txt")
+        .presigned(cfg)
+        .await
+        .expect("presign put");
+    let path = url.uri().trim_start_matches(&server.endpoint).to_string();
+    let (code_, body) = unsigned(&server.endpoint, "PUT", &path, b"x").await;
+    assert_eq!(code_, 403, "{body}");
+    assert!(body.contains("AccessDenied"), "{body}");
+
     let writer = add_user(&server, "writer", &["writeonly"]);
     try_put(&writer, "data", "w.txt")
         .await
