@@ -31,12 +31,18 @@ pub(crate) struct Access {
     gw: Arc<Gateway>,
 }
 
+/// The client's address, put in each request's extensions by the listener
+/// (`crate::server`): what `aws:SourceIp` conditions test.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PeerAddr(pub std::net::SocketAddr);
+
 /// What one authorization question is about.
 struct Question<'a> {
     operation: &'a str,
     bucket: Option<&'a str>,
     key: Option<&'a str>,
     prefix: Option<&'a str>,
+    source_ip: Option<std::net::IpAddr>,
 }
 
 impl Access {
@@ -101,6 +107,7 @@ impl Access {
                 resource: &resource,
                 principal,
                 prefix: q.prefix,
+                source_ip: q.source_ip,
             };
             let decision = user
                 .map_or(Decision::NotApplicable, |u| u.decide(&cx))
@@ -151,6 +158,10 @@ fn prefix_param(query: Option<&str>) -> String {
         .unwrap_or_default()
 }
 
+fn source_ip<T>(req: &S3Request<T>) -> Option<std::net::IpAddr> {
+    req.extensions.get::<PeerAddr>().map(|p| p.0.ip())
+}
+
 fn access_key<T>(req: &S3Request<T>) -> Option<&str> {
     req.credentials.as_ref().map(|c| c.access_key.as_str())
 }
@@ -166,6 +177,7 @@ fn copy_source(source: &CopySource) -> Option<(&str, &str)> {
 #[async_trait::async_trait]
 impl S3Access for Access {
     async fn check(&self, cx: &mut S3AccessContext<'_>) -> S3Result<()> {
+        let source_ip = cx.extensions_mut().get::<PeerAddr>().map(|p| p.0.ip());
         let operation = cx.s3_op().name();
         // Decided per key in `delete_objects`, once the body is parsed (for anonymous
         // callers too: a bucket policy may let everyone delete under a prefix).
@@ -186,6 +198,7 @@ impl S3Access for Access {
                 bucket,
                 key,
                 prefix: prefix.as_deref(),
+                source_ip,
             },
             None,
         )
@@ -202,6 +215,7 @@ impl S3Access for Access {
                     bucket: Some(bucket),
                     key: Some(key),
                     prefix: None,
+                    source_ip: source_ip(req),
                 },
                 None,
             )
@@ -219,6 +233,7 @@ impl S3Access for Access {
                     bucket: Some(bucket),
                     key: Some(key),
                     prefix: None,
+                    source_ip: source_ip(req),
                 },
                 None,
             )
@@ -242,6 +257,7 @@ impl S3Access for Access {
                 bucket: Some(req.input.bucket.as_str()),
                 key: None,
                 prefix: None,
+                source_ip: source_ip(req),
             },
             Some(&keys),
         )

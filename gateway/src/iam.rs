@@ -266,6 +266,7 @@ mod tests {
             resource: "arn:aws:s3:::b/k",
             principal: Some("alice"),
             prefix: None,
+            source_ip: None,
         }
     }
 

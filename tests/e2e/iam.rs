@@ -361,18 +361,18 @@ async fn a_custom_policy_limits_a_user_to_its_prefix() {
     // A condition the evaluator does not support is refused when the policy is added.
     std::fs::write(
         &file,
-        r#"{"Statement":{"Effect":"Allow","Action":"s3:*","Resource":"*","Condition":{"IpAddress":{"aws:SourceIp":"10.0.0.0/8"}}}}"#,
+        r#"{"Statement":{"Effect":"Allow","Action":"s3:*","Resource":"*","Condition":{"DateLessThan":{"aws:CurrentTime":"2030-01-01T00:00:00Z"}}}}"#,
     )
     .expect("write policy");
     let (ok, _, err) = admin(
         &server,
-        &["policy", "add", "by-ip", file.to_str().expect("path")],
+        &["policy", "add", "until-2030", file.to_str().expect("path")],
     );
     assert!(
-        !ok && err.contains("IpAddress") && err.contains("not supported"),
+        !ok && err.contains("DateLessThan") && err.contains("not supported"),
         "{err}"
     );
-    assert!(!admin_ok(&server, &["policy", "list"]).contains("by-ip"));
+    assert!(!admin_ok(&server, &["policy", "list"]).contains("until-2030"));
 }
 
 #[tokio::test]
@@ -610,6 +610,21 @@ async fn a_bucket_policy_opens_get_object_to_anonymous_requests() {
         .expect("its own policy still allows puts");
     let (code_, _) = unsigned(ep, "GET", "/site/index.html", b"").await;
     assert_eq!(code_, 403, "no longer public");
+
+    // aws:SourceIp is the client's address (these requests come from 127.0.0.1).
+    for (block, expected) in [("10.0.0.0/8", 403), ("127.0.0.0/8", 200)] {
+        let by_ip = format!(
+            r#"{{"Statement":{{"Effect":"Allow","Principal":"*","Action":"s3:GetObject","Resource":"arn:aws:s3:::site/*","Condition":{{"IpAddress":{{"aws:SourceIp":"{block}"}}}}}}}}"#
+        );
+        root.put_bucket_policy()
+            .bucket("site")
+            .policy(by_ip)
+            .send()
+            .await
+            .expect("put policy by ip");
+        let (code_, body) = unsigned(ep, "GET", "/site/index.html", b"").await;
+        assert_eq!(code_, expected, "{block}: {body}");
+    }
 
     // Anonymous batch deletes, when the policy grants them, are checked key by key.
     let scratch = r#"{"Statement":[

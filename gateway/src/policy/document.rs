@@ -4,8 +4,9 @@
 //! `Action`, `Resource` and `Principal.AWS` take a string or a list of strings. Only `s3:`
 //! actions and `arn:aws:s3:::` resources exist here. Supported conditions: the operators
 //! `StringEquals`, `StringNotEquals`, `StringLike` and `StringNotLike` on the key `s3:prefix`
-//! (ListBucket's and ListBucketVersions' prefix). Everything else is refused with a message
-//! that names it, so a policy never means less than it says.
+//! (ListBucket's and ListBucketVersions' prefix), and `IpAddress` / `NotIpAddress` on
+//! `aws:SourceIp` (the client's address as the gateway sees it). Everything else is refused
+//! with a message that names it, so a policy never means less than it says.
 
 use serde_json::{Map, Value};
 
@@ -67,6 +68,17 @@ pub enum Operator {
     StringLike,
     /// The value matches none of the listed patterns.
     StringNotLike,
+    /// The address lies in one of the listed blocks.
+    IpAddress,
+    /// The address lies in none of the listed blocks.
+    NotIpAddress,
+}
+
+impl Operator {
+    /// Whether the operator compares addresses (else strings).
+    fn is_ip(self) -> bool {
+        matches!(self, Operator::IpAddress | Operator::NotIpAddress)
+    }
 }
 
 /// A request attribute a condition can test.
@@ -74,6 +86,9 @@ pub enum Operator {
 pub enum ConditionKey {
     /// `s3:prefix`: the `prefix` of a listing (empty when the request gives none).
     Prefix,
+    /// `aws:SourceIp`: the address of the client's TCP connection to the gateway (behind a
+    /// proxy or load balancer, the proxy's).
+    SourceIp,
 }
 
 /// One test of a statement's `Condition` block; all of a statement's tests must hold.
@@ -324,9 +339,11 @@ fn conditions(block: &Map<String, Value>) -> Result<Vec<Condition>, PolicyError>
             "StringNotEquals" => Operator::StringNotEquals,
             "StringLike" => Operator::StringLike,
             "StringNotLike" => Operator::StringNotLike,
+            "IpAddress" => Operator::IpAddress,
+            "NotIpAddress" => Operator::NotIpAddress,
             other => {
                 return Err(bad(format!(
-                    "condition operator {other:?} is not supported (supported: StringEquals, StringNotEquals, StringLike, StringNotLike)"
+                    "condition operator {other:?} is not supported (supported: StringEquals, StringNotEquals, StringLike, StringNotLike, IpAddress, NotIpAddress)"
                 )))
             }
         };
@@ -336,16 +353,33 @@ fn conditions(block: &Map<String, Value>) -> Result<Vec<Condition>, PolicyError>
         for (key, values) in tests {
             let key = match key.to_ascii_lowercase().as_str() {
                 "s3:prefix" => ConditionKey::Prefix,
+                "aws:sourceip" => ConditionKey::SourceIp,
                 _ => {
                     return Err(bad(format!(
-                        "condition key {key:?} is not supported (supported: s3:prefix)"
-                    )))
+                    "condition key {key:?} is not supported (supported: s3:prefix, aws:SourceIp)"
+                )))
                 }
             };
+            if operator.is_ip() != (key == ConditionKey::SourceIp) {
+                return Err(bad(format!(
+                    "condition {op} cannot test {key:?}: IpAddress and NotIpAddress test aws:SourceIp, the String operators s3:prefix"
+                )));
+            }
+            let values = strings(values, op)?;
+            if operator.is_ip() {
+                if let Some(v) = values
+                    .iter()
+                    .find(|v| super::cidr::Block::parse(v).is_none())
+                {
+                    return Err(bad(format!(
+                        "condition {op}: {v:?} is not an IP address or CIDR block"
+                    )));
+                }
+            }
             out.push(Condition {
                 operator,
                 key,
-                values: strings(values, op)?,
+                values,
             });
         }
     }
@@ -412,8 +446,20 @@ mod tests {
                 "no Principal",
             ),
             (
-                r#"{"Statement":{"Effect":"Allow","Action":"s3:*","Resource":"*","Condition":{"IpAddress":{"aws:SourceIp":"1.2.3.4"}}}}"#,
-                "IpAddress",
+                r#"{"Statement":{"Effect":"Allow","Action":"s3:*","Resource":"*","Condition":{"DateLessThan":{"aws:CurrentTime":"2030-01-01T00:00:00Z"}}}}"#,
+                "DateLessThan",
+            ),
+            (
+                r#"{"Statement":{"Effect":"Allow","Action":"s3:*","Resource":"*","Condition":{"IpAddress":{"s3:prefix":"a"}}}}"#,
+                "cannot test",
+            ),
+            (
+                r#"{"Statement":{"Effect":"Allow","Action":"s3:*","Resource":"*","Condition":{"StringEquals":{"aws:SourceIp":"1.2.3.4"}}}}"#,
+                "cannot test",
+            ),
+            (
+                r#"{"Statement":{"Effect":"Allow","Action":"s3:*","Resource":"*","Condition":{"IpAddress":{"aws:SourceIp":"10.0.0.0/40"}}}}"#,
+                "not an IP",
             ),
             (
                 r#"{"Statement":{"Effect":"Allow","Action":"s3:*","Resource":"*","Condition":{"StringEquals":{"s3:max-keys":"1"}}}}"#,

@@ -1,6 +1,7 @@
 //! Deciding a request against policies: an explicit Deny wins, then an Allow, else the
 //! request is implicitly denied.
 
+use super::cidr::Block;
 use super::document::{Condition, ConditionKey, Effect, Operator, Patterns, Policy, Principals};
 use super::pattern::matches;
 
@@ -16,6 +17,8 @@ pub struct RequestContext<'a> {
     pub principal: Option<&'a str>,
     /// `s3:prefix`: a listing's prefix (empty without one); `None` for other operations.
     pub prefix: Option<&'a str>,
+    /// `aws:SourceIp`: the client's address, when known.
+    pub source_ip: Option<std::net::IpAddr>,
 }
 
 /// The outcome of one policy, or of several combined.
@@ -92,20 +95,28 @@ fn principal_matches(principal: Option<&Principals>, caller: Option<&str>) -> bo
 /// A key the request does not carry makes the positive operators false and the negated ones
 /// true, as in IAM.
 fn condition_holds(c: &Condition, cx: &RequestContext<'_>) -> bool {
-    let value = match c.key {
-        ConditionKey::Prefix => cx.prefix,
+    let negated = matches!(
+        c.operator,
+        Operator::StringNotEquals | Operator::StringNotLike | Operator::NotIpAddress
+    );
+    let found = match c.key {
+        ConditionKey::Prefix => cx.prefix.map(|value| match c.operator {
+            Operator::StringEquals | Operator::StringNotEquals => {
+                c.values.iter().any(|v| v == value)
+            }
+            _ => c.values.iter().any(|v| matches(v, value, false)),
+        }),
+        ConditionKey::SourceIp => cx.source_ip.map(|ip| {
+            c.values
+                .iter()
+                .filter_map(|v| Block::parse(v))
+                .any(|block| block.contains(ip))
+        }),
     };
-    let Some(value) = value else {
-        return matches!(
-            c.operator,
-            Operator::StringNotEquals | Operator::StringNotLike
-        );
-    };
-    match c.operator {
-        Operator::StringEquals => c.values.iter().any(|v| v == value),
-        Operator::StringNotEquals => !c.values.iter().any(|v| v == value),
-        Operator::StringLike => c.values.iter().any(|v| matches(v, value, false)),
-        Operator::StringNotLike => !c.values.iter().any(|v| matches(v, value, false)),
+    match found {
+        // The key is absent: only a negated operator holds.
+        None => negated,
+        Some(found) => found != negated,
     }
 }
 
@@ -125,6 +136,7 @@ mod tests {
             resource,
             principal: Some("alice"),
             prefix: None,
+            source_ip: None,
         }
     }
 
@@ -245,6 +257,43 @@ mod tests {
         );
         assert_eq!(ne.evaluate(&list(Some("x"))), Decision::NotApplicable);
         assert_eq!(ne.evaluate(&list(Some("y"))), Decision::Allow);
+    }
+
+    #[test]
+    fn source_ip_conditions() {
+        let p = Policy::parse(
+            r#"{"Statement":[
+                {"Effect":"Allow","Principal":"*","Action":"s3:GetObject","Resource":"arn:aws:s3:::b/*","Condition":{"IpAddress":{"aws:SourceIp":["10.0.0.0/8","192.0.2.7"]}}},
+                {"Effect":"Deny","Principal":"*","Action":"s3:*","Resource":"arn:aws:s3:::b/*","Condition":{"IpAddress":{"aws:SourceIp":"10.66.0.0/16"}}}]}"#,
+            &PolicyKind::Bucket("b".into()),
+        )
+        .expect("parses");
+        let from = |ip: Option<&str>| RequestContext {
+            principal: None,
+            source_ip: ip.map(|i| i.parse().expect("ip")),
+            ..cx("s3:GetObject", "arn:aws:s3:::b/k")
+        };
+        assert_eq!(p.evaluate(&from(Some("10.1.2.3"))), Decision::Allow);
+        assert_eq!(p.evaluate(&from(Some("192.0.2.7"))), Decision::Allow);
+        assert_eq!(
+            p.evaluate(&from(Some("192.0.2.8"))),
+            Decision::NotApplicable
+        );
+        assert_eq!(p.evaluate(&from(Some("10.66.1.1"))), Decision::Deny);
+        assert_eq!(p.evaluate(&from(None)), Decision::NotApplicable);
+        let outside = user(
+            r#"{"Statement":{"Effect":"Deny","Action":"s3:*","Resource":"*","Condition":{"NotIpAddress":{"aws:SourceIp":"127.0.0.0/8"}}}}"#,
+        );
+        let at = |ip: &str| RequestContext {
+            source_ip: Some(ip.parse().expect("ip")),
+            ..cx("s3:GetObject", "arn:aws:s3:::b/k")
+        };
+        assert_eq!(outside.evaluate(&at("127.0.0.1")), Decision::NotApplicable);
+        assert_eq!(
+            outside.evaluate(&at("::ffff:127.0.0.1")),
+            Decision::NotApplicable
+        );
+        assert_eq!(outside.evaluate(&at("10.0.0.1")), Decision::Deny);
     }
 
     #[test]

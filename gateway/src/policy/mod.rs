@@ -10,6 +10,7 @@
 
 pub mod action;
 pub mod canned;
+mod cidr;
 pub mod document;
 pub mod evaluate;
 mod pattern;
