@@ -218,6 +218,23 @@ async fn canned_policies_allow_what_they_name_and_nothing_else() {
         &["user", "add", "--access-key", "x1y", "--policy", "nope"],
     );
     assert!(!ok && err.contains("no such policy"), "{err}");
+    let (ok, _, err) = admin(&server, &["user", "add", "--access-key", ACCESS_KEY]);
+    assert!(
+        !ok && err.contains("root"),
+        "the root's key is not a user's: {err}"
+    );
+    let (ok, _, err) = admin(
+        &server,
+        &[
+            "user",
+            "add",
+            "--access-key",
+            "shorty",
+            "--secret-key",
+            "short",
+        ],
+    );
+    assert!(!ok && err.contains("secret key"), "{err}");
     // Generated keys work.
     let out = admin_ok(&server, &["user", "add", "--policy", "readonly", "--json"]);
     let out: serde_json::Value = serde_json::from_str(&out).expect("json");
