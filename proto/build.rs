@@ -11,6 +11,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .generate_default_stubs(true)
         .bytes(".cairn.blob.v1.PutShardRequest.data")
         .bytes(".cairn.blob.v1.GetShardResponse.data")
+        .bytes(".cairn.meta.v1.ObjectVersion.inline_data")
         .compile_fds(fds)?;
     Ok(())
 }

@@ -96,6 +96,15 @@ struct Credentials {
     /// taken a stripe); shards later than that are recorded as not written, left to healing.
     #[arg(long, env = "CAIRN_PUT_STRAGGLER_MS", default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..))]
     put_straggler_ms: u64,
+    /// Objects of at most this many bytes are kept whole in the metadata (replicated by the
+    /// meta service's Raft log) instead of as erasure-coded shards: one durable write per PUT
+    /// instead of k+m shard files. 0 stores every object as shards. See docs/durability.md.
+    #[arg(long, env = "CAIRN_INLINE_MAX", default_value_t = cairn_gateway::DEFAULT_INLINE_MAX, value_parser = clap::value_parser!(u64).range(0..=cairn_gateway::INLINE_MAX_LIMIT))]
+    inline_max: u64,
+    /// MiB of memory the sharded PUT bodies in progress may hold together; further PUTs wait
+    /// their turn before reading their body (about 16 MiB per 2+2 PUT).
+    #[arg(long, env = "CAIRN_PUT_BUFFER_MIB", default_value_t = cairn_gateway::DEFAULT_PUT_BUFFER_BYTES >> 20, value_parser = clap::value_parser!(u64).range(1..))]
+    put_buffer_mib: u64,
 }
 
 /// Where the meta service is, for the roles that use it.
@@ -126,6 +135,8 @@ impl Credentials {
                 timeout: std::time::Duration::from_secs(self.shard_timeout),
                 straggler: std::time::Duration::from_millis(self.put_straggler_ms),
             },
+            inline_max: self.inline_max,
+            put_buffer_bytes: self.put_buffer_mib.saturating_mul(1 << 20),
         }
     }
 }

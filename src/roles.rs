@@ -34,6 +34,10 @@ pub struct S3Options {
     /// Bytes per second the gateway's healer may read; 0 = no healer.
     pub heal_rate_bytes_per_sec: u64,
     pub shard_io: cairn_gateway::ShardIo,
+    /// Largest object kept inline in the metadata (bytes; 0 = none).
+    pub inline_max: u64,
+    /// Memory budget of the sharded PUT bodies in progress (bytes).
+    pub put_buffer_bytes: u64,
 }
 
 impl S3Options {
@@ -52,6 +56,8 @@ impl S3Options {
                 ..Default::default()
             },
             shard_io: self.shard_io,
+            inline_max: self.inline_max,
+            put_buffer_bytes: self.put_buffer_bytes,
         }
     }
 }

@@ -18,6 +18,8 @@
 //!     shard_delete_grace: std::time::Duration::from_secs(30),
 //!     shard_io: cairn_gateway::ShardIo::default(),
 //!     healer: cairn_gateway::HealerConfig::default(),
+//!     inline_max: cairn_gateway::DEFAULT_INLINE_MAX,
+//!     put_buffer_bytes: cairn_gateway::DEFAULT_PUT_BUFFER_BYTES,
 //! })
 //! .await?;
 //! println!("S3 on http://{}", gw.local_addr());
@@ -46,6 +48,7 @@ mod error;
 mod get;
 mod heal;
 mod iam;
+mod inline;
 mod list;
 mod meta_client;
 mod multipart;
@@ -54,6 +57,7 @@ mod object_attributes;
 pub mod policy;
 mod presign;
 mod put;
+mod put_budget;
 mod range;
 mod request_id;
 mod s3;
@@ -101,7 +105,23 @@ pub struct GatewayConfig {
     pub healer: HealerConfig,
     /// How shard reads and writes treat slow or stuck blob servers.
     pub shard_io: ShardIo,
+    /// Objects of at most this many bytes (with a declared length) are stored whole in their
+    /// metadata record instead of as shards; 0 turns this off. At most [`INLINE_MAX_LIMIT`].
+    pub inline_max: u64,
+    /// Memory the sharded PUT and UploadPart bodies in progress may hold together (their
+    /// stripes and shard queues); PUTs beyond it wait their turn before reading their body.
+    pub put_buffer_bytes: u64,
 }
+
+/// The default [`GatewayConfig::put_buffer_bytes`]: 256 MiB, sixteen 2+2 PUTs at once.
+pub const DEFAULT_PUT_BUFFER_BYTES: u64 = 256 * 1024 * 1024;
+
+/// The default [`GatewayConfig::inline_max`]: 16 KiB (docs/durability.md has the trade-off).
+pub const DEFAULT_INLINE_MAX: u64 = 16 * 1024;
+
+/// The largest [`GatewayConfig::inline_max`] accepted: every inline body travels in one Raft
+/// entry to every meta voter and lives in every voter's database and snapshots.
+pub const INLINE_MAX_LIMIT: u64 = 1024 * 1024;
 
 /// How the gateway treats a slow or stuck blob server, so that one cannot stall S3 requests.
 #[derive(Debug, Clone, Copy)]
@@ -186,6 +206,10 @@ pub(crate) struct Gateway {
     pub(crate) region: String,
     pub(crate) body_idle_timeout: std::time::Duration,
     pub(crate) shard_delete_grace: std::time::Duration,
+    /// Largest object stored inline in its metadata record (bytes; 0 = none).
+    pub(crate) inline_max: u64,
+    /// Memory that sharded PUT bodies may hold at once.
+    pub(crate) put_budget: put_budget::PutBudget,
 }
 
 /// Binds the listener and starts serving S3 (path-style requests, SigV4 with the root key
@@ -195,6 +219,11 @@ pub async fn start(config: GatewayConfig) -> Result<RunningGateway, GatewayError
         return Err(GatewayError::Config(
             "access key and secret key must not be empty".into(),
         ));
+    }
+    if config.inline_max > INLINE_MAX_LIMIT {
+        return Err(GatewayError::Config(format!(
+            "the inline object limit may be at most {INLINE_MAX_LIMIT} bytes"
+        )));
     }
     if config.region.is_empty() {
         return Err(GatewayError::Config("region must not be empty".into()));
@@ -242,6 +271,8 @@ pub async fn start(config: GatewayConfig) -> Result<RunningGateway, GatewayError
         region: config.region.clone(),
         body_idle_timeout: config.body_idle_timeout,
         shard_delete_grace: config.shard_delete_grace,
+        inline_max: config.inline_max,
+        put_budget: put_budget::PutBudget::new(config.put_buffer_bytes),
     });
 
     let healer = heal::spawn(Arc::clone(&gateway), config.healer.clone());

@@ -103,7 +103,7 @@ where
         size: stored.size,
         etag: stored.etag.clone(),
         last_modified_ms: 0,
-        scheme: Some(stored.scheme),
+        scheme: stored.scheme,
         shards: stored.shards.clone(),
         attempt_id: stored.attempt_id.clone(),
     };

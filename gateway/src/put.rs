@@ -66,17 +66,16 @@ where
         key: &key,
         multipart_upload_id: None,
     };
-    let stored = store_body(
-        gw,
-        &target,
-        BodyChecks {
-            content_length,
-            content_md5,
-            checksums,
-        },
-        body,
-    )
-    .await?;
+    let checks = BodyChecks {
+        content_length,
+        content_md5,
+        checksums,
+    };
+    let stored = if content_length.is_some_and(|len| len <= gw.inline_max) {
+        crate::inline::read_body(gw, checks, body).await?
+    } else {
+        store_body(gw, &target, checks, body).await?
+    };
     let object = pb::ObjectVersion {
         bucket: bucket.clone(),
         key: key.clone(),
@@ -88,13 +87,14 @@ where
         user_metadata: attrs.user_metadata,
         tags: attrs.tags,
         last_modified_ms: 0,
-        scheme: Some(stored.scheme),
+        scheme: stored.scheme,
         shards: stored.shards.clone(),
         upload_id: stored.attempt_id.clone(),
         parts: Vec::new(),
         checksums: crate::checksum::records(&stored.checksums),
         versioned: false,
         delete_marker: false,
+        inline_data: stored.inline_data.clone(),
     };
     let committed = stored.settle(gw, &target, gw.meta.commit_object(object, condition).await)?;
     if let Some(old) = committed.replaced {
@@ -147,14 +147,18 @@ pub(crate) struct StoredBody {
     /// Hex MD5 of the body, unquoted.
     pub etag: String,
     pub checksums: Vec<(Algorithm, String)>,
-    pub scheme: pb::ErasureScheme,
-    /// Every placement of the plan, with `written` set for the shards that are durable.
+    /// The erasure scheme of the shards; `None` for an inline body.
+    pub scheme: Option<pb::ErasureScheme>,
+    /// Every placement of the plan, with `written` set for the shards that are durable
+    /// (none for an inline body).
     pub shards: Vec<ShardPlacement>,
-    /// The PlanPut attempt (the shards are `{attempt_id}.{index}`); the commit carries it so
-    /// that a retried commit is recognised.
+    /// The PlanPut attempt (the shards are `{attempt_id}.{index}`), or for an inline body an
+    /// id of the gateway's own; the commit carries it so that a retried commit is recognised.
     pub attempt_id: String,
+    /// The whole body when it is kept inline in the metadata instead of as shards.
+    pub inline_data: Option<Bytes>,
     /// Shards whose files exist, to remove if the commit is refused.
-    finalized: Vec<ShardPlacement>,
+    pub(crate) finalized: Vec<ShardPlacement>,
 }
 
 impl StoredBody {
@@ -204,11 +208,8 @@ where
     B: Stream<Item = Result<Bytes, E>> + Unpin,
     E: std::fmt::Display,
 {
-    let BodyChecks {
-        content_length,
-        content_md5,
-        mut checksums,
-    } = checks;
+    let content_length = checks.content_length;
+    let mut check = BodyCheck::new(checks);
     let plan = gw
         .meta
         .plan_put(
@@ -221,29 +222,17 @@ where
     let attempt_id = plan.upload_id.clone();
     let (pb_scheme, scheme, placements) = check_plan(plan)?;
     let codec = Codec::new(scheme).map_err(|e| ApiError::Internal(e.to_string()))?;
+    // Held until the shard streams are finished (the end of this function).
+    let _memory = gw.put_budget.reserve(&scheme).await;
     let quorum = scheme.write_quorum();
     let mut writers = ShardWriters::start(&gw.blobs, &placements, gw.shard_io, quorum);
 
     let stripe_size = scheme.stripe_size() as usize;
     let mut pending = BytesMut::with_capacity(stripe_size);
-    let mut received: u64 = 0;
-    let mut md5 = Md5::new();
     // A client that stalls mid-body would otherwise hold k+m shard streams (and a blob-server
     // thread each) open forever.
-    let idle = gw.body_idle_timeout;
-    while let Some(chunk) = tokio::time::timeout(idle, body.next())
-        .await
-        .map_err(|_| ApiError::RequestTimeout(idle))?
-    {
-        let mut chunk = chunk.map_err(|e| body_error(&e.to_string()))?;
-        received += chunk.len() as u64;
-        if content_length.is_some_and(|len| received > len) {
-            return Err(ApiError::IncompleteBody(
-                "the body is longer than its declared length".into(),
-            ));
-        }
-        md5.update(&chunk);
-        checksums.update(&chunk);
+    while let Some(mut chunk) = next_chunk(&mut body, gw.body_idle_timeout).await? {
+        check.update(&chunk)?;
         while !chunk.is_empty() {
             if pending.is_empty() && chunk.len() >= stripe_size {
                 let stripe = chunk.split_to(stripe_size);
@@ -266,25 +255,10 @@ where
             )));
         }
     }
-    if let Some(len) = content_length {
-        if received != len {
-            return Err(ApiError::IncompleteBody(format!(
-                "received {received} of the {len} bytes declared by Content-Length"
-            )));
-        }
-    }
-
     // Every check on the body happens before the shard streams are closed: until then no
     // blob server has finalized anything, and returning an error aborts the streams.
-    let etag = hex::encode(md5.finalize());
-    if let Some(want) = content_md5 {
-        if hex::encode(want) != etag {
-            return Err(ApiError::BadDigest(
-                "the Content-MD5 you specified did not match what was received".into(),
-            ));
-        }
-    }
-    let computed = checksums.finish()?;
+    let checked = check.finish()?;
+    let received = checked.size;
     if !pending.is_empty() {
         writers.send_stripe(encode(&codec, pending.freeze())?).await;
     }
@@ -323,13 +297,101 @@ where
         .collect();
     Ok(StoredBody {
         size: received,
-        etag,
-        checksums: computed,
-        scheme: pb_scheme,
+        etag: checked.etag,
+        checksums: checked.checksums,
+        scheme: Some(pb_scheme),
         shards,
         attempt_id,
+        inline_data: None,
         finalized,
     })
+}
+
+/// The next chunk of a request body, or `None` at its end; a body that delivers nothing for
+/// `idle` fails with `RequestTimeout`.
+pub(crate) async fn next_chunk<B, E>(
+    body: &mut B,
+    idle: std::time::Duration,
+) -> ApiResult<Option<Bytes>>
+where
+    B: Stream<Item = Result<Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    match tokio::time::timeout(idle, body.next()).await {
+        Err(_) => Err(ApiError::RequestTimeout(idle)),
+        Ok(None) => Ok(None),
+        Ok(Some(chunk)) => chunk.map(Some).map_err(|e| body_error(&e.to_string())),
+    }
+}
+
+/// The length and digests of a PUT body as it streams by, checked against what the request
+/// declared (Content-Length, Content-MD5, flexible checksums). Shared by the sharded and the
+/// inline paths so that both accept and refuse exactly the same bodies.
+pub(crate) struct BodyCheck {
+    declared: BodyChecks,
+    received: u64,
+    md5: Md5,
+}
+
+/// A body that passed every [`BodyCheck`].
+pub(crate) struct CheckedBody {
+    pub size: u64,
+    /// Hex MD5 of the body, unquoted.
+    pub etag: String,
+    pub checksums: Vec<(Algorithm, String)>,
+}
+
+impl BodyCheck {
+    pub(crate) fn new(declared: BodyChecks) -> Self {
+        Self {
+            declared,
+            received: 0,
+            md5: Md5::new(),
+        }
+    }
+
+    /// Takes in the next chunk; fails as soon as the body outgrows its declared length.
+    pub(crate) fn update(&mut self, chunk: &[u8]) -> ApiResult<()> {
+        self.received += chunk.len() as u64;
+        if self
+            .declared
+            .content_length
+            .is_some_and(|len| self.received > len)
+        {
+            return Err(ApiError::IncompleteBody(
+                "the body is longer than its declared length".into(),
+            ));
+        }
+        self.md5.update(chunk);
+        self.declared.checksums.update(chunk);
+        Ok(())
+    }
+
+    /// At the end of the body: the length, Content-MD5 and checksums must all match.
+    pub(crate) fn finish(self) -> ApiResult<CheckedBody> {
+        let received = self.received;
+        if let Some(len) = self.declared.content_length {
+            if received != len {
+                return Err(ApiError::IncompleteBody(format!(
+                    "received {received} of the {len} bytes declared by Content-Length"
+                )));
+            }
+        }
+        let etag = hex::encode(self.md5.finalize());
+        if let Some(want) = self.declared.content_md5 {
+            if hex::encode(want) != etag {
+                return Err(ApiError::BadDigest(
+                    "the Content-MD5 you specified did not match what was received".into(),
+                ));
+            }
+        }
+        let checksums = self.declared.checksums.finish()?;
+        Ok(CheckedBody {
+            size: received,
+            etag,
+            checksums,
+        })
+    }
 }
 
 /// Validates a placement plan: a usable scheme and exactly `k + m` shards indexed `0..k+m`.

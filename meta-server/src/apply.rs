@@ -348,6 +348,7 @@ fn record_upload(
         parts: Vec::new(),
         user_metadata: Default::default(),
         tags: Vec::new(),
+        inline_data: None,
         ..object.clone()
     };
     batch.put_cf(

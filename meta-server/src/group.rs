@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use openraft::error::{ClientWriteError, RaftError};
 
 use crate::forward::Forwarder;
+use crate::read_batch::ReadBatcher;
 use crate::store::MetaReader;
 use crate::types::{Command, NodeId, Raft, Request, Response};
 
@@ -19,7 +20,7 @@ use crate::types::{Command, NodeId, Raft, Request, Response};
 const LEADER_WAIT: Duration = Duration::from_secs(3);
 
 /// Why a group could not serve a request. All of these are retryable by the client.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum GroupError {
     /// No leader (election under way, or no quorum).
     #[error("no meta leader available")]
@@ -41,6 +42,8 @@ pub struct LocalNode {
     pub raft: Raft,
     /// Queries over its applied state.
     pub reader: MetaReader,
+    /// Its linearizable-read confirmations, shared between concurrent readers.
+    pub reads: ReadBatcher,
 }
 
 /// A Raft group: the nodes of it that run in this process, and the way to the leader when it
@@ -134,10 +137,15 @@ impl Group {
         loop {
             let mut remote_leader = None;
             for node in &self.nodes {
-                let metrics = node.raft.metrics().borrow().clone();
+                // Borrowed, not cloned: this runs on every request, and the metrics hold
+                // the membership and replication state.
+                let watch = node.raft.metrics();
+                let metrics = watch.borrow();
                 if let Some(leader) = metrics.current_leader {
                     if let Some(local) = self.nodes.iter().find(|n| n.id == leader) {
-                        if local.raft.metrics().borrow().current_leader == Some(local.id) {
+                        let leads = local.id == node.id
+                            || local.raft.metrics().borrow().current_leader == Some(local.id);
+                        if leads {
                             return Ok(LeaderAt::Local(local));
                         }
                     } else {
@@ -178,7 +186,7 @@ impl Group {
     pub async fn linearizable_reader(&self) -> Result<&MetaReader, GroupError> {
         match self.locate_leader().await? {
             LeaderAt::Local(leader) => {
-                read_index(&leader.raft).await?;
+                leader.reads.read_index().await?;
                 Ok(&leader.reader)
             }
             LeaderAt::Remote(id, addr) => {

@@ -22,11 +22,13 @@ pub mod keys;
 pub mod network;
 pub mod placement;
 pub mod raft_service;
+pub mod read_batch;
 pub mod records;
 pub mod rejoin;
 pub mod service;
 pub mod store;
 pub mod types;
+pub mod wire_bytes;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -47,6 +49,7 @@ use crate::forward::Forwarder;
 use crate::group::{Group, GroupMap, LocalNode};
 use crate::joined::{JoinState, Joined};
 use crate::network::{LocalNodes, Network};
+use crate::read_batch::ReadBatcher;
 use crate::rejoin::Rejoin;
 use crate::store::{MetaReader, StoreError};
 use crate::types::{NodeId, Raft};
@@ -179,7 +182,13 @@ impl NodeStarter {
             .await
             .map_err(|e| MetaError::Raft(e.to_string()))?;
         self.local.insert(id, raft.clone());
-        Ok(LocalNode { id, raft, reader })
+        let reads = ReadBatcher::spawn(id, raft.clone());
+        Ok(LocalNode {
+            id,
+            raft,
+            reader,
+            reads,
+        })
     }
 }
 

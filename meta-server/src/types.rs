@@ -47,6 +47,7 @@ pub enum Command {
     /// Make an object version visible; its version id derives from this entry's log index.
     /// With a `condition`, only if it holds for the key's current version.
     CommitObject {
+        #[serde(with = "crate::wire_bytes")]
         object: Vec<u8>,
         #[serde(default)]
         condition: Option<WriteCondition>,
@@ -215,7 +216,9 @@ pub enum Response {
     Bucket { bucket: Vec<u8> },
     /// A committed object and the version it replaced (prost-encoded `ObjectVersion`s).
     Committed {
+        #[serde(with = "crate::wire_bytes")]
         object: Vec<u8>,
+        #[serde(with = "crate::wire_bytes::option", default)]
         replaced: Option<Vec<u8>>,
     },
     /// A deleted object version, if there was one, and the delete marker the delete created,

@@ -136,13 +136,15 @@ pub async fn gather(admin: &Admin, bucket: &str, key: &str) -> anyhow::Result<Ob
         .clone()
         .ok_or_else(|| anyhow::anyhow!("the meta service returned no object"))?;
     // A multipart object is a sequence of parts, each coded on its own; a plain one is a
-    // single piece (reported as part 0).
+    // single piece (reported as part 0); an inline one has no shards at all.
     let pieces: Vec<(
         u32,
         u64,
         cairn_proto::meta::ErasureScheme,
         &[ShardPlacement],
-    )> = if object.parts.is_empty() {
+    )> = if object.inline_data.is_some() {
+        Vec::new()
+    } else if object.parts.is_empty() {
         vec![(
             0,
             object.size,
@@ -184,7 +186,11 @@ pub async fn gather(admin: &Admin, bucket: &str, key: &str) -> anyhow::Result<Ob
         key: object.key.clone(),
         version_id: object.version_id.clone(),
         size: object.size,
-        scheme: format!("{}+{}", scheme.data_shards, scheme.parity_shards),
+        scheme: if object.inline_data.is_some() {
+            "inline".to_string()
+        } else {
+            format!("{}+{}", scheme.data_shards, scheme.parity_shards)
+        },
         shards,
         healthy,
     })

@@ -548,12 +548,13 @@ async fn a_new_blob_server_takes_new_writes_at_once() {
         .send()
         .await
         .expect("create");
-    put(&s3, "grow", "before", data(10_000, 1)).await;
+    // Large enough to be erasure-coded, not kept inline in the metadata.
+    put(&s3, "grow", "before", data(100_000, 1)).await;
     let newcomer = cluster.add_blob("", 2);
     cluster.wait_for_blob_nodes(5);
     let address = cluster.blobs[newcomer].args[2].clone();
     // 4+2 over five nodes puts at least one shard on every node.
-    put(&s3, "grow", "after", data(10_000, 2)).await;
+    put(&s3, "grow", "after", data(100_000, 2)).await;
     let view = locate(&cluster, "grow", "after");
     let on_newcomer = view["shards"]
         .as_array()

@@ -126,6 +126,10 @@ async fn a_paused_blob_server_stalls_neither_put_nor_get() {
     // are whole. (locate asks every blob server, but skips shards not written.)
     for (key, _) in &objects {
         let view = locate(&cluster, "pause", key);
+        if view["scheme"] == "inline" {
+            // The 1-byte object lives in its metadata record: no shard anywhere.
+            continue;
+        }
         assert_eq!(
             states_on(&view, &address),
             vec!["not-written".to_string()],

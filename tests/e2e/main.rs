@@ -23,6 +23,7 @@ mod failover;
 mod gc_race;
 mod heal;
 mod iam;
+mod inline;
 mod listing;
 mod multipart;
 mod objects;

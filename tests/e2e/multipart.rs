@@ -734,7 +734,8 @@ async fn unused_replaced_and_aborted_parts_lose_their_shards_after_the_grace() {
     assert_eq!(wait_for_shard_count(&server, 2).await, 2);
 
     // Overwriting a multipart object frees all of its parts' shards, and so does a DELETE.
-    put(&s3, "gcparts", "k", b"small now".to_vec()).await;
+    // (The new body is larger than the inline limit, so it has a shard of its own.)
+    put(&s3, "gcparts", "k", data(20_000, 8)).await;
     assert_eq!(wait_for_shard_count(&server, 1).await, 1);
     s3.delete_object()
         .bucket("gcparts")

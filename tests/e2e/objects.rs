@@ -363,10 +363,11 @@ async fn missing_keys_overwrites_and_deletes() {
         .await
         .expect("delete missing");
 
-    put(&s3, "overwrite", "k", data(5000, 1)).await;
+    // Large enough to be erasure-coded, not kept inline in the metadata.
+    put(&s3, "overwrite", "k", data(50_000, 1)).await;
     let shards_one = server.shard_files().len();
-    put(&s3, "overwrite", "k", data(7000, 2)).await;
-    assert_eq!(get(&s3, "overwrite", "k").await, data(7000, 2));
+    put(&s3, "overwrite", "k", data(70_000, 2)).await;
+    assert_eq!(get(&s3, "overwrite", "k").await, data(70_000, 2));
     s3.delete_object()
         .bucket("overwrite")
         .key("k")

@@ -207,6 +207,10 @@ async fn heal_version(
     draining: &HashSet<String>,
 ) -> Result<Healed, HealError> {
     let mut total = Healed::default();
+    if version.inline_data.is_some() {
+        // Kept in the metadata, which Raft replicates: no shard to heal.
+        return Ok(total);
+    }
     let segments: Vec<segment::Segment<'_>> = if version.parts.is_empty() {
         vec![segment::Segment {
             part_number: 0,

@@ -307,6 +307,7 @@ pub(super) fn complete(
         last_modified_ms: now,
         scheme: None,
         shards: Vec::new(),
+        inline_data: None,
         upload_id: upload_id.to_string(),
         parts: chosen,
         headers: upload.headers,

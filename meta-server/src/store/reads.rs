@@ -271,7 +271,7 @@ impl MetaReader {
             let object = match common {
                 Some(_) => None,
                 None => {
-                    let object: ObjectVersion = records::decode(raw_value)?;
+                    let object: records::ListedVersion = records::decode(raw_value)?;
                     if object.delete_marker {
                         // The key is deleted: neither it nor its older versions are listed.
                         last_key = Some(key);
@@ -321,7 +321,7 @@ impl MetaReader {
             if !raw_key.starts_with(&scan) {
                 break;
             }
-            let object: ObjectVersion = records::decode(raw_value)?;
+            let object: records::ListedVersion = records::decode(raw_value)?;
             if !object.delete_marker {
                 return Ok(true);
             }
