@@ -25,7 +25,8 @@ use crate::policy::{canned, Decision, Policy, PolicyKind, RequestContext};
 pub(crate) const USER_CACHE_TTL: Duration = Duration::from_secs(5);
 /// How long "no such access key" is remembered.
 pub(crate) const UNKNOWN_CACHE_TTL: Duration = Duration::from_secs(1);
-/// Above this many entries, expired ones are dropped at the next insert.
+/// Above this many entries, expired ones are dropped at the next insert (and all of them
+/// if that is not enough), so the cache's memory is bounded whatever keys clients send.
 const CACHE_PRUNE_AT: usize = 10_000;
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 /// Pauses between passes over the meta endpoints (an election takes a few hundred ms).
@@ -154,6 +155,11 @@ impl Users {
         if let Ok(mut cache) = self.cache.lock() {
             if cache.len() >= CACHE_PRUNE_AT {
                 cache.retain(|_, c| c.at.elapsed() < USER_CACHE_TTL);
+                if cache.len() >= CACHE_PRUNE_AT {
+                    // A flood of fresh keys (most of them unknown, say): start over rather
+                    // than grow without bound; the cost is a lookup per key again.
+                    cache.clear();
+                }
             }
             cache.insert(
                 access_key.to_string(),
