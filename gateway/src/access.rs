@@ -9,8 +9,9 @@
 //!   `Principal: "*"` the action, and nothing denies it.
 //!
 //! Refusals are 403 `AccessDenied`. Besides the generic check, CopyObject and UploadPartCopy
-//! need `s3:GetObject` on their source, and DeleteObjects needs `s3:DeleteObject` on every
-//! key it names (one key refused refuses the whole request).
+//! need `s3:GetObject` on their source, and DeleteObjects needs `s3:DeleteObject` per key:
+//! the keys refused are answered `AccessDenied` one by one ([`DeniedKeys`]), and a request in
+//! which no key is allowed is refused whole.
 
 use std::sync::Arc;
 
@@ -74,32 +75,42 @@ impl Access {
         }
     }
 
-    /// Decides `q` for the signer of `access_key` (`None`: anonymous); with `keys`, for each
-    /// of them (all must be allowed).
-    async fn decide(
+    /// Decides `q` for the signer of `access_key` (`None`: anonymous).
+    async fn decide(&self, access_key: Option<&str>, q: Question<'_>) -> ApiResult<()> {
+        let operation = q.operation;
+        match self.allowed(access_key, q, None).await? {
+            Some(verdicts) if verdicts.contains(&false) => Err(denied(operation)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether the signer of `access_key` may do `q`, for `q.key` or, with `keys`, for each
+    /// of them (in order); `None` for the root, who may do everything.
+    async fn allowed(
         &self,
         access_key: Option<&str>,
         q: Question<'_>,
         keys: Option<&[&str]>,
-    ) -> ApiResult<()> {
+    ) -> ApiResult<Option<Vec<bool>>> {
         let caller = self.users.caller(access_key).await?;
         let (principal, user) = match &caller {
-            Caller::Root => return Ok(()),
+            Caller::Root => return Ok(None),
             Caller::Anonymous => (None, None),
             Caller::User(key, user) => (Some(key.as_str()), Some(user)),
         };
+        let keys: Vec<Option<&str>> = match keys {
+            Some(keys) => keys.iter().map(|k| Some(*k)).collect(),
+            None => vec![q.key],
+        };
         if action::is_bucket_policy_operation(q.operation) {
-            return Err(denied(q.operation));
+            return Ok(Some(vec![false; keys.len()]));
         }
         let bucket_policy = match q.bucket {
             Some(bucket) => self.bucket_policy(bucket, q.operation).await?,
             None => BucketPolicy::None,
         };
         let action = action::for_operation(q.operation);
-        let keys: Vec<Option<&str>> = match keys {
-            Some(keys) => keys.iter().map(|k| Some(*k)).collect(),
-            None => vec![q.key],
-        };
+        let mut verdicts = Vec::with_capacity(keys.len());
         for key in keys {
             let resource = action::resource(q.bucket, key);
             let cx = RequestContext {
@@ -113,13 +124,17 @@ impl Access {
                 .map_or(Decision::NotApplicable, |u| u.decide(&cx))
                 .combine(bucket_policy.decide(&cx));
             debug!(operation = q.operation, %action, %resource, principal = principal.unwrap_or("anonymous"), ?decision, "authorization");
-            if !decision.allowed() {
-                return Err(denied(q.operation));
-            }
+            verdicts.push(decision.allowed());
         }
-        Ok(())
+        Ok(Some(verdicts))
     }
 }
+
+/// The keys of a DeleteObjects request its caller may not delete, put in the request's
+/// extensions by the access hook: the handler answers each with an `AccessDenied` result
+/// and deletes the others, as S3 does.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct DeniedKeys(pub std::collections::HashSet<String>);
 
 /// A bucket's policy as the access check sees it.
 enum BucketPolicy {
@@ -200,7 +215,6 @@ impl S3Access for Access {
                 prefix: prefix.as_deref(),
                 source_ip,
             },
-            None,
         )
         .await?;
         Ok(())
@@ -217,7 +231,6 @@ impl S3Access for Access {
                     prefix: None,
                     source_ip: source_ip(req),
                 },
-                None,
             )
             .await?;
         }
@@ -235,7 +248,6 @@ impl S3Access for Access {
                     prefix: None,
                     source_ip: source_ip(req),
                 },
-                None,
             )
             .await?;
         }
@@ -250,18 +262,36 @@ impl S3Access for Access {
             .iter()
             .map(|o| o.key.as_str())
             .collect();
-        self.decide(
-            access_key(req),
-            Question {
-                operation: "DeleteObjects",
-                bucket: Some(req.input.bucket.as_str()),
-                key: None,
-                prefix: None,
-                source_ip: source_ip(req),
-            },
-            Some(&keys),
-        )
-        .await?;
+        let verdicts = self
+            .allowed(
+                access_key(req),
+                Question {
+                    operation: "DeleteObjects",
+                    bucket: Some(req.input.bucket.as_str()),
+                    key: None,
+                    prefix: None,
+                    source_ip: source_ip(req),
+                },
+                Some(&keys),
+            )
+            .await?;
+        let Some(verdicts) = verdicts else {
+            return Ok(());
+        };
+        // Nothing allowed: refused whole (also how an empty list of a caller without
+        // rights ends). Some allowed: the others are answered per key.
+        if !verdicts.contains(&true) {
+            return Err(denied("DeleteObjects").into());
+        }
+        let refused: std::collections::HashSet<String> = keys
+            .iter()
+            .zip(&verdicts)
+            .filter(|(_, ok)| !**ok)
+            .map(|(k, _)| (*k).to_string())
+            .collect();
+        if !refused.is_empty() {
+            req.extensions.insert(DeniedKeys(refused));
+        }
         Ok(())
     }
 }

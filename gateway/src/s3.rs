@@ -686,11 +686,18 @@ impl S3 for CairnS3 {
             Some(verdict) => verdict.check()?,
             None => tracing::debug!("DeleteObjects body digests were not checked"),
         }
+        let denied = req.extensions.get::<crate::access::DeniedKeys>().cloned();
         let input = req.input;
         if input.mfa.is_some() {
             return Err(not_implemented("MFA delete"));
         }
-        let output = delete_many::delete_objects(&self.gw, &input.bucket, input.delete).await?;
+        let output = delete_many::delete_objects(
+            &self.gw,
+            &input.bucket,
+            input.delete,
+            denied.as_ref().map(|d| &d.0),
+        )
+        .await?;
         Ok(S3Response::new(output))
     }
 
