@@ -17,12 +17,14 @@ pub(crate) const MAX_KEYS: usize = 1000;
 /// Keys deleted at the same time.
 const PARALLEL: usize = 16;
 
-/// Deletes the listed keys of `bucket`. Fails as a whole only for a malformed list or a
-/// missing bucket; anything else is reported per key.
+/// Deletes the listed keys of `bucket`, except the `denied` ones (the caller may not delete
+/// them: see `crate::access`), which are answered `AccessDenied`. Fails as a whole only for
+/// a malformed list or a missing bucket; anything else is reported per key.
 pub(crate) async fn delete_objects(
     gw: &Gateway,
     bucket: &str,
     delete: Delete,
+    denied: Option<&std::collections::HashSet<String>>,
 ) -> ApiResult<DeleteObjectsOutput> {
     if delete.objects.is_empty() || delete.objects.len() > MAX_KEYS {
         return Err(ApiError::MalformedXml(format!(
@@ -35,7 +37,11 @@ pub(crate) async fn delete_objects(
     let results: Vec<(ObjectIdentifier, ApiResult<Outcome>)> =
         futures::stream::iter(delete.objects)
             .map(|obj| async move {
-                let result = delete_one(gw, bucket, &obj).await;
+                let result = if denied.is_some_and(|d| d.contains(&obj.key)) {
+                    Err(ApiError::AccessDenied("Access Denied".into()))
+                } else {
+                    delete_one(gw, bucket, &obj).await
+                };
                 (obj, result)
             })
             .buffered(PARALLEL)

@@ -102,6 +102,15 @@ pub(crate) enum ApiError {
     /// The bucket has no CORS configuration (GetBucketCors).
     #[error("The CORS configuration does not exist")]
     NoSuchCorsConfiguration,
+    /// A bucket policy that does not parse or that Cairn would not honour in full.
+    #[error("{0}")]
+    MalformedPolicy(String),
+    /// The bucket has no policy (GetBucketPolicy).
+    #[error("The bucket policy does not exist")]
+    NoSuchBucketPolicy,
+    /// The caller's policies (or the bucket's) do not allow the request.
+    #[error("{0}")]
+    AccessDenied(String),
     /// A feature Cairn does not have.
     #[error("{0} is not supported by Cairn")]
     NotImplemented(String),
@@ -150,6 +159,9 @@ impl From<ApiError> for S3Error {
             ApiError::InvalidRequest(_) => S3ErrorCode::InvalidRequest,
             ApiError::NoSuchTagSet => S3ErrorCode::NoSuchTagSet,
             ApiError::NoSuchCorsConfiguration => S3ErrorCode::NoSuchCORSConfiguration,
+            ApiError::MalformedPolicy(_) => S3ErrorCode::MalformedPolicy,
+            ApiError::NoSuchBucketPolicy => S3ErrorCode::NoSuchBucketPolicy,
+            ApiError::AccessDenied(_) => S3ErrorCode::AccessDenied,
             ApiError::NotImplemented(_) => S3ErrorCode::NotImplemented,
             ApiError::InsufficientCapacity | ApiError::Unavailable(_) => {
                 S3ErrorCode::ServiceUnavailable

@@ -29,10 +29,12 @@
 
 #![deny(missing_docs)]
 
+mod access;
 mod attrs;
 mod auth;
 mod blob_pool;
 mod body_digest;
+mod bucket_policy;
 mod bucket_tagging;
 mod checksum;
 mod conditions;
@@ -45,12 +47,14 @@ pub mod erasure;
 mod error;
 mod get;
 mod heal;
+mod iam;
 mod inline;
 mod list;
 mod meta_client;
 mod multipart;
 mod names;
 mod object_attributes;
+pub mod policy;
 mod presign;
 mod put;
 mod put_budget;
@@ -84,7 +88,8 @@ pub struct GatewayConfig {
     /// gRPC endpoints of the meta service (`http://127.0.0.1:7000`), tried in order; a call
     /// that finds no leader or no connection moves on to the next.
     pub meta_endpoints: Vec<String>,
-    /// The access key requests must be signed with (SigV4).
+    /// The root access key: requests signed with it may do everything (SigV4). Other
+    /// users live in the meta service (`cairn admin user`).
     pub access_key: String,
     /// The secret key matching `access_key`.
     pub secret_key: String,
@@ -207,8 +212,8 @@ pub(crate) struct Gateway {
     pub(crate) put_budget: put_budget::PutBudget,
 }
 
-/// Binds the listener and starts serving S3 (path-style requests, SigV4 with the configured
-/// key) and `GET /health`. The meta service need not be up yet: it is dialed per request.
+/// Binds the listener and starts serving S3 (path-style requests, SigV4 with the root key
+/// or a stored user's, each request authorized by [`policy`]) and `GET /health`. The meta service need not be up yet: it is dialed per request.
 pub async fn start(config: GatewayConfig) -> Result<RunningGateway, GatewayError> {
     if config.access_key.is_empty() || config.secret_key.is_empty() {
         return Err(GatewayError::Config(
@@ -272,11 +277,17 @@ pub async fn start(config: GatewayConfig) -> Result<RunningGateway, GatewayError
 
     let healer = heal::spawn(Arc::clone(&gateway), config.healer.clone());
     let cors_gateway = Arc::clone(&gateway);
+    let users = Arc::new(iam::Users::new(
+        cairn_proto::admin_auth::AdminCredentials {
+            access_key: config.access_key.clone(),
+            secret_key: config.secret_key.clone(),
+        },
+        &config.meta_endpoints,
+    )?);
+    let access = access::Access::new(Arc::clone(&users), Arc::clone(&gateway));
     let mut builder = S3ServiceBuilder::new(s3::CairnS3::new(gateway));
-    builder.set_auth(auth::StaticAuth::new(
-        &config.access_key,
-        &config.secret_key,
-    ));
+    builder.set_auth(auth::CairnAuth::new(users));
+    builder.set_access(access);
     builder.set_route(server::HealthRoute);
     let service = builder.build();
 

@@ -166,6 +166,26 @@ impl Meta {
             tags: tags.unwrap_or_default(),
             set_cors: cors.is_some(),
             cors,
+            ..Default::default()
+        };
+        let resp = self
+            .call("SetBucketConfig", |mut c| {
+                let req = req.clone();
+                async move { c.set_bucket_config(req).await }
+            })
+            .await?;
+        in_band(resp.error)?;
+        resp.bucket
+            .ok_or_else(|| missing("SetBucketConfig", "bucket"))
+    }
+
+    /// Replaces a bucket's policy (JSON; empty removes it) in one Raft entry.
+    pub async fn set_bucket_policy(&self, name: &str, policy: &str) -> ApiResult<pb::Bucket> {
+        let req = pb::SetBucketConfigRequest {
+            bucket: name.to_string(),
+            set_policy: true,
+            policy: policy.to_string(),
+            ..Default::default()
         };
         let resp = self
             .call("SetBucketConfig", |mut c| {
@@ -651,9 +671,15 @@ fn in_band(code: i32) -> ApiResult<()> {
         Ok(MetaError::ShardCollected) => Err(ApiError::Unavailable(
             "the upload took too long; its shards were garbage-collected".into(),
         )),
-        // Blob-registry errors answer admin and blob-server calls, never a gateway's.
+        // Blob-registry and IAM errors answer admin and blob-server calls, never a gateway's.
         Ok(
-            MetaError::BlobNodeRemoved | MetaError::NoSuchBlobNode | MetaError::BlobNodeNotDraining,
+            MetaError::BlobNodeRemoved
+            | MetaError::NoSuchBlobNode
+            | MetaError::BlobNodeNotDraining
+            | MetaError::UserAlreadyExists
+            | MetaError::NoSuchUser
+            | MetaError::NoSuchPolicy
+            | MetaError::PolicyInUse,
         ) => Err(ApiError::Internal(format!(
             "unexpected meta error code {code}"
         ))),

@@ -19,8 +19,8 @@ use crate::error::{ApiError, ApiResult};
 use crate::multipart::UploadRef;
 use crate::put::{BodyChecks, PutInput};
 use crate::{
-    bucket_tagging, copy, cors, delete_many, dto, get, list, multipart, names, object_attributes,
-    put, range, tagging, versioning, Gateway,
+    bucket_policy, bucket_tagging, copy, cors, delete_many, dto, get, list, multipart, names,
+    object_attributes, put, range, tagging, versioning, Gateway,
 };
 
 /// Content-Type of objects stored without one (what S3 answers too).
@@ -686,11 +686,18 @@ impl S3 for CairnS3 {
             Some(verdict) => verdict.check()?,
             None => tracing::debug!("DeleteObjects body digests were not checked"),
         }
+        let denied = req.extensions.get::<crate::access::DeniedKeys>().cloned();
         let input = req.input;
         if input.mfa.is_some() {
             return Err(not_implemented("MFA delete"));
         }
-        let output = delete_many::delete_objects(&self.gw, &input.bucket, input.delete).await?;
+        let output = delete_many::delete_objects(
+            &self.gw,
+            &input.bucket,
+            input.delete,
+            denied.as_ref().map(|d| &d.0),
+        )
+        .await?;
         Ok(S3Response::new(output))
     }
 
@@ -785,6 +792,46 @@ impl S3 for CairnS3 {
     ) -> S3Result<S3Response<DeleteBucketTaggingOutput>> {
         bucket_tagging::delete(&self.gw, &req.input.bucket).await?;
         Ok(S3Response::new(DeleteBucketTaggingOutput::default()))
+    }
+
+    async fn put_bucket_policy(
+        &self,
+        req: S3Request<PutBucketPolicyInput>,
+    ) -> S3Result<S3Response<PutBucketPolicyOutput>> {
+        let input = req.input;
+        bucket_policy::put(&self.gw, &input.bucket, &input.policy).await?;
+        // s3s answers 204 No Content, as S3 does.
+        Ok(S3Response::new(PutBucketPolicyOutput::default()))
+    }
+
+    async fn get_bucket_policy(
+        &self,
+        req: S3Request<GetBucketPolicyInput>,
+    ) -> S3Result<S3Response<GetBucketPolicyOutput>> {
+        let policy = bucket_policy::get(&self.gw, &req.input.bucket).await?;
+        Ok(S3Response::new(GetBucketPolicyOutput {
+            policy: Some(policy),
+        }))
+    }
+
+    async fn delete_bucket_policy(
+        &self,
+        req: S3Request<DeleteBucketPolicyInput>,
+    ) -> S3Result<S3Response<DeleteBucketPolicyOutput>> {
+        bucket_policy::delete(&self.gw, &req.input.bucket).await?;
+        Ok(S3Response::new(DeleteBucketPolicyOutput::default()))
+    }
+
+    async fn get_bucket_policy_status(
+        &self,
+        req: S3Request<GetBucketPolicyStatusInput>,
+    ) -> S3Result<S3Response<GetBucketPolicyStatusOutput>> {
+        let public = bucket_policy::is_public(&self.gw, &req.input.bucket).await?;
+        Ok(S3Response::new(GetBucketPolicyStatusOutput {
+            policy_status: Some(PolicyStatus {
+                is_public: Some(public),
+            }),
+        }))
     }
 
     async fn put_bucket_cors(

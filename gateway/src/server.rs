@@ -140,7 +140,9 @@ pub(crate) async fn serve(
                 }
                 let s3 = s3.clone();
                 let gw = Arc::clone(&gw);
-                let service = hyper::service::service_fn(move |req| {
+                let service = hyper::service::service_fn(move |mut req: http::Request<Incoming>| {
+                    // For `aws:SourceIp` policy conditions (crate::access).
+                    req.extensions_mut().insert(crate::access::PeerAddr(peer));
                     handle(s3.clone(), Arc::clone(&gw), req)
                 });
                 let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();

@@ -14,6 +14,7 @@
 //! caught up.
 
 mod blob_nodes;
+mod iam;
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
@@ -612,6 +613,85 @@ impl Admin for AdminService {
     ) -> Result<Response<RemoveBlobNodeResponse>, Status> {
         self.authorize(&request, "RemoveBlobNode")?;
         Ok(Response::new(self.remove(request.into_inner()).await?))
+    }
+
+    async fn add_user(
+        &self,
+        request: Request<AddUserRequest>,
+    ) -> Result<Response<AddUserResponse>, Status> {
+        self.authorize(&request, "AddUser")?;
+        Ok(Response::new(
+            self.iam_add_user(request.into_inner()).await?,
+        ))
+    }
+
+    async fn list_users(
+        &self,
+        request: Request<ListUsersRequest>,
+    ) -> Result<Response<ListUsersResponse>, Status> {
+        self.authorize(&request, "ListUsers")?;
+        Ok(Response::new(self.iam_list_users().await?))
+    }
+
+    async fn get_user(
+        &self,
+        request: Request<GetUserRequest>,
+    ) -> Result<Response<GetUserResponse>, Status> {
+        self.authorize(&request, "GetUser")?;
+        Ok(Response::new(
+            self.iam_get_user(request.into_inner()).await?,
+        ))
+    }
+
+    async fn update_user(
+        &self,
+        request: Request<UpdateUserRequest>,
+    ) -> Result<Response<UpdateUserResponse>, Status> {
+        self.authorize(&request, "UpdateUser")?;
+        Ok(Response::new(
+            self.iam_update_user(request.into_inner()).await?,
+        ))
+    }
+
+    async fn remove_user(
+        &self,
+        request: Request<RemoveUserRequest>,
+    ) -> Result<Response<RemoveUserResponse>, Status> {
+        self.authorize(&request, "RemoveUser")?;
+        Ok(Response::new({
+            self.iam_remove_user(request.into_inner()).await?;
+            RemoveUserResponse {}
+        }))
+    }
+
+    async fn put_policy(
+        &self,
+        request: Request<PutPolicyRequest>,
+    ) -> Result<Response<PutPolicyResponse>, Status> {
+        self.authorize(&request, "PutPolicy")?;
+        Ok(Response::new({
+            self.iam_put_policy(request.into_inner()).await?;
+            PutPolicyResponse {}
+        }))
+    }
+
+    async fn list_policies(
+        &self,
+        request: Request<ListPoliciesRequest>,
+    ) -> Result<Response<ListPoliciesResponse>, Status> {
+        self.authorize(&request, "ListPolicies")?;
+        Ok(Response::new(self.iam_list_policies().await?))
+    }
+
+    async fn remove_policy(
+        &self,
+        request: Request<RemovePolicyRequest>,
+    ) -> Result<Response<RemovePolicyResponse>, Status> {
+        self.authorize(&request, "RemovePolicy")?;
+        Ok(Response::new({
+            self.iam_remove_policy(request.into_inner()).await?;
+            RemovePolicyResponse {}
+        }))
     }
 }
 

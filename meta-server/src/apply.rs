@@ -10,6 +10,7 @@ mod bucket_config;
 mod conditions;
 pub(crate) mod gc;
 pub(crate) mod heal;
+pub(crate) mod iam;
 pub(crate) mod multipart;
 pub(crate) mod tags;
 pub(crate) mod versions;
@@ -79,9 +80,21 @@ pub fn apply(
                 bucket: bucket.encode_to_vec(),
             })
         }
-        Command::SetBucketConfig { name, tags, cors } => {
-            bucket_config::set(db, batch, name, tags.as_deref(), cors.as_deref())
-        }
+        Command::SetBucketConfig {
+            name,
+            tags,
+            cors,
+            policy,
+        } => bucket_config::set(
+            db,
+            batch,
+            name,
+            bucket_config::Changes {
+                tags: tags.as_deref(),
+                cors: cors.as_deref(),
+                policy: policy.as_deref(),
+            },
+        ),
         Command::CreateBucket { name } => {
             if read_bucket(db, name)?.is_some() {
                 return Ok(error(MetaError::BucketAlreadyExists));
@@ -279,6 +292,16 @@ pub fn apply(
             shard_keys,
         } => gc::collect(db, batch, gc::ShardFile { node_id, disk_id }, shard_keys),
         Command::RegisterBlobNode { node } => blob_nodes::register(db, batch, now, node),
+        Command::CreateUser { user } => iam::create_user(db, batch, now, user),
+        Command::UpdateUser {
+            access_key,
+            enabled,
+            attach,
+            detach,
+        } => iam::update_user(db, batch, access_key, *enabled, (attach, detach)),
+        Command::DeleteUser { access_key } => iam::delete_user(db, batch, access_key),
+        Command::PutPolicy { name, document } => iam::put_policy(db, batch, now, name, document),
+        Command::DeletePolicy { name } => iam::delete_policy(db, batch, name),
         Command::SetBlobNodeDraining { node_id, draining } => {
             blob_nodes::set_draining(db, batch, node_id, *draining)
         }

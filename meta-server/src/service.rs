@@ -382,6 +382,7 @@ impl Meta for MetaService {
                 name: request.bucket,
                 tags,
                 cors,
+                policy: request.set_policy.then_some(request.policy),
             })
             .await
             .map_err(group_status)?;

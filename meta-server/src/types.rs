@@ -98,6 +98,10 @@ pub enum Command {
         name: String,
         tags: Option<Vec<(String, String)>>,
         cors: Option<Vec<u8>>,
+        /// `Some` replaces the bucket policy (JSON, validated by the gateway; empty removes
+        /// it). Absent in entries written before bucket policies existed.
+        #[serde(default)]
+        policy: Option<String>,
     },
     /// Set the cluster secret unless one is set already (the first proposal wins).
     SetClusterSecret { secret: String },
@@ -160,6 +164,22 @@ pub enum Command {
         disk_id: String,
         shard_keys: Vec<String>,
     },
+    /// Create an S3 user (a prost-encoded `cairn_proto::admin::IamUser`); refused when the
+    /// access key is taken or an attached custom policy does not exist.
+    CreateUser { user: Vec<u8> },
+    /// Change a user: enable or disable it (`enabled: Some`), attach and detach policies.
+    UpdateUser {
+        access_key: String,
+        enabled: Option<bool>,
+        attach: Vec<String>,
+        detach: Vec<String>,
+    },
+    /// Remove a user.
+    DeleteUser { access_key: String },
+    /// Store or replace a custom policy document (JSON).
+    PutPolicy { name: String, document: String },
+    /// Remove a custom policy that no user has attached.
+    DeletePolicy { name: String },
 }
 
 /// A condition on the current version of a key that a write checks in its own entry
@@ -239,4 +259,6 @@ pub enum Response {
     Garbage { shard_keys: Vec<String> },
     /// The version whose tags a `SetObjectTags` replaced.
     TagsSet { version_id: String },
+    /// An S3 user after the change (prost-encoded `cairn_proto::admin::IamUser`).
+    User { user: Vec<u8> },
 }

@@ -44,3 +44,4 @@ pub fn endpoint_uri(raw: &str) -> String {
 
 pub mod admin_auth;
 pub mod cluster_token;
+pub mod iam;

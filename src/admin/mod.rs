@@ -5,6 +5,7 @@ mod client;
 mod heal;
 mod locate;
 mod status;
+mod user;
 
 use anyhow::Context;
 use cairn_proto::admin::{
@@ -55,6 +56,12 @@ enum AdminCommand {
     /// Blob nodes: drain (decommission) and remove.
     #[command(subcommand)]
     Blob(BlobCommand),
+    /// S3 users: add, list, info, disable, enable, remove, attach, detach.
+    #[command(subcommand)]
+    User(user::UserCommand),
+    /// Custom policies for S3 users: add, list, remove.
+    #[command(subcommand)]
+    Policy(user::PolicyCommand),
     /// Where every shard of an object is, and whether it is really there.
     Locate {
         bucket: String,
@@ -295,6 +302,8 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
                 print!("{}", locate::render(&view));
             }
         }
+        AdminCommand::User(command) => user::run_user(&admin, command).await?,
+        AdminCommand::Policy(command) => user::run_policy(&admin, command).await?,
         AdminCommand::Meta(MetaCommand::Remove { id }) => {
             admin
                 .on_leader(

@@ -139,6 +139,8 @@ pub struct Server {
     pub tmp: tempfile::TempDir,
     pub dirs: Vec<PathBuf>,
     pub endpoint: String,
+    /// The embedded meta service's endpoint (for `cairn admin --meta`).
+    pub meta_endpoint: String,
     env: Vec<(&'static str, String)>,
 }
 
@@ -157,6 +159,7 @@ impl Server {
             tmp,
             dirs,
             endpoint: String::new(),
+            meta_endpoint: String::new(),
             proc: None,
             env: env.iter().map(|(k, v)| (*k, v.to_string())).collect(),
         };
@@ -174,6 +177,7 @@ impl Server {
         let env: Vec<(&str, &str)> = self.env.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let mut proc = Proc::spawn(&args, &self.tmp.path().join("server.log"), &env);
         self.endpoint = proc.wait_line("S3 endpoint:");
+        self.meta_endpoint = first_word(&proc.wait_line("cairn admin --meta"));
         self.proc = Some(proc);
     }
 

@@ -22,6 +22,7 @@ mod durability;
 mod failover;
 mod gc_race;
 mod heal;
+mod iam;
 mod inline;
 mod listing;
 mod multipart;

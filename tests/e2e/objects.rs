@@ -544,19 +544,19 @@ async fn operations_not_built_yet_answer_not_implemented() {
         .await
         .expect("create");
     let err = s3
-        .get_bucket_policy()
+        .get_bucket_logging()
         .bucket("later")
         .send()
         .await
-        .expect_err("bucket policies are not built yet");
+        .expect_err("bucket logging is not built yet");
     assert_eq!(code(&err), "NotImplemented");
     assert_eq!(status(&err), 501);
     let err = s3
-        .get_bucket_policy()
+        .get_bucket_logging()
         .bucket("later")
         .send()
         .await
-        .expect_err("bucket policies are not built yet");
+        .expect_err("bucket logging is not built yet");
     assert_eq!(code(&err), "NotImplemented");
     // Nothing was created by the refused calls.
     let listed = s3

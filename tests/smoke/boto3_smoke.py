@@ -88,6 +88,36 @@ except urllib.error.HTTPError as e:
     body, rid = e.read().decode(), e.headers["x-amz-request-id"]
     assert e.code == 403 and rid and "<RequestId>%s</RequestId>" % rid in body, (e.code, rid, body)
 
+# A bucket policy opens GetObject to anonymous requests (and nothing else) until deleted.
+import json
+public = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": "*",
+          "Action": "s3:GetObject", "Resource": "arn:aws:s3:::%s/small.txt" % bucket}]}
+s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps(public))
+assert json.loads(s3.get_bucket_policy(Bucket=bucket)["Policy"]) == public
+assert s3.get_bucket_policy_status(Bucket=bucket)["PolicyStatus"]["IsPublic"] is True
+assert urllib.request.urlopen(endpoint + "/" + bucket + "/small.txt").read() == small
+try:
+    urllib.request.urlopen(endpoint + "/" + bucket + "/dir/big.bin")
+    raise AssertionError("an anonymous GET outside the policy was served")
+except urllib.error.HTTPError as e:
+    assert e.code == 403, e.code
+try:
+    urllib.request.urlopen(urllib.request.Request(endpoint + "/" + bucket + "/evil", data=b"x", method="PUT"))
+    raise AssertionError("an anonymous PUT was accepted")
+except urllib.error.HTTPError as e:
+    assert e.code == 403, e.code
+s3.delete_bucket_policy(Bucket=bucket)
+try:
+    s3.get_bucket_policy(Bucket=bucket)
+    raise AssertionError("a deleted bucket policy was returned")
+except ClientError as e:
+    assert e.response["Error"]["Code"] == "NoSuchBucketPolicy", e.response
+try:
+    urllib.request.urlopen(endpoint + "/" + bucket + "/small.txt")
+    raise AssertionError("the bucket is still public after DeleteBucketPolicy")
+except urllib.error.HTTPError as e:
+    assert e.code == 403, e.code
+
 # Server-side copy (metadata kept, then replaced), tagging, batch delete.
 copied = s3.copy_object(Bucket=bucket, Key="copy/big.bin", CopySource={"Bucket": bucket, "Key": "dir/big.bin"})
 assert copied["CopyObjectResult"]["ETag"] == '"%s"' % hashlib.md5(big).hexdigest(), copied

@@ -11,17 +11,30 @@ use crate::records;
 use crate::store::{cf, StoreError, CF_BUCKETS};
 use crate::types::Response;
 
+/// What a `SetBucketConfig` replaces; `None` leaves that part as it is.
+pub(super) struct Changes<'a> {
+    /// The tag set (empty: none).
+    pub tags: Option<&'a [(String, String)]>,
+    /// A prost-encoded `CorsConfiguration` (without rules: none).
+    pub cors: Option<&'a [u8]>,
+    /// The bucket policy JSON (empty: none).
+    pub policy: Option<&'a str>,
+}
+
 /// Replaces the parts of bucket `name`'s configuration that are `Some`.
 pub(super) fn set(
     db: &DB,
     batch: &mut WriteBatch,
     name: &str,
-    tags: Option<&[(String, String)]>,
-    cors: Option<&[u8]>,
+    changes: Changes<'_>,
 ) -> Result<Response, StoreError> {
+    let Changes { tags, cors, policy } = changes;
     let Some(mut bucket) = read_bucket(db, name)? else {
         return Ok(error(MetaError::NoSuchBucket));
     };
+    if let Some(policy) = policy {
+        bucket.policy = policy.to_string();
+    }
     if let Some(tags) = tags {
         bucket.tags = tags
             .iter()
@@ -70,6 +83,7 @@ mod tests {
             name: name.into(),
             tags,
             cors,
+            policy: None,
         }
     }
 

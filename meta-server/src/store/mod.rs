@@ -9,6 +9,7 @@
 //! | `uploads`    | upload id -> the version its commit made (retries are no-ops) | [`StateMachine`] |
 //! | `multipart`  | multipart uploads in progress, their parts and committed part attempts | [`StateMachine`] |
 //! | `cluster`    | cluster-wide settings: the cluster secret | [`StateMachine`] |
+//! | `iam`        | S3 users (`u/<access key>`) and custom policies (`p/<name>`) | [`StateMachine`] |
 //!
 //! The log and the state machine share the database (and so its write-ahead log) but never a
 //! column family: purging or truncating the log cannot touch applied state.
@@ -43,13 +44,15 @@ pub(crate) const CF_HEAL: &str = "heal";
 pub(crate) const CF_PART_OWNERS: &str = "part_owners";
 /// Shard keys that garbage collection declared garbage: never committed afterwards.
 pub(crate) const CF_TOMBSTONES: &str = "gc_tombstones";
+/// S3 users and custom policies (see `apply::iam`). Secrets are stored in the clear.
+pub(crate) const CF_IAM: &str = "iam";
 
 /// Directory (inside the meta directory) of snapshot files.
 pub(crate) const SNAPSHOT_DIR: &str = "snapshots";
 
 /// The column families that make up the replicated state (what a snapshot carries). A
 /// snapshot names each by its index here, so new ones are only ever appended.
-pub(crate) const DATA_CFS: [&str; 9] = [
+pub(crate) const DATA_CFS: [&str; 10] = [
     CF_BUCKETS,
     CF_OBJECTS,
     CF_BLOB_NODES,
@@ -59,6 +62,7 @@ pub(crate) const DATA_CFS: [&str; 9] = [
     CF_HEAL,
     CF_PART_OWNERS,
     CF_TOMBSTONES,
+    CF_IAM,
 ];
 
 /// Failure to open or use the meta store.

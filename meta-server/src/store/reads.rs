@@ -190,6 +190,29 @@ impl MetaReader {
             .map(|raw| String::from_utf8_lossy(&raw).into_owned()))
     }
 
+    /// The S3 user with `access_key`, if there is one.
+    pub fn user(
+        &self,
+        access_key: &str,
+    ) -> Result<Option<cairn_proto::admin::IamUser>, StoreError> {
+        crate::apply::iam::read_user(&self.db, access_key)
+    }
+
+    /// Every S3 user, by access key.
+    pub fn users(&self) -> Result<Vec<cairn_proto::admin::IamUser>, StoreError> {
+        crate::apply::iam::users(&self.db)
+    }
+
+    /// The custom policy called `name`, if there is one.
+    pub fn policy(&self, name: &str) -> Result<Option<cairn_proto::admin::IamPolicy>, StoreError> {
+        crate::apply::iam::read_policy(&self.db, name)
+    }
+
+    /// Every custom policy, by name.
+    pub fn policies(&self) -> Result<Vec<cairn_proto::admin::IamPolicy>, StoreError> {
+        crate::apply::iam::policies(&self.db)
+    }
+
     /// Every registered blob node.
     pub fn blob_nodes(&self) -> Result<Vec<BlobNode>, StoreError> {
         crate::apply::read_blob_nodes(&self.db)

@@ -1,0 +1,313 @@
+//! Authorization: s3s's access hook decides every request before its handler runs.
+//!
+//! - The root key pair may do everything (a bucket policy cannot deny it, as in MinIO).
+//! - Bucket policy operations (Put/Get/DeleteBucketPolicy, GetBucketPolicyStatus) are the
+//!   root's only: S3 reserves them to the bucket owner, and every bucket here is the root's.
+//! - A stored user is allowed when its own policies or the bucket's policy allow the action
+//!   on the resource and neither denies it explicitly.
+//! - An anonymous (unsigned) request is allowed only when the bucket policy allows
+//!   `Principal: "*"` the action, and nothing denies it.
+//!
+//! Refusals are 403 `AccessDenied`. Besides the generic check, CopyObject and UploadPartCopy
+//! need `s3:GetObject` on their source, and DeleteObjects needs `s3:DeleteObject` per key:
+//! the keys refused are answered `AccessDenied` one by one ([`DeniedKeys`]), and a request in
+//! which no key is allowed is refused whole.
+
+use std::sync::Arc;
+
+use s3s::access::{S3Access, S3AccessContext};
+use s3s::dto::{CopyObjectInput, CopySource, DeleteObjectsInput, UploadPartCopyInput};
+use s3s::path::S3Path;
+use s3s::{S3Request, S3Result};
+use tracing::{debug, warn};
+
+use crate::error::{ApiError, ApiResult};
+use crate::iam::{Caller, Users};
+use crate::policy::{action, Decision, Policy, PolicyKind, RequestContext};
+use crate::Gateway;
+
+/// The access hook handed to s3s.
+pub(crate) struct Access {
+    users: Arc<Users>,
+    gw: Arc<Gateway>,
+}
+
+/// The client's address, put in each request's extensions by the listener
+/// (`crate::server`): what `aws:SourceIp` conditions test.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PeerAddr(pub std::net::SocketAddr);
+
+/// What one authorization question is about.
+struct Question<'a> {
+    operation: &'a str,
+    bucket: Option<&'a str>,
+    key: Option<&'a str>,
+    prefix: Option<&'a str>,
+    source_ip: Option<std::net::IpAddr>,
+}
+
+impl Access {
+    /// Decides with `users` and the buckets' policies read through `gw`.
+    pub fn new(users: Arc<Users>, gw: Arc<Gateway>) -> Self {
+        Self { users, gw }
+    }
+
+    /// The policy of `bucket`, read linearizably: `None` when the bucket has none or does not
+    /// exist (yet: CreateBucket). A stored policy that no longer parses denies everything.
+    async fn bucket_policy(&self, bucket: &str, operation: &str) -> ApiResult<BucketPolicy> {
+        if operation == "CreateBucket" {
+            return Ok(BucketPolicy::None);
+        }
+        let record = match self.gw.meta.get_bucket(bucket).await {
+            Ok(record) => record,
+            Err(ApiError::NoSuchBucket) => return Ok(BucketPolicy::None),
+            Err(e) => return Err(e),
+        };
+        if record.policy.is_empty() {
+            return Ok(BucketPolicy::None);
+        }
+        match Policy::parse(&record.policy, &PolicyKind::Bucket(bucket.to_string())) {
+            Ok(policy) => Ok(BucketPolicy::Some(policy)),
+            Err(e) => {
+                warn!(%bucket, error = %e, "the stored bucket policy does not parse: denying");
+                Ok(BucketPolicy::Broken)
+            }
+        }
+    }
+
+    /// Decides `q` for the signer of `access_key` (`None`: anonymous).
+    async fn decide(&self, access_key: Option<&str>, q: Question<'_>) -> ApiResult<()> {
+        let operation = q.operation;
+        match self.allowed(access_key, q, None).await? {
+            Some(verdicts) if verdicts.contains(&false) => Err(denied(operation)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether the signer of `access_key` may do `q`, for `q.key` or, with `keys`, for each
+    /// of them (in order); `None` for the root, who may do everything.
+    async fn allowed(
+        &self,
+        access_key: Option<&str>,
+        q: Question<'_>,
+        keys: Option<&[&str]>,
+    ) -> ApiResult<Option<Vec<bool>>> {
+        let caller = self.users.caller(access_key).await?;
+        let (principal, user) = match &caller {
+            Caller::Root => return Ok(None),
+            Caller::Anonymous => (None, None),
+            Caller::User(key, user) => (Some(key.as_str()), Some(user)),
+        };
+        let keys: Vec<Option<&str>> = match keys {
+            Some(keys) => keys.iter().map(|k| Some(*k)).collect(),
+            None => vec![q.key],
+        };
+        if action::is_bucket_policy_operation(q.operation) {
+            return Ok(Some(vec![false; keys.len()]));
+        }
+        let bucket_policy = match q.bucket {
+            Some(bucket) => self.bucket_policy(bucket, q.operation).await?,
+            None => BucketPolicy::None,
+        };
+        let action = action::for_operation(q.operation);
+        let mut verdicts = Vec::with_capacity(keys.len());
+        for key in keys {
+            let resource = action::resource(q.bucket, key);
+            let cx = RequestContext {
+                action: &action,
+                resource: &resource,
+                principal,
+                prefix: q.prefix,
+                source_ip: q.source_ip,
+            };
+            let decision = user
+                .map_or(Decision::NotApplicable, |u| u.decide(&cx))
+                .combine(bucket_policy.decide(&cx));
+            debug!(operation = q.operation, %action, %resource, principal = principal.unwrap_or("anonymous"), ?decision, "authorization");
+            verdicts.push(decision.allowed());
+        }
+        Ok(Some(verdicts))
+    }
+}
+
+/// The keys of a DeleteObjects request its caller may not delete, put in the request's
+/// extensions by the access hook: the handler answers each with an `AccessDenied` result
+/// and deletes the others, as S3 does.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct DeniedKeys(pub std::collections::HashSet<String>);
+
+/// A bucket's policy as the access check sees it.
+enum BucketPolicy {
+    None,
+    Some(Policy),
+    /// Stored but unparseable (written by another release?): denies everything.
+    Broken,
+}
+
+impl BucketPolicy {
+    fn decide(&self, cx: &RequestContext<'_>) -> Decision {
+        match self {
+            BucketPolicy::None => Decision::NotApplicable,
+            BucketPolicy::Some(p) => p.evaluate(cx),
+            BucketPolicy::Broken => Decision::Deny,
+        }
+    }
+}
+
+fn denied(operation: &str) -> ApiError {
+    ApiError::AccessDenied(format!("Access Denied ({operation})"))
+}
+
+/// The `prefix` query parameter, decoded; empty when absent (as MinIO has it).
+fn prefix_param(query: Option<&str>) -> String {
+    query
+        .unwrap_or("")
+        .split('&')
+        .filter_map(|pair| pair.split_once('=').or(Some((pair, ""))))
+        .find(|(name, _)| *name == "prefix")
+        .map(|(_, value)| {
+            percent_encoding::percent_decode_str(&value.replace('+', " "))
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+        .unwrap_or_default()
+}
+
+fn source_ip<T>(req: &S3Request<T>) -> Option<std::net::IpAddr> {
+    req.extensions.get::<PeerAddr>().map(|p| p.0.ip())
+}
+
+fn access_key<T>(req: &S3Request<T>) -> Option<&str> {
+    req.credentials.as_ref().map(|c| c.access_key.as_str())
+}
+
+/// The bucket and key a copy reads.
+fn copy_source(source: &CopySource) -> Option<(&str, &str)> {
+    match source {
+        CopySource::Bucket { bucket, key, .. } => Some((bucket, key)),
+        _ => None,
+    }
+}
+
+#[async_trait::async_trait]
+impl S3Access for Access {
+    async fn check(&self, cx: &mut S3AccessContext<'_>) -> S3Result<()> {
+        let source_ip = cx.extensions_mut().get::<PeerAddr>().map(|p| p.0.ip());
+        let operation = cx.s3_op().name();
+        // Decided per key in `delete_objects`, once the body is parsed (for anonymous
+        // callers too: a bucket policy may let everyone delete under a prefix).
+        if operation == "DeleteObjects" {
+            return Ok(());
+        }
+        let (bucket, key) = match cx.s3_path() {
+            S3Path::Root => (None, None),
+            S3Path::Bucket { bucket } => (Some(&**bucket), None),
+            S3Path::Object { bucket, key } => (Some(&**bucket), Some(&**key)),
+        };
+        let prefix = action::is_listing(operation).then(|| prefix_param(cx.uri().query()));
+        let access_key = cx.credentials().map(|c| c.access_key.clone());
+        self.decide(
+            access_key.as_deref(),
+            Question {
+                operation,
+                bucket,
+                key,
+                prefix: prefix.as_deref(),
+                source_ip,
+            },
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn copy_object(&self, req: &mut S3Request<CopyObjectInput>) -> S3Result<()> {
+        if let Some((bucket, key)) = copy_source(&req.input.copy_source) {
+            self.decide(
+                access_key(req),
+                Question {
+                    operation: "GetObject",
+                    bucket: Some(bucket),
+                    key: Some(key),
+                    prefix: None,
+                    source_ip: source_ip(req),
+                },
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn upload_part_copy(&self, req: &mut S3Request<UploadPartCopyInput>) -> S3Result<()> {
+        if let Some((bucket, key)) = copy_source(&req.input.copy_source) {
+            self.decide(
+                access_key(req),
+                Question {
+                    operation: "GetObject",
+                    bucket: Some(bucket),
+                    key: Some(key),
+                    prefix: None,
+                    source_ip: source_ip(req),
+                },
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn delete_objects(&self, req: &mut S3Request<DeleteObjectsInput>) -> S3Result<()> {
+        let keys: Vec<&str> = req
+            .input
+            .delete
+            .objects
+            .iter()
+            .map(|o| o.key.as_str())
+            .collect();
+        let verdicts = self
+            .allowed(
+                access_key(req),
+                Question {
+                    operation: "DeleteObjects",
+                    bucket: Some(req.input.bucket.as_str()),
+                    key: None,
+                    prefix: None,
+                    source_ip: source_ip(req),
+                },
+                Some(&keys),
+            )
+            .await?;
+        let Some(verdicts) = verdicts else {
+            return Ok(());
+        };
+        // Nothing allowed: refused whole (also how an empty list of a caller without
+        // rights ends). Some allowed: the others are answered per key.
+        if !verdicts.contains(&true) {
+            return Err(denied("DeleteObjects").into());
+        }
+        let refused: std::collections::HashSet<String> = keys
+            .iter()
+            .zip(&verdicts)
+            .filter(|(_, ok)| !**ok)
+            .map(|(k, _)| (*k).to_string())
+            .collect();
+        if !refused.is_empty() {
+            req.extensions.insert(DeniedKeys(refused));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::prefix_param;
+
+    #[test]
+    fn prefix_is_decoded_and_empty_when_absent() {
+        assert_eq!(
+            prefix_param(Some("list-type=2&prefix=a%2Fb%20c&max-keys=2")),
+            "a/b c"
+        );
+        assert_eq!(prefix_param(Some("list-type=2")), "");
+        assert_eq!(prefix_param(Some("prefix")), "");
+        assert_eq!(prefix_param(None), "");
+    }
+}
