@@ -75,6 +75,27 @@ impl Meta {
         F: Fn(PbClient<Channel>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, Status>>,
     {
+        self.call_with(op, Resend::AfterAnyFailure, f).await
+    }
+
+    /// [`Meta::call`] for a write whose second application would be visible (a bucket
+    /// created or deleted again, a delete applied after later writes): it is sent again only
+    /// after failures that prove the first attempt changed nothing. After a timeout or a
+    /// connection lost mid-call the outcome is unknown and the call fails with 503 instead
+    /// (see [`surely_not_applied`]).
+    async fn call_write<T, F, Fut>(&self, op: &'static str, f: F) -> ApiResult<T>
+    where
+        F: Fn(PbClient<Channel>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, Status>>,
+    {
+        self.call_with(op, Resend::OnlyIfNotApplied, f).await
+    }
+
+    async fn call_with<T, F, Fut>(&self, op: &'static str, resend: Resend, f: F) -> ApiResult<T>
+    where
+        F: Fn(PbClient<Channel>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, Status>>,
+    {
         let n = self.endpoints.len();
         let mut last: Option<Status> = None;
         for (round, pause) in BACKOFF.iter().enumerate() {
@@ -86,6 +107,25 @@ impl Meta {
                     Ok(resp) => {
                         self.preferred.store(idx, Ordering::Relaxed);
                         return Ok(resp.into_inner());
+                    }
+                    Err(status)
+                        if resend == Resend::OnlyIfNotApplied
+                            && (status.code() == Code::Aborted
+                                || (retryable(&status) && !surely_not_applied(&status))) =>
+                    {
+                        warn!(op, endpoint = %uri, code = ?status.code(), msg = status.message(), "meta write outcome unknown; not sent again");
+                        return Err(ApiError::Unavailable(format!(
+                            "meta {op}: the outcome is unknown ({}); check and retry",
+                            status.message()
+                        )));
+                    }
+                    Err(status) if status.code() == Code::Aborted => {
+                        // The meta service could not tell whether a forwarded write applied.
+                        warn!(op, endpoint = %uri, msg = status.message(), "meta call outcome unknown");
+                        return Err(ApiError::Unavailable(format!(
+                            "meta {op}: {}",
+                            status.message()
+                        )));
                     }
                     Err(status) if retryable(&status) => {
                         debug!(op, endpoint = %uri, round, code = ?status.code(), msg = status.message(), "meta endpoint failed; trying the next");
@@ -114,7 +154,7 @@ impl Meta {
         let req = pb::CreateBucketRequest {
             name: name.to_string(),
         };
-        let resp = self.call("CreateBucket", |mut c| {
+        let resp = self.call_write("CreateBucket", |mut c| {
             let req = req.clone();
             async move { c.create_bucket(req).await }
         });
@@ -128,7 +168,7 @@ impl Meta {
             name: name.to_string(),
         };
         let resp = self
-            .call("DeleteBucket", |mut c| {
+            .call_write("DeleteBucket", |mut c| {
                 let req = req.clone();
                 async move { c.delete_bucket(req).await }
             })
@@ -169,7 +209,7 @@ impl Meta {
             ..Default::default()
         };
         let resp = self
-            .call("SetBucketConfig", |mut c| {
+            .call_write("SetBucketConfig", |mut c| {
                 let req = req.clone();
                 async move { c.set_bucket_config(req).await }
             })
@@ -188,7 +228,7 @@ impl Meta {
             ..Default::default()
         };
         let resp = self
-            .call("SetBucketConfig", |mut c| {
+            .call_write("SetBucketConfig", |mut c| {
                 let req = req.clone();
                 async move { c.set_bucket_config(req).await }
             })
@@ -314,7 +354,7 @@ impl Meta {
             condition,
         };
         let resp = self
-            .call("DeleteObject", |mut c| {
+            .call_write("DeleteObject", |mut c| {
                 let req = req.clone();
                 async move { c.delete_object(req).await }
             })
@@ -337,7 +377,7 @@ impl Meta {
             status: status as i32,
         };
         let resp = self
-            .call("SetBucketVersioning", |mut c| {
+            .call_write("SetBucketVersioning", |mut c| {
                 let req = req.clone();
                 async move { c.set_bucket_versioning(req).await }
             })
@@ -378,7 +418,7 @@ impl Meta {
             tags,
         };
         let resp = self
-            .call("SetObjectTags", |mut c| {
+            .call_write("SetObjectTags", |mut c| {
                 let req = req.clone();
                 async move { c.set_object_tags(req).await }
             })
@@ -458,7 +498,7 @@ impl Meta {
         req: pb::CreateMultipartUploadRequest,
     ) -> ApiResult<pb::MultipartUpload> {
         let resp = self
-            .call("CreateMultipartUpload", |mut c| {
+            .call_write("CreateMultipartUpload", |mut c| {
                 let req = req.clone();
                 async move { c.create_multipart_upload(req).await }
             })
@@ -523,7 +563,7 @@ impl Meta {
         req: pb::AbortMultipartUploadRequest,
     ) -> ApiResult<Vec<pb::ObjectPart>> {
         let resp = self
-            .call("AbortMultipartUpload", |mut c| {
+            .call_write("AbortMultipartUpload", |mut c| {
                 let req = req.clone();
                 async move { c.abort_multipart_upload(req).await }
             })
@@ -562,6 +602,47 @@ impl Meta {
 
 /// Whether another endpoint might succeed: no leader / no quorum, a dead or unreachable
 /// node, or a call that timed out.
+/// Whether a failed call may be sent again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Resend {
+    /// Reads, and writes that the meta service recognises when they come twice (commits
+    /// carry their upload or attempt id): after any retryable failure.
+    AfterAnyFailure,
+    /// Other writes: only after failures that prove nothing was applied.
+    OnlyIfNotApplied,
+}
+
+/// Failures after which a write certainly did not happen: the meta node answered that it is
+/// not (or knows no) leader, which it does before proposing anything (openraft also answers
+/// "forward to leader" for an appended entry only once that entry is truncated), or the
+/// connection could not be made, so nothing was sent.
+fn surely_not_applied(status: &Status) -> bool {
+    let msg = status.message();
+    match status.code() {
+        Code::Unavailable => {
+            msg.starts_with("not the meta leader")
+                || msg.starts_with("no meta leader")
+                || is_connect_failure(msg)
+        }
+        Code::Cancelled | Code::Unknown => is_connect_failure(msg),
+        _ => false,
+    }
+}
+
+/// A transport error raised while connecting (refused, unreachable), before any request
+/// bytes went out.
+fn is_connect_failure(msg: &str) -> bool {
+    let msg = msg.to_ascii_lowercase();
+    [
+        "connection refused",
+        "trying to connect",
+        "tcp connect error",
+        "not ready",
+    ]
+    .iter()
+    .any(|needle| msg.contains(needle))
+}
+
 fn retryable(status: &Status) -> bool {
     match status.code() {
         Code::Unavailable | Code::DeadlineExceeded => true,
@@ -707,6 +788,32 @@ mod tests {
         assert!(retryable(&Status::cancelled("Timeout expired")));
         assert!(!retryable(&Status::invalid_argument("bad")));
         assert!(!retryable(&Status::internal("boom")));
+    }
+
+    #[test]
+    fn only_failures_before_the_proposal_let_a_write_be_sent_again() {
+        // Said by the meta node before it proposed anything, or no connection at all.
+        assert!(surely_not_applied(&Status::unavailable(
+            "not the meta leader; leader is http://10.0.0.1:7000"
+        )));
+        assert!(surely_not_applied(&Status::unavailable(
+            "no meta leader; retry"
+        )));
+        assert!(surely_not_applied(&Status::unavailable(
+            "error trying to connect: tcp connect error: Connection refused (os error 111)"
+        )));
+        // Sent, and then nothing or a broken connection: the write may have applied.
+        assert!(!surely_not_applied(&Status::deadline_exceeded("slow")));
+        assert!(!surely_not_applied(&Status::cancelled("Timeout expired")));
+        assert!(!surely_not_applied(&Status::unknown(
+            "transport error: connection reset by peer"
+        )));
+        assert!(!surely_not_applied(&Status::unavailable(
+            "meta raft: storage error"
+        )));
+        assert!(!surely_not_applied(&Status::aborted(
+            "meta write outcome unknown"
+        )));
     }
 
     #[test]

@@ -139,7 +139,16 @@ impl Forwarder {
             .client(addr)?
             .client_write(message)
             .await
-            .map_err(|status| self.unreachable(addr, &status))?;
+            .map_err(|status| {
+                let unreachable = self.unreachable(addr, &status);
+                if never_sent(&status) {
+                    unreachable
+                } else {
+                    // The leader may have appended the command before the call failed; a
+                    // retry could apply it a second time, after later writes.
+                    GroupError::OutcomeUnknown(format!("forwarded to {addr}: {}", status.message()))
+                }
+            })?;
         Self::decode(reply.into_inner())
     }
 
@@ -154,4 +163,18 @@ impl Forwarder {
             .map_err(|status| self.unreachable(addr, &status))?;
         Self::decode(reply.into_inner())
     }
+}
+
+/// Whether a failed forwarded call certainly never reached the leader (the connection was
+/// never made), so that the write can safely be tried again elsewhere.
+fn never_sent(status: &tonic::Status) -> bool {
+    let msg = status.message().to_ascii_lowercase();
+    [
+        "connection refused",
+        "trying to connect",
+        "tcp connect error",
+        "not ready",
+    ]
+    .iter()
+    .any(|needle| msg.contains(needle))
 }

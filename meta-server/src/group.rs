@@ -31,6 +31,10 @@ pub enum GroupError {
     /// Raft or the store failed.
     #[error("raft: {0}")]
     Raft(String),
+    /// A write was handed to the leader in another process, and no answer came back: it may
+    /// or may not have been applied, so it must not be sent again blindly.
+    #[error("the write's outcome is unknown: {0}")]
+    OutcomeUnknown(String),
 }
 
 /// One meta node of this process.

@@ -112,6 +112,6 @@ fn forward_reply<T>(result: Result<T, GroupError>) -> ForwardReply<T> {
         Ok(value) => ForwardReply::Ok(value),
         Err(GroupError::NotLeader(addr)) => ForwardReply::NotLeader(Some(addr)),
         Err(GroupError::NoLeader) => ForwardReply::NotLeader(None),
-        Err(GroupError::Raft(msg)) => ForwardReply::Failed(msg),
+        Err(GroupError::Raft(msg) | GroupError::OutcomeUnknown(msg)) => ForwardReply::Failed(msg),
     }
 }

@@ -69,6 +69,10 @@ pub(crate) fn group_status(e: GroupError) -> Status {
             status
         }
         GroupError::Raft(msg) => Status::unavailable(format!("meta raft: {msg}")),
+        // ABORTED: the gateway neither retries it nor treats it as a refusal (503).
+        GroupError::OutcomeUnknown(msg) => {
+            Status::aborted(format!("meta write outcome unknown: {msg}"))
+        }
     }
 }
 
