@@ -11,6 +11,7 @@ pub mod cluster;
 pub mod error;
 pub mod history;
 pub mod nemesis;
+pub mod plot;
 pub mod net;
 pub mod node;
 pub mod run;
