@@ -442,7 +442,10 @@ mod tests {
             ]
         );
         assert!(parse("explode").is_err());
-        assert_eq!(parse("membership").expect("membership"), vec![Fault::Membership]);
+        assert_eq!(
+            parse("membership").expect("membership"),
+            vec![Fault::Membership]
+        );
         assert_eq!(parse("partition").expect("partition").len(), 4);
     }
 

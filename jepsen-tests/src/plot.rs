@@ -214,8 +214,9 @@ fn draw_markers<'a, DB: DrawingBackend + 'a, Y: Ranged<ValueType = f64>>(
         0 => draw!(move |at| Circle::new(at, 2, style.filled())),
         1 => draw!(move |at| TriangleMarker::new(at, 4, style.filled())),
         2 => draw!(move |at| Cross::new(at, 3, style.stroke_width(1))),
-        _ => draw!(move |at| EmptyElement::at(at)
-            + Rectangle::new([(-2, -2), (2, 2)], style.filled())),
+        _ => draw!(
+            move |at| EmptyElement::at(at) + Rectangle::new([(-2, -2), (2, 2)], style.filled())
+        ),
     }
     Ok(())
 }

@@ -61,7 +61,12 @@ impl Model for Exists {
 
 /// The S3 error code of a definite failure (`"409 BucketAlreadyOwnedByYou"`).
 fn failure_code(op: &Operation) -> Option<&str> {
-    op.complete.as_ref()?.error.as_deref()?.split_whitespace().nth(1)
+    op.complete
+        .as_ref()?
+        .error
+        .as_deref()?
+        .split_whitespace()
+        .nth(1)
 }
 
 /// The operation as a checker op, with its return time (`None`: at infinity), or `None`
@@ -116,7 +121,9 @@ pub fn check(events: &[Event], budget: u64) -> CheckResult {
             Verdict::Linearizable => (Validity::Valid, None),
             Verdict::Unknown(b) => (
                 Validity::Unknown,
-                Some(json!({"bucket": name, "unknown": format!("search budget of {b} steps exhausted")})),
+                Some(
+                    json!({"bucket": name, "unknown": format!("search budget of {b} steps exhausted")}),
+                ),
             ),
             Verdict::NotLinearizable(c) => {
                 let tail: Vec<usize> = c.linearized.iter().rev().take(5).rev().copied().collect();
@@ -146,7 +153,9 @@ pub fn check(events: &[Event], budget: u64) -> CheckResult {
             }
         };
         valid = valid.and(v);
-        names.push(json!({"bucket": name, "ops": name_ops.len(), "checked": history.len(), "valid": v}));
+        names.push(
+            json!({"bucket": name, "ops": name_ops.len(), "checked": history.len(), "valid": v}),
+        );
         if let Some(a) = anomaly {
             anomalies.push(a);
         }
@@ -247,12 +256,33 @@ mod tests {
         let h = H::new();
         h.op(0, HEAD_BUCKET, "a", Done, json!(false), None);
         h.op(0, CREATE_BUCKET, "a", Done, Value::Null, None);
-        h.op(1, CREATE_BUCKET, "a", Fail, Value::Null, Some("409 BucketAlreadyOwnedByYou"));
+        h.op(
+            1,
+            CREATE_BUCKET,
+            "a",
+            Fail,
+            Value::Null,
+            Some("409 BucketAlreadyOwnedByYou"),
+        );
         h.op(1, HEAD_BUCKET, "a", Done, json!(true), None);
         h.list(2, &["a"]);
         h.op(1, DELETE_BUCKET, "a", Done, Value::Null, None);
-        h.op(0, DELETE_BUCKET, "a", Fail, Value::Null, Some("404 NoSuchBucket"));
-        h.op(0, CREATE_BUCKET, "b", Fail, Value::Null, Some("connection refused: x"));
+        h.op(
+            0,
+            DELETE_BUCKET,
+            "a",
+            Fail,
+            Value::Null,
+            Some("404 NoSuchBucket"),
+        );
+        h.op(
+            0,
+            CREATE_BUCKET,
+            "b",
+            Fail,
+            Value::Null,
+            Some("connection refused: x"),
+        );
         h.list(2, &[]);
         let r = h.check();
         assert_eq!(r.valid, Validity::Valid, "{:#}", r.details);
@@ -263,7 +293,14 @@ mod tests {
     #[test]
     fn a_409_on_an_absent_bucket_is_caught() {
         let h = H::new();
-        h.op(0, CREATE_BUCKET, "a", Fail, Value::Null, Some("409 BucketAlreadyOwnedByYou"));
+        h.op(
+            0,
+            CREATE_BUCKET,
+            "a",
+            Fail,
+            Value::Null,
+            Some("409 BucketAlreadyOwnedByYou"),
+        );
         let r = h.check();
         assert_eq!(r.valid, Validity::Invalid);
         assert_eq!(r.details["anomalies"][0]["bucket"], "a");

@@ -225,7 +225,11 @@ mod tests {
             assert_eq!(r.valid, Validity::Invalid, "{:#}", r.details);
             r.details["anomalies"]
                 .as_array()
-                .map(|a| a.iter().map(|x| x["type"].as_str().unwrap_or("").to_string()).collect())
+                .map(|a| {
+                    a.iter()
+                        .map(|x| x["type"].as_str().unwrap_or("").to_string())
+                        .collect()
+                })
                 .unwrap_or_default()
         };
         let h = H::new();

@@ -33,7 +33,7 @@ pub async fn run(ctx: Arc<Ctx>) {
         let ctx = Arc::clone(&ctx);
         tasks.push(tokio::spawn(async move {
             let client = ctx.client(i);
-            let mut rng = StdRng::seed_from_u64(ctx.seed ^ (i as u64).wrapping_mul(0xB0C4_E7));
+            let mut rng = StdRng::seed_from_u64(ctx.seed ^ (i as u64).wrapping_mul(0x00B0_C4E7));
             let mut w = Worker::new(i, ctx.workers);
             let t = ctx.op_timeout;
             let rec = &ctx.recorder;
@@ -54,8 +54,7 @@ pub async fn run(ctx: Arc<Ctx>) {
                         .await
                 } else {
                     let op = list(&client);
-                    w.perform(rec, t, LIST_BUCKETS, None, Value::Null, op)
-                        .await
+                    w.perform(rec, t, LIST_BUCKETS, None, Value::Null, op).await
                 };
             }
         }));
@@ -95,9 +94,7 @@ async fn delete(client: &Client, bucket: &str) -> Result<Value, Failure> {
 async fn head(client: &Client, bucket: &str) -> Result<Value, Failure> {
     match client.head_bucket().bucket(bucket).send().await {
         Ok(_) => Ok(Value::Bool(true)),
-        Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => {
-            Ok(Value::Bool(false))
-        }
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(Value::Bool(false)),
         Err(e) => Err(classify(&e, Kind::Read)),
     }
 }

@@ -281,10 +281,15 @@ mod tests {
         // of the encoding (lower-case hex, 32 digits).
         let e = etag(1);
         assert_eq!(e.len(), 32);
-        assert!(e.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+        assert!(e
+            .chars()
+            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
         assert_ne!(etag(1), etag(2));
         use md5::{Digest, Md5};
-        assert_eq!(hex::encode(Md5::digest(b"")), "d41d8cd98f00b204e9800998ecf8427e");
+        assert_eq!(
+            hex::encode(Md5::digest(b"")),
+            "d41d8cd98f00b204e9800998ecf8427e"
+        );
     }
 
     #[test]

@@ -59,7 +59,7 @@ pub async fn run(ctx: Arc<Ctx>) -> u64 {
 
 async fn worker(ctx: Arc<Ctx>, i: usize, open: Arc<Mutex<Vec<Upload>>>, next: Arc<AtomicU64>) {
     let client = ctx.client(i);
-    let mut rng = StdRng::seed_from_u64(ctx.seed ^ (i as u64).wrapping_mul(0x3D_F00D));
+    let mut rng = StdRng::seed_from_u64(ctx.seed ^ (i as u64).wrapping_mul(0x003D_F00D));
     let mut w = Worker::new(i, ctx.workers);
     let (b, t) = (ctx.bucket.clone(), ctx.op_timeout);
     let rec = &ctx.recorder;
