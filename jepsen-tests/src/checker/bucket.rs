@@ -71,16 +71,24 @@ fn failure_code(op: &Operation) -> Option<&str> {
 
 /// The operation as a checker op, with its return time (`None`: at infinity), or `None`
 /// when it says nothing (failed for a reason that is not an observation, read not answered).
-fn entry(op: &Operation) -> Option<Entry<BucketOp>> {
+///
+/// `lenient`: read a refusal as "the bucket is in that state after the request" rather than
+/// "it was in that state, untouched by the request" (`Maybe` with a definite return): what
+/// a client sees when the gateway retried a command whose first attempt had already applied.
+fn entry(op: &Operation, lenient: bool) -> Option<Entry<BucketOp>> {
     let done = op.complete.as_ref().map(|c| c.time_ns);
     let (bop, ret) = match (op.invoke.f.as_str(), op.outcome()) {
         (CREATE_BUCKET, EventType::Ok) => (BucketOp::Create, done),
         (DELETE_BUCKET, EventType::Ok) => (BucketOp::Delete, done),
         (CREATE_BUCKET, EventType::Fail) => match failure_code(op)? {
+            "BucketAlreadyOwnedByYou" | "BucketAlreadyExists" if lenient => {
+                (BucketOp::Maybe(true), done)
+            }
             "BucketAlreadyOwnedByYou" | "BucketAlreadyExists" => (BucketOp::Saw(true), done),
             _ => return None,
         },
         (DELETE_BUCKET, EventType::Fail) => match failure_code(op)? {
+            "NoSuchBucket" if lenient => (BucketOp::Maybe(false), done),
             "NoSuchBucket" => (BucketOp::Saw(false), done),
             _ => return None,
         },
@@ -114,7 +122,7 @@ pub fn check(events: &[Event], budget: u64) -> CheckResult {
     for (name, name_ops) in &by_name {
         let (history, origin): (Vec<Entry<BucketOp>>, Vec<&Operation>) = name_ops
             .iter()
-            .filter_map(|op| entry(op).map(|e| (e, *op)))
+            .filter_map(|op| entry(op, false).map(|e| (e, *op)))
             .unzip();
         checked_ops += history.len();
         let (v, anomaly) = match linear::check(Exists(false), &history, budget) {
@@ -153,9 +161,23 @@ pub fn check(events: &[Event], budget: u64) -> CheckResult {
             }
         };
         valid = valid.and(v);
-        names.push(
-            json!({"bucket": name, "ops": name_ops.len(), "checked": history.len(), "valid": v}),
-        );
+        // For a diagnosis only (the verdict stays strict): would the name be linearizable if
+        // its 409s and 404s came from retries of commands that had already applied?
+        let lenient = (v == Validity::Invalid).then(|| {
+            let h: Vec<Entry<BucketOp>> =
+                name_ops.iter().filter_map(|op| entry(op, true)).collect();
+            matches!(
+                linear::check(Exists(false), &h, budget),
+                Verdict::Linearizable
+            )
+        });
+        names.push(json!({
+            "bucket": name,
+            "ops": name_ops.len(),
+            "checked": history.len(),
+            "valid": v,
+            "valid_if_refusals_follow_own_effect": lenient,
+        }));
         if let Some(a) = anomaly {
             anomalies.push(a);
         }
@@ -304,6 +326,11 @@ mod tests {
         let r = h.check();
         assert_eq!(r.valid, Validity::Invalid);
         assert_eq!(r.details["anomalies"][0]["bucket"], "a");
+        // Unless the 409 answered a retry of a create that had applied.
+        assert_eq!(
+            r.details["buckets"][0]["valid_if_refusals_follow_own_effect"],
+            true
+        );
     }
 
     #[test]
@@ -322,7 +349,13 @@ mod tests {
         h.op(0, CREATE_BUCKET, "a", Done, Value::Null, None);
         h.op(0, DELETE_BUCKET, "a", Done, Value::Null, None);
         h.op(1, HEAD_BUCKET, "a", Done, json!(true), None);
-        assert_eq!(h.check().valid, Validity::Invalid);
+        let r = h.check();
+        assert_eq!(r.valid, Validity::Invalid);
+        // No refusal to blame here.
+        assert_eq!(
+            r.details["buckets"][0]["valid_if_refusals_follow_own_effect"],
+            false
+        );
     }
 
     #[test]
