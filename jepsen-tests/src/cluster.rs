@@ -236,6 +236,9 @@ impl Cluster {
             .args(args)
             .env("CAIRN_ACCESS_KEY", &self.cfg.access_key)
             .env("CAIRN_SECRET_KEY", &self.cfg.secret_key)
+            // An error is one line in the notes, not a stack trace.
+            .env("RUST_BACKTRACE", "0")
+            .env("RUST_LIB_BACKTRACE", "0")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -387,6 +390,11 @@ impl Cluster {
     /// same address and `cairn admin meta add` makes it a voter again once it has caught up.
     pub fn add_back(&mut self, i: usize) -> Result<()> {
         self.nodes[i].kill();
+        // An earlier attempt that timed out may have left it a member (a learner that never
+        // caught up): remove that member first, or the add is refused as AlreadyExists.
+        if let Ok(id) = self.member_id(i) {
+            self.admin(&["meta", "remove", &id.to_string()])?;
+        }
         let data = PathBuf::from(format!("{}/data", self.nodes[i].spec.marker));
         if data.exists() {
             std::fs::remove_dir_all(&data).map_err(|e| Error::io("remove", &data, e))?;
