@@ -1,5 +1,5 @@
 //! The short CI version of the consistency tests: a real cluster (5 meta, 4 blob,
-//! 2 gateways), the register and set workloads for 25 s each and the list and bucket
+//! 2 gateways), the register workload for 25 s, set for 20 s, and the list and bucket
 //! workloads for 15 s each, under every
 //! fault this machine can inject (partitions need root and network namespaces; without
 //! them the run says so and uses kills and pauses only), healed at the end.
@@ -42,7 +42,8 @@ fn config(workload: Workload, dir: std::path::PathBuf) -> RunConfig {
         cfg.nemesis_label = "all".into();
     }
     cfg.time_limit = Duration::from_secs(match workload {
-        Workload::Register | Workload::Set => 25,
+        Workload::Register => 25,
+        Workload::Set => 20,
         Workload::List | Workload::Bucket | Workload::Multipart => 15,
     });
     cfg.seed = std::env::var("JEPSEN_SEED")
@@ -287,7 +288,7 @@ fn register_set_list_and_bucket_stay_valid_under_mixed_faults() {
                 .iter()
                 .filter(|o| o.invoke.f == CAS && o.outcome() == EventType::Ok)
                 .count();
-            assert!(acked_cas > 10, "only {acked_cas} acknowledged cas");
+            assert!(acked_cas > 5, "only {acked_cas} acknowledged cas");
         }
     }
 }
