@@ -18,6 +18,8 @@ use crate::slot::Slot;
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(20);
 /// `cairn admin init` adds every member and waits for each to catch up.
 const INIT_TIMEOUT: Duration = Duration::from_secs(120);
+/// `cairn admin meta add` waits for the new member to catch up before promoting it.
+const ADD_MEMBER_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// Fixed ports, used when every node has its own address.
 const META_PORT: u16 = 7000;
@@ -57,6 +59,9 @@ pub struct Cluster {
     slot: Slot,
     /// Nodes found to have exited by themselves (not killed by the harness): `name: status`.
     crashes: Vec<String>,
+    /// Meta nodes removed from the Raft group by the membership nemesis (node indices),
+    /// stopped until they are wiped and added back as new members.
+    removed: Vec<usize>,
 }
 
 impl Cluster {
@@ -161,6 +166,7 @@ impl Cluster {
             net,
             slot,
             crashes: Vec::new(),
+            removed: Vec::new(),
         };
         for i in cluster.indices(Role::Meta) {
             cluster.start_node(i)?;
@@ -230,6 +236,9 @@ impl Cluster {
             .args(args)
             .env("CAIRN_ACCESS_KEY", &self.cfg.access_key)
             .env("CAIRN_SECRET_KEY", &self.cfg.secret_key)
+            // An error is one line in the notes, not a stack trace.
+            .env("RUST_BACKTRACE", "0")
+            .env("RUST_LIB_BACKTRACE", "0")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -326,7 +335,8 @@ impl Cluster {
         self.net.heal()
     }
 
-    /// Removes every fault: resumes paused nodes, restarts dead ones, heals the network.
+    /// Removes every fault: resumes paused nodes, restarts dead ones, heals the network,
+    /// and adds removed meta nodes back (wiped, as new members).
     pub fn heal_all(&mut self) -> Result<()> {
         let mut first_error = None;
         if let Err(e) = self.net.heal() {
@@ -334,11 +344,66 @@ impl Cluster {
         }
         for i in 0..self.nodes.len() {
             self.nodes[i].resume();
+            if self.removed.contains(&i) {
+                continue;
+            }
             if let Err(e) = self.restart(i) {
                 first_error.get_or_insert(e);
             }
         }
+        for i in self.removed.clone() {
+            if let Err(e) = self.add_back(i) {
+                first_error.get_or_insert(e);
+            }
+        }
         first_error.map_or(Ok(()), Err)
+    }
+
+    /// The Raft member id of meta node `i`, per `cairn admin status`.
+    pub fn member_id(&self, i: usize) -> Result<u64> {
+        let status = self.status()?;
+        let address = self.nodes[i].addr();
+        status["members"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|m| m["address"].as_str() == Some(address.as_str()))
+            .and_then(|m| m["id"].as_u64())
+            .ok_or_else(|| Error::Command {
+                command: "cairn admin status --json".into(),
+                detail: format!("{} ({address}) is not a member", self.nodes[i].spec.name),
+            })
+    }
+
+    /// Removes meta node `i` from the Raft group (`cairn admin meta remove`) and stops it;
+    /// returns its member id. It stays down until [`Cluster::add_back`].
+    pub fn remove_meta(&mut self, i: usize) -> Result<u64> {
+        let id = self.member_id(i)?;
+        self.admin(&["meta", "remove", &id.to_string()])?;
+        self.removed.push(i);
+        self.nodes[i].kill();
+        Ok(id)
+    }
+
+    /// Adds removed meta node `i` back: its data directory is wiped (a removed member must
+    /// not come back under its old id, which is never reused), it starts pristine at the
+    /// same address and `cairn admin meta add` makes it a voter again once it has caught up.
+    pub fn add_back(&mut self, i: usize) -> Result<()> {
+        self.nodes[i].kill();
+        // An earlier attempt that timed out may have left it a member (a learner that never
+        // caught up): remove that member first, or the add is refused as AlreadyExists.
+        if let Ok(id) = self.member_id(i) {
+            self.admin(&["meta", "remove", &id.to_string()])?;
+        }
+        let data = PathBuf::from(format!("{}/data", self.nodes[i].spec.marker));
+        if data.exists() {
+            std::fs::remove_dir_all(&data).map_err(|e| Error::io("remove", &data, e))?;
+        }
+        self.start_node(i)?;
+        let address = self.nodes[i].addr();
+        self.admin_with_timeout(&["meta", "add", &address], ADD_MEMBER_TIMEOUT)?;
+        self.removed.retain(|&r| r != i);
+        Ok(())
     }
 
     /// Waits until the meta group has a leader, every member has applied what was committed

@@ -13,6 +13,7 @@ pub mod history;
 pub mod nemesis;
 pub mod net;
 pub mod node;
+pub mod plot;
 pub mod run;
 pub mod signal;
 pub mod slot;

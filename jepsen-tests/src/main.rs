@@ -21,13 +21,16 @@ use jepsen_tests::{history, nemesis, run, RunConfig};
 #[derive(Parser, Debug)]
 #[command(name = "jepsen-tests", version, about)]
 struct Args {
-    /// register (linearizable PUT/GET/DELETE per key), set (no lost or phantom PUTs) or list
-    /// (every LIST reflects the PUTs and DELETEs acknowledged before it).
+    /// register (linearizable PUT/GET/DELETE and conditional PUTs per key), set (no lost or
+    /// phantom PUTs), list (every LIST reflects the PUTs and DELETEs acknowledged before it)
+    /// bucket (linearizable CreateBucket/DeleteBucket/HeadBucket per name, ListBuckets) or
+    /// multipart (racing Complete/AbortMultipartUpload: completed readable, aborted never).
     #[arg(long, default_value = "register")]
     workload: String,
-    /// none, all, or a comma-separated list of kill, pause, partition and single faults
-    /// (kill-meta-leader, kill-meta, kill-blob, kill-gateway, pause-meta-leader, pause-meta,
-    /// pause-blob, pause-gateway, partition-leader, partition-halves).
+    /// none, all, or a comma-separated list of kill, pause, partition, membership and single
+    /// faults (kill-meta-leader, kill-meta, kill-blob, kill-gateway, pause-meta-leader,
+    /// pause-meta, pause-blob, pause-gateway, partition-leader, partition-halves,
+    /// partition-ring, partition-node, membership).
     #[arg(long, default_value = "all")]
     nemesis: String,
     /// Seconds the clients run (the heal and final reads come after).
@@ -103,7 +106,7 @@ fn real_main() -> anyhow::Result<Validity> {
         .init();
     let workload = Workload::parse(&args.workload).with_context(|| {
         format!(
-            "unknown workload {:?} (register, set or list)",
+            "unknown workload {:?} (register, set, list, bucket or multipart)",
             args.workload
         )
     })?;

@@ -38,11 +38,22 @@ pub enum Fault {
     PartitionLeader,
     /// Cut the nodes into two random halves.
     PartitionHalves,
+    /// Majorities ring (Jepsen's `majorities-ring`): the meta nodes in a random ring, each
+    /// reaching only its two neighbours, so each sees a majority (itself and the two) and no
+    /// two see the same one; every blob server and gateway reaches three consecutive meta
+    /// nodes of the ring (a majority) and every other blob server and gateway.
+    PartitionRing,
+    /// Cut one random blob server or gateway off from every other node.
+    PartitionNode,
+    /// Remove a meta follower from the Raft group (`cairn admin meta remove`) and stop it;
+    /// undone by wiping it and adding it back as a new member (`cairn admin meta add`), which
+    /// restores all the voters.
+    Membership,
 }
 
 impl Fault {
     /// Every fault, in a fixed order.
-    pub const ALL: [Fault; 10] = [
+    pub const ALL: [Fault; 13] = [
         Fault::KillMetaLeader,
         Fault::KillMeta,
         Fault::KillBlob,
@@ -53,6 +64,9 @@ impl Fault {
         Fault::PauseGateway,
         Fault::PartitionLeader,
         Fault::PartitionHalves,
+        Fault::PartitionRing,
+        Fault::PartitionNode,
+        Fault::Membership,
     ];
 
     /// The name used on the command line and in the history.
@@ -68,10 +82,13 @@ impl Fault {
             Fault::PauseGateway => "pause-gateway",
             Fault::PartitionLeader => "partition-leader",
             Fault::PartitionHalves => "partition-halves",
+            Fault::PartitionRing => "partition-ring",
+            Fault::PartitionNode => "partition-node",
+            Fault::Membership => "membership",
         }
     }
 
-    /// The group it belongs to: `kill`, `pause` or `partition`.
+    /// The group it belongs to: `kill`, `pause`, `partition` or `membership`.
     pub fn group(self) -> &'static str {
         match self {
             Fault::KillMetaLeader | Fault::KillMeta | Fault::KillBlob | Fault::KillGateway => {
@@ -80,20 +97,24 @@ impl Fault {
             Fault::PauseMetaLeader | Fault::PauseMeta | Fault::PauseBlob | Fault::PauseGateway => {
                 "pause"
             }
-            Fault::PartitionLeader | Fault::PartitionHalves => "partition",
+            Fault::PartitionLeader
+            | Fault::PartitionHalves
+            | Fault::PartitionRing
+            | Fault::PartitionNode => "partition",
+            Fault::Membership => "membership",
         }
     }
 }
 
 /// Parses a nemesis spec: `none`, or a comma-separated list of groups (`kill`, `pause`,
-/// `partition`, `all`) and single faults (`kill-meta-leader`, ...).
+/// `partition`, `membership`, `all`) and single faults (`kill-meta-leader`, ...).
 pub fn parse(spec: &str) -> Result<Vec<Fault>> {
     let mut out: Vec<Fault> = Vec::new();
     for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let matched: Vec<Fault> = match part {
             "none" => Vec::new(),
             "all" => Fault::ALL.to_vec(),
-            group @ ("kill" | "pause" | "partition") => Fault::ALL
+            group @ ("kill" | "pause" | "partition" | "membership") => Fault::ALL
                 .into_iter()
                 .filter(|f| f.group() == group)
                 .collect(),
@@ -113,7 +134,8 @@ pub fn parse(spec: &str) -> Result<Vec<Fault>> {
 
 fn unknown(name: &str) -> Error {
     Error::Config(format!(
-        "unknown nemesis {name:?}; use none, all, kill, pause, partition or one of {}",
+        "unknown nemesis {name:?}; use none, all, kill, pause, partition, membership or one \
+         of {}",
         Fault::ALL.map(Fault::name).join(", ")
     ))
 }
@@ -144,6 +166,8 @@ enum Active {
     Killed(Vec<usize>),
     Paused(Vec<usize>),
     Partitioned,
+    /// A meta node removed from the group.
+    Removed(usize),
 }
 
 /// Sleeps up to `d`, returning early (false) once `stop` is set.
@@ -244,6 +268,65 @@ fn apply(
             let detail = json!({"halves": [names(cluster, &all), names(cluster, &b)]});
             (Active::Partitioned, detail)
         }
+        Fault::PartitionRing => {
+            let mut ring = cluster.indices(Role::Meta);
+            ring.shuffle(rng);
+            let sees = ring_views(ring.len(), rng, cluster.nodes.len() - ring.len());
+            let mut views = serde_json::Map::new();
+            // Meta node at ring position p is cut from every meta node it does not see.
+            for (p, seen) in sees.metas.iter().enumerate() {
+                let unseen: Vec<usize> = (0..ring.len())
+                    .filter(|q| !seen.contains(q))
+                    .map(|q| ring[q])
+                    .collect();
+                cluster.cut(&[ring[p]], &unseen)?;
+                let view: Vec<usize> = seen.iter().map(|&q| ring[q]).collect();
+                views.insert(
+                    cluster.nodes[ring[p]].spec.name.clone(),
+                    json!(names(cluster, &view)),
+                );
+            }
+            let others: Vec<usize> = (0..cluster.nodes.len())
+                .filter(|i| !ring.contains(i))
+                .collect();
+            for (&node, seen) in others.iter().zip(&sees.others) {
+                let unseen: Vec<usize> = (0..ring.len())
+                    .filter(|q| !seen.contains(q))
+                    .map(|q| ring[q])
+                    .collect();
+                cluster.cut(&[node], &unseen)?;
+                let view: Vec<usize> = seen.iter().map(|&q| ring[q]).collect();
+                views.insert(
+                    cluster.nodes[node].spec.name.clone(),
+                    json!(names(cluster, &view)),
+                );
+            }
+            (Active::Partitioned, json!({"meta_nodes_seen": views}))
+        }
+        Fault::PartitionNode => {
+            let candidates: Vec<usize> = cluster
+                .indices(Role::Blob)
+                .into_iter()
+                .chain(cluster.indices(Role::Gateway))
+                .collect();
+            let target = candidates[rng.random_range(0..candidates.len())];
+            let others: Vec<usize> = (0..cluster.nodes.len()).filter(|&i| i != target).collect();
+            cluster.cut(&[target], &others)?;
+            let detail = json!({"isolated": names(cluster, &[target])});
+            (Active::Partitioned, detail)
+        }
+        Fault::Membership => {
+            let leader = cluster.leader()?;
+            let followers: Vec<usize> = cluster
+                .indices(Role::Meta)
+                .into_iter()
+                .filter(|&i| i != leader)
+                .collect();
+            let target = followers[rng.random_range(0..followers.len())];
+            let id = cluster.remove_meta(target)?;
+            let detail = json!({"nodes": names(cluster, &[target]), "removed_member_id": id});
+            (Active::Removed(target), detail)
+        }
     };
     detail["leader"] = json!(leader);
     Ok((active, detail))
@@ -265,7 +348,32 @@ fn undo(cluster: &mut Cluster, active: Active) -> Result<()> {
             Ok(())
         }
         Active::Partitioned => cluster.heal_network(),
+        Active::Removed(i) => cluster.add_back(i),
     }
+}
+
+/// Who sees whom in a majorities ring of `n` meta nodes (ring positions `0..n`): each
+/// position sees itself and the `k` nearest positions on each side, `k` the smallest that
+/// makes this a majority (for 5: its two neighbours), so no two positions see the same
+/// majority (for n >= 5); and each of `others` further nodes sees a random window of
+/// consecutive positions of majority size. Visibility is symmetric because a cut is (a
+/// `DROP` both ways); for 3 meta nodes this is no partition at all.
+struct RingViews {
+    metas: Vec<Vec<usize>>,
+    others: Vec<Vec<usize>>,
+}
+
+fn ring_views(n: usize, rng: &mut StdRng, others: usize) -> RingViews {
+    let majority = n / 2 + 1;
+    let window = |start: usize, len: usize| -> Vec<usize> {
+        (0..len.min(n)).map(|k| (start + k) % n).collect()
+    };
+    let k = majority / 2;
+    let metas = (0..n).map(|p| window((p + n - k) % n, 2 * k + 1)).collect();
+    let others = (0..others)
+        .map(|_| window(rng.random_range(0..n.max(1)), majority))
+        .collect();
+    RingViews { metas, others }
 }
 
 /// Runs the schedule until `stop` is set: quiet, one random fault from `faults`, heal,
@@ -334,5 +442,39 @@ mod tests {
             ]
         );
         assert!(parse("explode").is_err());
+        assert_eq!(
+            parse("membership").expect("membership"),
+            vec![Fault::Membership]
+        );
+        assert_eq!(parse("partition").expect("partition").len(), 4);
+    }
+
+    #[test]
+    fn ring_views_are_distinct_majorities() {
+        let mut rng = StdRng::seed_from_u64(1);
+        for n in [5usize, 7, 9] {
+            let v = ring_views(n, &mut rng, 6);
+            for (p, seen) in v.metas.iter().enumerate() {
+                assert!(seen.contains(&p), "{n}: {p} sees itself");
+                assert!(seen.len() > n / 2, "{n}: {seen:?} is a majority");
+            }
+            let mut sorted: Vec<Vec<usize>> = v
+                .metas
+                .iter()
+                .map(|s| {
+                    let mut s = s.clone();
+                    s.sort();
+                    s
+                })
+                .collect();
+            sorted.sort();
+            sorted.dedup();
+            assert_eq!(sorted.len(), n, "no two meta nodes see the same majority");
+            assert!(v.others.iter().all(|s| s.len() > n / 2));
+        }
+        // Five: each sees exactly its two neighbours.
+        let v = ring_views(5, &mut rng, 0);
+        assert_eq!(v.metas[0], vec![4, 0, 1]);
+        assert_eq!(v.metas[2], vec![1, 2, 3]);
     }
 }

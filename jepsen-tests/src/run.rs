@@ -2,7 +2,8 @@
 //! wait for recovery, do the final reads, check the history and write the run directory.
 //!
 //! Run directory: `history.jsonl` (every event), `results.json` (verdict and evidence),
-//! `summary.txt` (the summary line and notes), `nodes/<node>.log` (each node's log).
+//! `summary.txt` (the summary line and notes), `latency.png` and `rate.png` (see
+//! [`crate::plot`]), `nodes/<node>.log` (each node's log).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -95,8 +96,8 @@ pub struct Report {
     pub counts: Counts,
     /// Faults injected (nemesis `start` events).
     pub faults_injected: usize,
-    /// Operations the checker constrained (register: ops checked; set: elements attempted;
-    /// list: listings checked).
+    /// Operations the checker constrained (register and bucket: ops checked; set: elements
+    /// attempted; list: listings checked; multipart: uploads started).
     pub checked: u64,
     /// The summary line.
     pub summary: String,
@@ -104,6 +105,8 @@ pub struct Report {
     pub dir: PathBuf,
     /// Faults asked for that this machine cannot inject.
     pub skipped: Vec<Fault>,
+    /// The plots drawn into the run directory (`latency.png`, `rate.png`).
+    pub plots: Vec<PathBuf>,
 }
 
 /// Runs one test.
@@ -159,6 +162,7 @@ pub async fn run(cfg: RunConfig) -> Result<Report> {
         Arc::clone(&recorder),
         cfg.seed,
     )?;
+    let mut uploads = 0;
     let register_keys = match cfg.workload {
         Workload::Register => workload::register::run(Arc::clone(&ctx)).await,
         Workload::Set => {
@@ -167,6 +171,14 @@ pub async fn run(cfg: RunConfig) -> Result<Report> {
         }
         Workload::List => {
             workload::list::run(Arc::clone(&ctx)).await;
+            Vec::new()
+        }
+        Workload::Bucket => {
+            workload::bucket::run(Arc::clone(&ctx)).await;
+            Vec::new()
+        }
+        Workload::Multipart => {
+            uploads = workload::multipart::run(Arc::clone(&ctx)).await;
             Vec::new()
         }
     };
@@ -207,6 +219,10 @@ pub async fn run(cfg: RunConfig) -> Result<Report> {
         }
         Workload::Set => workload::set::final_reads(Arc::clone(&ctx), final_deadline).await,
         Workload::List => workload::list::final_reads(Arc::clone(&ctx), final_deadline).await,
+        Workload::Bucket => workload::bucket::final_reads(Arc::clone(&ctx), final_deadline).await,
+        Workload::Multipart => {
+            workload::multipart::final_reads(Arc::clone(&ctx), uploads, final_deadline).await
+        }
     }
 
     // Stop the cluster before checking, so its CPU goes to the checker and the logs are
@@ -225,6 +241,23 @@ pub async fn run(cfg: RunConfig) -> Result<Report> {
     let events = recorder.snapshot();
     history::write_jsonl(&cfg.dir.join("history.jsonl"), &events)?;
     let workload = cfg.workload;
+    let plots = {
+        let (dir, events) = (cfg.dir.clone(), events.clone());
+        let title = format!(
+            "{} / {} / seed {}",
+            workload.name(),
+            cfg.nemesis_label,
+            cfg.seed
+        );
+        blocking(move || crate::plot::draw_all(&dir, &events, &title)).await
+    };
+    let plots: Vec<PathBuf> = match plots {
+        Ok(files) => files,
+        Err(e) => {
+            notes.push(format!("plots not drawn: {e}"));
+            Vec::new()
+        }
+    };
     let events_for_check = events.clone();
     let result = blocking(move || Ok(check(workload, &events_for_check))).await?;
     let counts = history::counts(&events);
@@ -233,9 +266,12 @@ pub async fn run(cfg: RunConfig) -> Result<Report> {
         .filter(|e| e.f == "start" && e.process == history::Process::nemesis())
         .count();
     let checked = match workload {
-        Workload::Register => result.details["checked_ops"].as_u64().unwrap_or(0),
+        Workload::Register | Workload::Bucket => {
+            result.details["checked_ops"].as_u64().unwrap_or(0)
+        }
         Workload::Set => result.details["attempted"].as_u64().unwrap_or(0),
         Workload::List => result.details["lists"].as_u64().unwrap_or(0),
+        Workload::Multipart => result.details["uploads"].as_u64().unwrap_or(0),
     };
     let mut summary = format!(
         "JEPSEN workload={} nemesis={} ops={} ok={} fail={} info={} valid={}",
@@ -282,6 +318,10 @@ pub async fn run(cfg: RunConfig) -> Result<Report> {
         "counts": counts,
         "notes": notes,
         "crashes": crashes,
+        "plots": plots
+            .iter()
+            .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .collect::<Vec<_>>(),
         "checker": result.details,
     });
     write(
@@ -304,6 +344,7 @@ pub async fn run(cfg: RunConfig) -> Result<Report> {
         summary,
         dir: cfg.dir.clone(),
         skipped,
+        plots,
     })
 }
 
@@ -352,6 +393,8 @@ pub fn check(workload: Workload, events: &[history::Event]) -> CheckResult {
         Workload::Register => checker::register::check(events, checker::register::SEARCH_BUDGET),
         Workload::Set => checker::set::check(events),
         Workload::List => checker::list::check(events),
+        Workload::Bucket => checker::bucket::check(events, checker::bucket::SEARCH_BUDGET),
+        Workload::Multipart => checker::multipart::check(events),
     }
 }
 

@@ -1,8 +1,10 @@
 //! Checkers: each turns a history into a verdict (valid, invalid with the anomalies and the
 //! sub-history that shows them, or unknown).
 
+pub mod bucket;
 pub mod linear;
 pub mod list;
+pub mod multipart;
 pub mod register;
 pub mod set;
 

@@ -1,8 +1,11 @@
 //! The register workload: clients PUT (a new unique value each time), GET and DELETE a few
-//! keys at a time. Each key takes a bounded number of operations and is then retired for a
+//! keys at a time, and write conditionally: compare-and-set (`If-Match` with the ETag of
+//! the value the client last read of the key) and create (`If-None-Match: *`, when the
+//! client last read the key as absent). Each key takes a bounded number of operations and is then retired for a
 //! fresh one, which keeps every key's history small enough for the linearizability search
 //! (indeterminate writes stay concurrent with everything after them).
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -10,9 +13,10 @@ use std::time::{Duration, Instant};
 use aws_sdk_s3::Client;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use serde_json::Value;
+use serde_json::{json, Value};
 
-use super::{decode, delete, put, Ctx, Worker};
+use super::{decode, delete, put, put_if, Condition, Ctx, Worker};
+use crate::checker::register::{CAS, CREATE};
 use crate::client::{classify, Failure, Kind};
 
 /// Keys in use at once.
@@ -79,6 +83,8 @@ async fn worker(ctx: Arc<Ctx>, i: usize, pool: Arc<Mutex<KeyPool>>, values: Arc<
     let mut rng = StdRng::seed_from_u64(ctx.seed ^ (i as u64).wrapping_mul(0x9E37_79B9));
     let mut w = Worker::new(i, ctx.workers);
     let rec = Arc::clone(&ctx.recorder);
+    // Per key: what this client last read (`Some(None)`: absent), for its conditional PUTs.
+    let mut last_read: HashMap<u64, Option<u64>> = HashMap::new();
     while Instant::now() < ctx.deadline {
         let k = pool
             .lock()
@@ -87,38 +93,76 @@ async fn worker(ctx: Arc<Ctx>, i: usize, pool: Arc<Mutex<KeyPool>>, values: Arc<
         let key = key(k);
         let roll = rng.random_range(0..100);
         let (b, t) = (&ctx.bucket, ctx.op_timeout);
-        let _ = if roll < 50 {
-            w.perform(
-                &rec,
-                t,
-                "read",
-                Some(&key),
-                Value::Null,
-                get(&client, b, &key),
-            )
-            .await
+        // What this client last read of the key decides between a cas, a create and (never
+        // read yet) a plain read.
+        let known = last_read.get(&k).copied();
+        if roll < 40 || ((65..90).contains(&roll) && known.is_none()) {
+            let got = w
+                .perform(
+                    &rec,
+                    t,
+                    "read",
+                    Some(&key),
+                    Value::Null,
+                    get(&client, b, &key),
+                )
+                .await;
+            if let Ok(v) = got {
+                if v.is_null() {
+                    last_read.insert(k, None);
+                } else if let Some(v) = v.as_u64() {
+                    last_read.insert(k, Some(v));
+                }
+            }
+        } else if roll < 65 {
+            let v = values.fetch_add(1, Ordering::Relaxed);
+            let outcome = w
+                .perform(
+                    &rec,
+                    t,
+                    "write",
+                    Some(&key),
+                    v.into(),
+                    put(&client, b, &key, v),
+                )
+                .await;
+            if outcome.is_ok() {
+                last_read.insert(k, Some(v));
+            }
         } else if roll < 90 {
             let v = values.fetch_add(1, Ordering::Relaxed);
-            w.perform(
-                &rec,
-                t,
-                "write",
-                Some(&key),
-                v.into(),
-                put(&client, b, &key, v),
-            )
-            .await
+            let (f, condition, value) = match known.flatten() {
+                Some(expected) => (CAS, Condition::IfMatch(expected), json!([expected, v])),
+                None => (CREATE, Condition::IfAbsent, json!(v)),
+            };
+            let outcome = w
+                .perform(&rec, t, f, Some(&key), value.clone(), async {
+                    put_if(&client, b, &key, v, condition)
+                        .await
+                        .map(|()| value.clone())
+                })
+                .await;
+            // Only an acknowledged write says what the key held last (the client's own
+            // writes count as what it last saw).
+            match outcome {
+                Ok(_) => last_read.insert(k, Some(v)),
+                Err(_) => last_read.remove(&k),
+            };
         } else {
-            w.perform(
-                &rec,
-                t,
-                "delete",
-                Some(&key),
-                Value::Null,
-                delete(&client, b, &key),
-            )
-            .await
-        };
+            let outcome = w
+                .perform(
+                    &rec,
+                    t,
+                    "delete",
+                    Some(&key),
+                    Value::Null,
+                    delete(&client, b, &key),
+                )
+                .await;
+            if outcome.is_ok() {
+                last_read.insert(k, None);
+            }
+        }
     }
 }
 
