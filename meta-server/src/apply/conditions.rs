@@ -18,7 +18,7 @@ pub(super) fn current_version(
     key: &str,
 ) -> Result<Option<ObjectVersion>, StoreError> {
     let start = keys::object_versions_start(bucket_id, key);
-    let mut iter = db.raw_iterator_cf(cf(db, CF_OBJECTS)?);
+    let mut iter = db.raw_iterator_cf_opt(cf(db, CF_OBJECTS)?, crate::store::within(&start));
     iter.seek(&start);
     match (iter.key(), iter.value()) {
         // A key whose newest version is a delete marker has no current version (S3 answers

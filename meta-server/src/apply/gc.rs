@@ -143,7 +143,7 @@ pub(crate) fn owner_of(
     };
     // Every stored version of the key, current or not (versioning keeps older versions).
     let start = keys::object_versions_start(bucket.id, &key);
-    let mut iter = db.raw_iterator_cf(cf(db, CF_OBJECTS)?);
+    let mut iter = db.raw_iterator_cf_opt(cf(db, CF_OBJECTS)?, crate::store::within(&start));
     iter.seek(&start);
     while let (Some(k), Some(v)) = (iter.key(), iter.value()) {
         if !k.starts_with(&start) {

@@ -220,7 +220,7 @@ fn completed_part(
         return Ok(None);
     };
     let start = keys::object_versions_start(bucket.id, key);
-    let mut iter = db.raw_iterator_cf(cf(db, CF_OBJECTS)?);
+    let mut iter = db.raw_iterator_cf_opt(cf(db, CF_OBJECTS)?, crate::store::within(&start));
     iter.seek(&start);
     let object: ObjectVersion = match (iter.key(), iter.value()) {
         (Some(k), Some(v)) if k.starts_with(&start) => records::decode(v)?,

@@ -25,7 +25,7 @@ pub(super) fn set(
     let objects = cf(db, CF_OBJECTS)?;
     let found = if version_id.is_empty() {
         let start = keys::object_versions_start(bucket.id, key);
-        let mut iter = db.raw_iterator_cf(objects);
+        let mut iter = db.raw_iterator_cf_opt(objects, crate::store::within(&start));
         iter.seek(&start);
         match (iter.key(), iter.value()) {
             (Some(k), Some(v)) if k.starts_with(&start) => {

@@ -181,7 +181,7 @@ pub fn find(
 ) -> Result<Option<(Vec<u8>, ObjectVersion)>, StoreError> {
     if version == NULL_VERSION {
         let start = keys::object_versions_start(bucket_id, key);
-        let mut iter = db.raw_iterator_cf(cf(db, CF_OBJECTS)?);
+        let mut iter = db.raw_iterator_cf_opt(cf(db, CF_OBJECTS)?, crate::store::within(&start));
         iter.seek(&start);
         while let (Some(k), Some(v)) = (iter.key(), iter.value()) {
             if !k.starts_with(&start) {
@@ -237,8 +237,9 @@ fn remove_matching(
     let objects = cf(db, CF_OBJECTS)?;
     let start = keys::object_versions_start(bucket_id, key);
     let mut newest: Option<ObjectVersion> = None;
-    for item in db.iterator_cf(
+    for item in db.iterator_cf_opt(
         objects,
+        crate::store::within(&start),
         rocksdb::IteratorMode::From(&start, rocksdb::Direction::Forward),
     ) {
         let (raw_key, raw_value) = item?;

@@ -106,6 +106,21 @@ pub fn open(dir: &Path) -> Result<(LogStore, StateMachine), StoreError> {
 }
 
 /// Looks up a column family handle that [`open`] guarantees exists.
+/// Read options that confine an iterator to keys starting with `prefix`.
+///
+/// Why: RocksDB keeps a deleted key as a tombstone until compaction, and a seek or `next`
+/// without an upper bound steps over every tombstone until it finds a live key, wherever
+/// that is. Per-key scans (the versions of one object) then cost as much as the deleted
+/// keys that follow it: deleting 100,000 objects in random order took minutes of CPU. With
+/// the bound, the iterator stops at the end of the prefix.
+pub(crate) fn within(prefix: &[u8]) -> rocksdb::ReadOptions {
+    let mut opts = rocksdb::ReadOptions::default();
+    if let Some(end) = crate::keys::prefix_successor(prefix) {
+        opts.set_iterate_upper_bound(end);
+    }
+    opts
+}
+
 pub(crate) fn cf<'a>(
     db: &'a DB,
     name: &'static str,

@@ -64,7 +64,7 @@ impl MetaReader {
     pub fn object(&self, bucket_id: u64, key: &str) -> Result<Option<ObjectVersion>, StoreError> {
         let handle = cf(&self.db, CF_OBJECTS)?;
         let start = keys::object_versions_start(bucket_id, key);
-        let mut iter = self.db.raw_iterator_cf(handle);
+        let mut iter = self.db.raw_iterator_cf_opt(handle, super::within(&start));
         iter.seek(&start);
         match (iter.key(), iter.value()) {
             (Some(k), Some(v)) if k.starts_with(&start) => Ok(Some(records::decode(v)?)),
@@ -156,7 +156,9 @@ impl MetaReader {
         after: Option<&[u8]>,
         limit: usize,
     ) -> Result<(Vec<ObjectVersion>, Option<Vec<u8>>), StoreError> {
-        let mut iter = self.db.raw_iterator_cf(cf(&self.db, CF_OBJECTS)?);
+        let mut iter = self
+            .db
+            .raw_iterator_cf_opt(cf(&self.db, CF_OBJECTS)?, super::within(start));
         match after {
             Some(after) => {
                 iter.seek(after);
@@ -237,7 +239,9 @@ impl MetaReader {
             seek_to = seek_to.max(keys::after_versions(bucket_id, start_after));
         }
         let mut page = ListPage::default();
-        let mut iter = self.db.raw_iterator_cf(handle);
+        let mut iter = self
+            .db
+            .raw_iterator_cf_opt(handle, super::within(&scan_prefix));
         iter.seek(&seek_to);
         let mut last_key: Option<String> = None;
         let mut returned = 0usize;
@@ -315,7 +319,9 @@ impl MetaReader {
     /// delete marker. Stops at the first such key (the first key, unless keys are deleted).
     fn group_has_visible_key(&self, bucket_id: u64, group: &str) -> Result<bool, StoreError> {
         let scan = keys::object_prefix(bucket_id, group);
-        let mut iter = self.db.raw_iterator_cf(cf(&self.db, CF_OBJECTS)?);
+        let mut iter = self
+            .db
+            .raw_iterator_cf_opt(cf(&self.db, CF_OBJECTS)?, super::within(&scan));
         iter.seek(&scan);
         while let (Some(raw_key), Some(raw_value)) = (iter.key(), iter.value()) {
             if !raw_key.starts_with(&scan) {

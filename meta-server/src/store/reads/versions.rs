@@ -74,7 +74,10 @@ impl MetaReader {
             seek_to = seek_to.max(start);
         }
         let mut page = VersionsPage::default();
-        let mut iter = self.db.raw_iterator_cf(cf(&self.db, CF_OBJECTS)?);
+        let mut iter = self.db.raw_iterator_cf_opt(
+            cf(&self.db, CF_OBJECTS)?,
+            crate::store::within(&scan_prefix),
+        );
         iter.seek(&seek_to);
         if skip_exact.is_some() && iter.key() == skip_exact.as_deref() {
             iter.next();
