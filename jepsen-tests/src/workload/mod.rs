@@ -169,10 +169,13 @@ impl Worker {
 }
 
 /// Deterministic bytes for value `v`: a first line naming it, then filler whose length
-/// depends on `v` (0.1 to ~8 KiB), so reads can tell a right body from a wrong one.
+/// depends on `v` (0.1 to ~32 KiB), so reads can tell a right body from a wrong one. The
+/// range spans the gateway's inline limit (16 KiB by default): about half the values are
+/// kept in the metadata, the other half erasure-coded over the blob servers, so the blob
+/// faults hit every workload.
 pub fn payload(v: u64) -> Vec<u8> {
     let mut out = format!("{v}\n").into_bytes();
-    let len = 100 + (v.wrapping_mul(7919) % 8000) as usize;
+    let len = 100 + (v.wrapping_mul(7919) % 32_000) as usize;
     let mut x = v.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     while out.len() < len {
         x ^= x << 13;
