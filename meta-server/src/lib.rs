@@ -417,8 +417,7 @@ pub async fn start(config: MetaConfig) -> Result<RunningMeta, MetaError> {
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     // TCP_NODELAY: a reply larger than one segment (a 1000-key listing page, a Raft batch)
     // otherwise waits for the peer's delayed ACK, 40 ms a page on Linux.
-    let incoming =
-        tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     let server = tokio::spawn(
         tonic::transport::Server::builder()
             .add_service(meta_service)
