@@ -32,7 +32,7 @@ type GetShardStream = std::pin::Pin<
 /// Largest data payload of one `GetShardResponse`. A multiple of the block sizes placement
 /// picks (512 KiB for k = 2, 256 KiB for k = 4, ...), so that a reader starting at a block
 /// boundary gets whole blocks as views of one message instead of gluing two together.
-const GET_MESSAGE_SIZE: usize = 512 * 1024;
+pub(crate) const GET_MESSAGE_SIZE: usize = 512 * 1024;
 /// Responses buffered per GetShard stream (bounds memory to about 1 MiB per stream).
 const GET_QUEUE_DEPTH: usize = 2;
 /// Put messages buffered between the network and the writer thread.

@@ -100,7 +100,7 @@ async fn get(
     let mut out = Vec::new();
     let mut messages = 0;
     while let Some(msg) = stream.message().await? {
-        assert!(msg.data.len() <= 256 * 1024);
+        assert!(msg.data.len() <= crate::service::GET_MESSAGE_SIZE);
         out.extend_from_slice(&msg.data);
         messages += 1;
     }
@@ -149,14 +149,17 @@ async fn grpc_put_get_stat_delete() {
     let disk = info.disks[1].disk_id.clone();
 
     // Put in many messages (sizes that do not line up with chunks), then read it back.
-    let data = pattern(5 * 64 * 1024 + 17);
+    let data = pattern(crate::service::GET_MESSAGE_SIZE + 5 * 64 * 1024 + 17);
     assert_eq!(
         put(&mut c, &disk, "obj1.s0", &data, 50_000).await.unwrap(),
         data.len() as u64
     );
     let (all, messages) = get(&mut c, &disk, "obj1.s0", 0, 0).await.unwrap();
     assert_eq!(all, data);
-    assert_eq!(messages, 2, "327697 bytes travel as 256 KiB + the rest");
+    assert_eq!(
+        messages, 2,
+        "one full message of GET_MESSAGE_SIZE + the rest"
+    );
 
     for (off, len) in [
         (65_535u64, 70_000u64),

@@ -47,7 +47,8 @@ async fn writer(s3: aws_sdk_s3::Client, id: u64) -> Expected {
                 Err(_) => expected.remove(&key),
             };
         } else {
-            let body = data(1024 + (seed as usize * 7919) % (600 << 10), seed);
+            // Over the 16 KiB inline limit: every object has shard files for GC to judge.
+            let body = data((20 << 10) + (seed as usize * 7919) % (600 << 10), seed);
             let sent = s3
                 .put_object()
                 .bucket(BUCKET)
