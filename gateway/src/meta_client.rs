@@ -5,6 +5,7 @@ use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use cairn_proto::call_outcome::failed_before_sending;
 use cairn_proto::meta::meta_client::MetaClient as PbClient;
 use cairn_proto::meta::{self as pb, MetaError};
 use tonic::transport::{Channel, Endpoint};
@@ -622,25 +623,11 @@ fn surely_not_applied(status: &Status) -> bool {
         Code::Unavailable => {
             msg.starts_with("not the meta leader")
                 || msg.starts_with("no meta leader")
-                || is_connect_failure(msg)
+                || failed_before_sending(status)
         }
-        Code::Cancelled | Code::Unknown => is_connect_failure(msg),
+        Code::Cancelled | Code::Unknown => failed_before_sending(status),
         _ => false,
     }
-}
-
-/// A transport error raised while connecting (refused, unreachable), before any request
-/// bytes went out.
-fn is_connect_failure(msg: &str) -> bool {
-    let msg = msg.to_ascii_lowercase();
-    [
-        "connection refused",
-        "trying to connect",
-        "tcp connect error",
-        "not ready",
-    ]
-    .iter()
-    .any(|needle| msg.contains(needle))
 }
 
 fn retryable(status: &Status) -> bool {

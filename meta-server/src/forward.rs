@@ -141,7 +141,7 @@ impl Forwarder {
             .await
             .map_err(|status| {
                 let unreachable = self.unreachable(addr, &status);
-                if never_sent(&status) {
+                if cairn_proto::call_outcome::failed_before_sending(&status) {
                     unreachable
                 } else {
                     // The leader may have appended the command before the call failed; a
@@ -163,18 +163,4 @@ impl Forwarder {
             .map_err(|status| self.unreachable(addr, &status))?;
         Self::decode(reply.into_inner())
     }
-}
-
-/// Whether a failed forwarded call certainly never reached the leader (the connection was
-/// never made), so that the write can safely be tried again elsewhere.
-fn never_sent(status: &tonic::Status) -> bool {
-    let msg = status.message().to_ascii_lowercase();
-    [
-        "connection refused",
-        "trying to connect",
-        "tcp connect error",
-        "not ready",
-    ]
-    .iter()
-    .any(|needle| msg.contains(needle))
 }

@@ -43,5 +43,6 @@ pub fn endpoint_uri(raw: &str) -> String {
 }
 
 pub mod admin_auth;
+pub mod call_outcome;
 pub mod cluster_token;
 pub mod iam;
