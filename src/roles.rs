@@ -43,6 +43,15 @@ pub struct S3Options {
 impl S3Options {
     /// The gateway configuration for these options over `meta_endpoints`.
     fn gateway_config(&self, meta_endpoints: Vec<String>) -> cairn_gateway::GatewayConfig {
+        self.gateway_config_with(meta_endpoints, Vec::new())
+    }
+
+    /// [`Self::gateway_config`], with blob servers of this process called in-process.
+    fn gateway_config_with(
+        &self,
+        meta_endpoints: Vec<String>,
+        local_blobs: Vec<cairn_proto::local::LocalEndpoint>,
+    ) -> cairn_gateway::GatewayConfig {
         cairn_gateway::GatewayConfig {
             listen: self.address,
             meta_endpoints,
@@ -58,6 +67,7 @@ impl S3Options {
             shard_io: self.shard_io,
             inline_max: self.inline_max,
             put_buffer_bytes: self.put_buffer_bytes,
+            local_blobs,
         }
     }
 }
@@ -173,7 +183,17 @@ pub async fn run_embedded(
     .context("starting the blob server")?;
     wait_for_blob_registration(&meta.endpoint(), blob.node_id()).await?;
 
-    let gateway = cairn_gateway::start(s3.gateway_config(vec![meta.endpoint()]))
+    // The gateway hands shards to this process's blob server without a socket, unless
+    // CAIRN_BLOB_IN_PROCESS=0 (a diagnostic switch: it measures what the socket costs).
+    let local_blobs = if std::env::var("CAIRN_BLOB_IN_PROCESS").as_deref() == Ok("0") {
+        Vec::new()
+    } else {
+        vec![cairn_proto::local::LocalEndpoint {
+            address: blob.advertised_address().to_owned(),
+            service: blob.local_service(),
+        }]
+    };
+    let gateway = cairn_gateway::start(s3.gateway_config_with(vec![meta.endpoint()], local_blobs))
         .await
         .context("starting the S3 gateway")?;
 

@@ -70,6 +70,7 @@ use std::time::Duration;
 
 use cairn_proto::blob::blob_server::BlobServer;
 use cairn_proto::cluster_token::{self, ClusterToken};
+use cairn_proto::local::LocalService;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tonic::service::interceptor::InterceptedService;
@@ -130,10 +131,12 @@ pub enum BlobAuth {
 
 /// A started blob server. Dropping it without [`RunningBlobServer::shutdown`] also stops
 /// the server and its background tasks, but without waiting for them.
-#[derive(Debug)]
 pub struct RunningBlobServer {
     local_addr: SocketAddr,
+    advertise: String,
     node_id: String,
+    /// The served gRPC service, for callers in this process (see [`Self::local_service`]).
+    local: LocalService,
     stop: watch::Sender<bool>,
     server: JoinHandle<Result<(), tonic::transport::Error>>,
     register: Option<JoinHandle<()>>,
@@ -142,7 +145,28 @@ pub struct RunningBlobServer {
     maintenance: Vec<JoinHandle<()>>,
 }
 
+impl std::fmt::Debug for RunningBlobServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunningBlobServer")
+            .field("local_addr", &self.local_addr)
+            .field("advertise", &self.advertise)
+            .field("node_id", &self.node_id)
+            .finish_non_exhaustive()
+    }
+}
+
 impl RunningBlobServer {
+    /// The address this server registered with the meta service: the one placements name.
+    pub fn advertised_address(&self) -> &str {
+        &self.advertise
+    }
+
+    /// The gRPC service this server serves, with the same checks (cluster token, stream-end
+    /// tracking), for a caller in this process: `cairn_proto::local` explains what that saves.
+    pub fn local_service(&self) -> LocalService {
+        self.local.clone()
+    }
+
     /// The address the gRPC server is bound to (with the real port when 0 was asked for).
     pub fn local_addr(&self) -> std::net::SocketAddr {
         self.local_addr
@@ -265,9 +289,11 @@ pub async fn start(config: BlobServerConfig) -> Result<RunningBlobServer, BlobEr
         })?;
         Ok(request)
     });
+    let service = body_end::TrackBodyEnd(service);
+    let local = cairn_proto::local::local_service(service.clone());
     let server = tokio::spawn(
         Server::builder()
-            .add_service(body_end::TrackBodyEnd(service))
+            .add_service(service)
             .serve_with_incoming_shutdown(incoming, signal)
             .instrument(tracing::info_span!("blob-grpc", %local_addr)),
     );
@@ -307,7 +333,9 @@ pub async fn start(config: BlobServerConfig) -> Result<RunningBlobServer, BlobEr
     tracing::info!(%local_addr, %advertise, %node_id, "blob server started");
     Ok(RunningBlobServer {
         local_addr,
+        advertise,
         node_id,
+        local,
         stop,
         server,
         register,

@@ -74,6 +74,19 @@ impl BlobService {
     }
 }
 
+/// Whether a PutShard stream that just ended carried the whole shard. A writer that promised
+/// an explicit end (`ShardHeader.explicit_end`) must have marked its final message `last`: a
+/// stream it abandoned ends just as cleanly (an in-process call, or a stream dropped rather than
+/// reset). Otherwise only the transport can tell: tonic reports a cancelled stream as a normal
+/// end, so its own verdict ([`BodyEnd`]) decides.
+fn stream_complete(explicit_end: bool, saw_last: bool, body_end: Option<&BodyEnd>) -> bool {
+    if explicit_end {
+        saw_last
+    } else {
+        body_end.is_some_and(BodyEnd::ended_cleanly)
+    }
+}
+
 /// Logs a corruption found while serving a shard (the caller still returns the error).
 fn log_corruption(err: &BlobError, disk_id: &str, shard_key: &str) {
     match err {
@@ -153,23 +166,31 @@ impl Blob for BlobService {
         // is dropped, the writer sees the channel close and removes its temporary file.
         let writer = spawn_blocking(move || store::put_shard(&root, &key, rx));
 
+        let explicit_end = header.explicit_end;
         let feed = async move {
             let mut data = first.data;
+            let mut last = first.last;
             loop {
                 if !data.is_empty() && tx.send(PutItem::Data(data)).await.is_err() {
                     // The writer failed; its own result says why.
                     return Ok(());
                 }
                 match stream.message().await? {
+                    Some(_) if last => {
+                        return Err(Status::invalid_argument(
+                            "a PutShard message came after the one marked last",
+                        ));
+                    }
                     Some(msg) if msg.header.is_some() => {
                         return Err(Status::invalid_argument(
                             "only the first PutShard message may carry a header",
                         ));
                     }
-                    Some(msg) => data = msg.data,
-                    // tonic reports a cancelled stream as a normal end: check the transport's
-                    // own verdict before committing anything.
-                    None if body_end.as_ref().is_some_and(BodyEnd::ended_cleanly) => break,
+                    Some(msg) => {
+                        data = msg.data;
+                        last = msg.last;
+                    }
+                    None if stream_complete(explicit_end, last, body_end.as_ref()) => break,
                     None => {
                         return Err(Status::cancelled(
                             "the PutShard stream was cut off before its end",

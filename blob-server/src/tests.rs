@@ -50,20 +50,51 @@ fn put_messages(disk_id: &str, key: &str, data: &[u8], piece: usize) -> Vec<PutS
         header: Some(ShardHeader {
             disk_id: disk_id.into(),
             shard_key: key.into(),
+            ..Default::default()
         }),
-        data: Bytes::new(),
+        ..Default::default()
     }];
     for (i, p) in data.chunks(piece).enumerate() {
         if i == 0 {
             msgs[0].data = Bytes::copy_from_slice(p);
         } else {
             msgs.push(PutShardRequest {
-                header: None,
                 data: Bytes::copy_from_slice(p),
+                ..Default::default()
             });
         }
     }
     msgs
+}
+
+/// [`put_messages`] from a writer that promises an explicit end: the header says so, and the
+/// final message is marked `last` when `mark_last`.
+fn explicit_put_messages(
+    disk_id: &str,
+    key: &str,
+    data: &[u8],
+    mark_last: bool,
+) -> Vec<PutShardRequest> {
+    let mut msgs = put_messages(disk_id, key, data, 4096);
+    if let Some(header) = msgs[0].header.as_mut() {
+        header.explicit_end = true;
+    }
+    if mark_last {
+        msgs.push(PutShardRequest {
+            last: true,
+            ..Default::default()
+        });
+    }
+    msgs
+}
+
+/// A client that calls the server's own service object, as the embedded gateway does.
+fn local_client(
+    server: &RunningBlobServer,
+) -> BlobClient<cairn_proto::local::Transport> {
+    BlobClient::new(cairn_proto::local::Transport::Local(server.local_service()))
+        .max_decoding_message_size(MAX_MESSAGE_SIZE)
+        .max_encoding_message_size(MAX_MESSAGE_SIZE)
 }
 
 async fn put(
@@ -233,8 +264,8 @@ async fn grpc_put_get_stat_delete() {
         assert_eq!(err.code(), Code::InvalidArgument, "{bad:?}");
     }
     let headerless = vec![PutShardRequest {
-        header: None,
         data: Bytes::from_static(b"x"),
+        ..Default::default()
     }];
     let err = c
         .put_shard(tokio_stream::iter(headerless))
@@ -442,4 +473,97 @@ async fn registers_with_meta_after_retries() {
     assert_eq!(req.disks[0].state, DiskState::Ok as i32);
     server.shutdown().await.unwrap();
     meta_task.abort();
+}
+
+#[tokio::test]
+async fn in_process_calls_store_and_read_shards() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = start(config(vec![tmp.path().join("d0")])).await.unwrap();
+    let disk = disk_ids(&mut client(&server).await).await[0].0.clone();
+    let mut c = local_client(&server);
+    let data = pattern(300_000);
+    let msgs = explicit_put_messages(&disk, "local-shard", &data, true);
+    let len = c
+        .put_shard(tokio_stream::iter(msgs))
+        .await
+        .unwrap()
+        .into_inner()
+        .length;
+    assert_eq!(len, data.len() as u64);
+    // Read back both in-process and over the socket: the same file.
+    let mut stream = c
+        .get_shard(GetShardRequest {
+            disk_id: disk.clone(),
+            shard_key: "local-shard".into(),
+            offset: 0,
+            length: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut back = Vec::new();
+    while let Some(msg) = stream.message().await.unwrap() {
+        back.extend_from_slice(&msg.data);
+    }
+    assert_eq!(back, data);
+    let (remote, _) = get(&mut client(&server).await, &disk, "local-shard", 0, 0)
+        .await
+        .unwrap();
+    assert_eq!(remote, data);
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_stream_that_promised_an_end_mark_and_ends_without_it_is_discarded() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("d0");
+    let server = start(config(vec![root.clone()])).await.unwrap();
+    let mut remote = client(&server).await;
+    let disk = disk_ids(&mut remote).await[0].0.clone();
+    let data = pattern(100_000);
+    // In-process and over the socket, a stream that simply ends is not a complete shard.
+    let mut local = local_client(&server);
+    let unmarked = explicit_put_messages(&disk, "cut-local", &data, false);
+    let err = local
+        .put_shard(tokio_stream::iter(unmarked))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Cancelled, "{err:?}");
+    let unmarked = explicit_put_messages(&disk, "cut-remote", &data, false);
+    let err = remote
+        .put_shard(tokio_stream::iter(unmarked))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Cancelled, "{err:?}");
+    for key in ["cut-local", "cut-remote"] {
+        let stat = remote
+            .stat_shard(StatShardRequest {
+                disk_id: disk.clone(),
+                shard_key: key.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(!stat.exists, "{key} was stored");
+    }
+    // Nothing may follow the final message.
+    let mut after_last = explicit_put_messages(&disk, "after-last", &data, true);
+    after_last.push(PutShardRequest {
+        data: Bytes::from_static(b"more"),
+        ..Default::default()
+    });
+    let err = local
+        .put_shard(tokio_stream::iter(after_last))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    // The writer threads remove their temporary files once they see the channel close.
+    for _ in 0..100 {
+        if tmp_files(&root).is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(tmp_files(&root).is_empty(), "{:?}", tmp_files(&root));
+    server.shutdown().await.unwrap();
 }

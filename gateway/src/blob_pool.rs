@@ -1,4 +1,5 @@
-//! Cached gRPC channels to blob servers, one per address, and best-effort shard deletion.
+//! Cached gRPC channels to blob servers, one per address (or the in-process service of a blob
+//! server sharing this process), and best-effort shard deletion.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -7,6 +8,7 @@ use std::time::Duration;
 use cairn_proto::blob::blob_client::BlobClient;
 use cairn_proto::blob::DeleteShardRequest;
 use cairn_proto::cluster_token::ClusterToken;
+use cairn_proto::local::{LocalEndpoint, LocalService, Transport};
 use cairn_proto::meta::{ObjectPart, ObjectVersion, ShardPlacement};
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
@@ -20,26 +22,40 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 const DELETE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A blob server client whose calls carry the cluster token.
-pub(crate) type BlobConn = BlobClient<InterceptedService<Channel, ClusterToken>>;
+pub(crate) type BlobConn = BlobClient<InterceptedService<Transport, ClusterToken>>;
 
 /// One lazily connected channel per blob server address, shared by every request.
 pub(crate) struct BlobPool {
     channels: Mutex<HashMap<String, Channel>>,
+    /// Blob servers in this process, by the address they registered: called directly.
+    local: HashMap<String, LocalService>,
     /// Proves to blob servers that this gateway belongs to their cluster.
     token: ClusterToken,
 }
 
 impl BlobPool {
-    /// A pool whose clients present `token`.
-    pub fn new(token: ClusterToken) -> Self {
+    /// A pool whose clients present `token`, calling the `local` blob servers in-process.
+    pub fn new(token: ClusterToken, local: Vec<LocalEndpoint>) -> Self {
         Self {
             channels: Mutex::new(HashMap::new()),
+            local: local.into_iter().map(|e| (e.address, e.service)).collect(),
             token,
         }
     }
 
     /// A client for the blob server at `address` (`host:port` as it registered).
     pub fn client(&self, address: &str) -> ApiResult<BlobConn> {
+        let transport = self.transport(address)?;
+        Ok(BlobClient::with_interceptor(transport, self.token.clone())
+            .max_decoding_message_size(MAX_MESSAGE)
+            .max_encoding_message_size(MAX_MESSAGE))
+    }
+
+    /// The in-process service when the server runs here, else the (cached) channel.
+    fn transport(&self, address: &str) -> ApiResult<Transport> {
+        if let Some(service) = self.local.get(address) {
+            return Ok(Transport::Local(service.clone()));
+        }
         let channel = {
             let mut map = self
                 .channels
@@ -54,9 +70,7 @@ impl BlobPool {
                 }
             }
         };
-        Ok(BlobClient::with_interceptor(channel, self.token.clone())
-            .max_decoding_message_size(MAX_MESSAGE)
-            .max_encoding_message_size(MAX_MESSAGE))
+        Ok(Transport::Remote(channel))
     }
 }
 

@@ -20,6 +20,7 @@
 //!     healer: cairn_gateway::HealerConfig::default(),
 //!     inline_max: cairn_gateway::DEFAULT_INLINE_MAX,
 //!     put_buffer_bytes: cairn_gateway::DEFAULT_PUT_BUFFER_BYTES,
+//!     local_blobs: Vec::new(),
 //! })
 //! .await?;
 //! println!("S3 on http://{}", gw.local_addr());
@@ -111,6 +112,9 @@ pub struct GatewayConfig {
     /// Memory the sharded PUT and UploadPart bodies in progress may hold together (their
     /// stripes and shard queues); PUTs beyond it wait their turn before reading their body.
     pub put_buffer_bytes: u64,
+    /// Blob servers running in this process (the embedded mode): shards for them are handed
+    /// over in-process instead of through a loopback socket (`cairn_proto::local`).
+    pub local_blobs: Vec<cairn_proto::local::LocalEndpoint>,
 }
 
 /// The default [`GatewayConfig::put_buffer_bytes`]: 256 MiB, sixteen 2+2 PUTs at once.
@@ -253,7 +257,7 @@ pub async fn start(config: GatewayConfig) -> Result<RunningGateway, GatewayError
         );
     }
     let meta = Arc::new(meta_client::Meta::new(&config.meta_endpoints)?);
-    let blobs = Arc::new(blob_pool::BlobPool::new(token));
+    let blobs = Arc::new(blob_pool::BlobPool::new(token, config.local_blobs.clone()));
     let damage = Arc::new(damage::DamageReports::new(Arc::clone(&meta)));
     let reads = Arc::new(stripe_reader::ReadContext {
         pool: Arc::clone(&blobs),

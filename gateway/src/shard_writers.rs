@@ -13,6 +13,7 @@
 //! - with fewer than a quorum progressing, a shard is given up only after the hard timeout
 //!   (the PUT then fails with 503, nothing visible).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -49,9 +50,28 @@ pub(crate) struct ShardOutcome {
     pub finalized: bool,
 }
 
+/// Set by a shard's producer once every block is queued, before it closes the queue. Only then
+/// does the PutShard stream end with a message marked `last`; a queue closed without it (a
+/// shard given up, a PUT or heal abandoned) ends the stream unmarked, and the blob server
+/// discards the file however cleanly the stream itself ended.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct StreamComplete(Arc<AtomicBool>);
+
+impl StreamComplete {
+    /// Declares the shard complete: call before dropping the queue's sender.
+    pub(crate) fn mark(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+
+    fn is_marked(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
 struct ShardWriter {
     /// `None` once the shard is closed or given up.
     tx: Option<mpsc::Sender<Bytes>>,
+    complete: StreamComplete,
     task: JoinHandle<Result<u64, String>>,
     index: usize,
     failed: Option<&'static str>,
@@ -89,10 +109,14 @@ impl ShardWriters {
                 let (tx, rx) = mpsc::channel(SHARD_QUEUE_BLOCKS);
                 let span =
                     info_span!("put_shard", index, node = %p.node_address, shard = %p.shard_key);
-                let task =
-                    tokio::spawn(write_shard(Arc::clone(pool), p.clone(), rx).instrument(span));
+                let complete = StreamComplete::default();
+                let task = tokio::spawn(
+                    write_shard(Arc::clone(pool), p.clone(), rx, complete.clone())
+                        .instrument(span),
+                );
                 ShardWriter {
                     tx: Some(tx),
+                    complete,
                     task,
                     index,
                     failed: None,
@@ -174,7 +198,10 @@ impl ShardWriters {
     /// time. Shards abandoned after that are reported not written.
     pub async fn finish(&mut self, expected_len: u64) -> Vec<ShardOutcome> {
         for w in &mut self.writers {
-            w.tx = None;
+            // Given-up shards (no sender left) stay unmarked: their streams were reset.
+            if w.tx.take().is_some() {
+                w.complete.mark();
+            }
         }
         let (io, quorum) = (self.io, self.quorum);
         let mut outcomes: Vec<Option<ShardOutcome>> =
@@ -278,12 +305,14 @@ impl Drop for ShardWriters {
     }
 }
 
-/// Streams one shard: a header message, then the blocks cut into pieces of at most `PIECE`.
-/// Also used by the healer for rebuilt shards.
+/// Streams one shard: a header message, then the blocks cut into pieces of at most `PIECE`,
+/// then (if `complete` was marked when the queue closed) the `last` message. Also used by the
+/// healer for rebuilt shards.
 pub(crate) async fn write_shard(
     pool: Arc<BlobPool>,
     placement: ShardPlacement,
     rx: mpsc::Receiver<Bytes>,
+    complete: StreamComplete,
 ) -> Result<u64, String> {
     let mut client = pool
         .client(&placement.node_address)
@@ -292,13 +321,29 @@ pub(crate) async fn write_shard(
         header: Some(ShardHeader {
             disk_id: placement.disk_id.clone(),
             shard_key: placement.shard_key.clone(),
+            explicit_end: true,
         }),
         data: Bytes::new(),
+        last: false,
     };
     let data = ReceiverStream::new(rx)
         .flat_map(|block| futures::stream::iter(pieces(block)))
-        .map(|data| PutShardRequest { header: None, data });
-    let request = futures::stream::once(futures::future::ready(header)).chain(data);
+        .map(|data| PutShardRequest {
+            header: None,
+            data,
+            last: false,
+        });
+    // Runs once the queue has closed: the mark, if any, was set before that.
+    let end = futures::stream::once(async move { complete.is_marked() }).filter_map(|done| {
+        futures::future::ready(done.then(|| PutShardRequest {
+            header: None,
+            data: Bytes::new(),
+            last: true,
+        }))
+    });
+    let request = futures::stream::once(futures::future::ready(header))
+        .chain(data)
+        .chain(end);
     match client.put_shard(request).await {
         Ok(resp) => {
             let length = resp.into_inner().length;

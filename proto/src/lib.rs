@@ -46,3 +46,4 @@ pub mod admin_auth;
 pub mod call_outcome;
 pub mod cluster_token;
 pub mod iam;
+pub mod local;

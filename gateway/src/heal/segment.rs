@@ -350,6 +350,7 @@ async fn copy(
 struct Writer {
     index: usize,
     tx: mpsc::Sender<Bytes>,
+    complete: crate::shard_writers::StreamComplete,
     task: JoinHandle<Result<u64, String>>,
     hasher: blake3::Hasher,
 }
@@ -358,13 +359,20 @@ impl Writer {
     fn start(pool: &Arc<BlobPool>, target: &ShardPlacement) -> Self {
         let (tx, rx) = mpsc::channel(WRITE_QUEUE);
         let span = info_span!("heal_put_shard", index = target.index, shard = %target.shard_key);
+        let complete = crate::shard_writers::StreamComplete::default();
         let task = tokio::spawn(
-            crate::shard_writers::write_shard(Arc::clone(pool), target.clone(), rx)
-                .instrument(span),
+            crate::shard_writers::write_shard(
+                Arc::clone(pool),
+                target.clone(),
+                rx,
+                complete.clone(),
+            )
+            .instrument(span),
         );
         Self {
             index: target.index as usize,
             tx,
+            complete,
             task,
             hasher: blake3::Hasher::new(),
         }
@@ -381,6 +389,8 @@ impl Writer {
     /// Closes the stream and waits for the server's durable acknowledgement of
     /// `expected_len` bytes.
     async fn finish(self, expected_len: u64) -> Result<blake3::Hash, HealError> {
+        // A writer dropped without `finish` (the heal failed) leaves its stream unmarked.
+        self.complete.mark();
         drop(self.tx);
         match tokio::time::timeout(CALL_TIMEOUT, self.task).await {
             Ok(Ok(Ok(len))) if len == expected_len => Ok(self.hasher.finalize()),
