@@ -89,9 +89,7 @@ fn explicit_put_messages(
 }
 
 /// A client that calls the server's own service object, as the embedded gateway does.
-fn local_client(
-    server: &RunningBlobServer,
-) -> BlobClient<cairn_proto::local::Transport> {
+fn local_client(server: &RunningBlobServer) -> BlobClient<cairn_proto::local::Transport> {
     BlobClient::new(cairn_proto::local::Transport::Local(server.local_service()))
         .max_decoding_message_size(MAX_MESSAGE_SIZE)
         .max_encoding_message_size(MAX_MESSAGE_SIZE)

@@ -53,5 +53,47 @@ fn erasure(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, erasure);
+/// The Reed-Solomon libraries alone, on the same stripe cut into k blocks with parity buffers
+/// allocated once: what issue 7's "within 80% of the fastest Rust implementation" compares.
+/// `reed-solomon-erasure` (what Cairn uses, with `simd-accel` on x86_64) against
+/// `reed-solomon-simd` (O(n log n) Leopard-style codes, SIMD on x86-64 and AArch64).
+fn libraries(c: &mut Criterion) {
+    let data = stripe_data();
+    let mut group = c.benchmark_group("library_encode_1MiB");
+    group.throughput(Throughput::Bytes(STRIPE as u64));
+    for (k, m) in [(2usize, 2usize), (4, 2), (8, 4)] {
+        let block = STRIPE / k;
+        let originals: Vec<&[u8]> = data.chunks(block).collect();
+
+        let Ok(rse) = reed_solomon_erasure::galois_8::ReedSolomon::new(k, m) else {
+            continue;
+        };
+        let mut parity = vec![vec![0u8; block]; m];
+        group.bench_function(format!("reed-solomon-erasure {k}+{m}"), |b| {
+            b.iter(|| black_box(rse.encode_sep(black_box(&originals), &mut parity)))
+        });
+
+        let Ok(mut simd) = reed_solomon_simd::ReedSolomonEncoder::new(k, m, block) else {
+            continue;
+        };
+        group.bench_function(format!("reed-solomon-simd {k}+{m}"), |b| {
+            b.iter(|| {
+                for original in &originals {
+                    let _ = simd.add_original_shard(black_box(original));
+                }
+                match simd.encode() {
+                    Ok(result) => {
+                        for recovery in result.recovery_iter() {
+                            black_box(recovery);
+                        }
+                    }
+                    Err(e) => panic!("reed-solomon-simd encode: {e}"),
+                }
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, erasure, libraries);
 criterion_main!(benches);

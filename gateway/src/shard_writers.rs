@@ -111,8 +111,7 @@ impl ShardWriters {
                     info_span!("put_shard", index, node = %p.node_address, shard = %p.shard_key);
                 let complete = StreamComplete::default();
                 let task = tokio::spawn(
-                    write_shard(Arc::clone(pool), p.clone(), rx, complete.clone())
-                        .instrument(span),
+                    write_shard(Arc::clone(pool), p.clone(), rx, complete.clone()).instrument(span),
                 );
                 ShardWriter {
                     tx: Some(tx),
