@@ -178,6 +178,32 @@ impl Maintenance {
     }
 }
 
+/// When the meta service applies buckets' lifecycle rules (docs/configuration.md).
+#[derive(Args, Debug, Clone)]
+struct Lifecycle {
+    /// Seconds between two passes of the lifecycle rules over the buckets that have them.
+    #[arg(long, env = "CAIRN_LIFECYCLE_INTERVAL", default_value_t = 3600)]
+    lifecycle_interval: u64,
+    /// For tests only: the length of a lifecycle "day" in seconds (due dates are then not
+    /// rounded to midnight). The `x-amz-expiration` header keeps real days.
+    #[arg(
+        long,
+        env = "CAIRN_LIFECYCLE_DAY_SECS",
+        default_value_t = 86_400,
+        hide = true
+    )]
+    lifecycle_day_secs: u64,
+}
+
+impl Lifecycle {
+    fn settings(&self) -> cairn_meta::lifecycle::LifecycleSettings {
+        cairn_meta::lifecycle::LifecycleSettings {
+            interval: std::time::Duration::from_secs(self.lifecycle_interval.max(1)),
+            day: std::time::Duration::from_secs(self.lifecycle_day_secs.max(1)),
+        }
+    }
+}
+
 #[derive(Args, Debug)]
 struct ServerArgs {
     /// Data directories, one per disk. Several give a single-node, multi-disk store.
@@ -190,6 +216,8 @@ struct ServerArgs {
     credentials: Credentials,
     #[command(flatten)]
     maintenance: Maintenance,
+    #[command(flatten)]
+    lifecycle: Lifecycle,
 }
 
 #[derive(Args, Debug)]
@@ -217,6 +245,8 @@ struct MetaArgs {
     /// Raft log entries between snapshots; members further behind catch up by snapshot.
     #[arg(long, env = "CAIRN_META_SNAPSHOT_LOGS", default_value_t = cairn_meta::DEFAULT_SNAPSHOT_LOGS)]
     snapshot_logs: u64,
+    #[command(flatten)]
+    lifecycle: Lifecycle,
     #[command(flatten)]
     keys: Keys,
 }
@@ -283,6 +313,7 @@ fn main() -> anyhow::Result<std::process::ExitCode> {
                         scrub: a.maintenance.scrub(),
                         gc: a.maintenance.gc(),
                     },
+                    a.lifecycle.settings(),
                 )
                 .await
             }
@@ -296,6 +327,7 @@ fn main() -> anyhow::Result<std::process::ExitCode> {
                     node_lost_after: std::time::Duration::from_secs(a.node_lost_after),
                     admin: a.keys.admin(),
                     snapshot_logs: a.snapshot_logs,
+                    lifecycle: a.lifecycle.settings(),
                 })
                 .await
             }

@@ -134,6 +134,7 @@ pub async fn run_embedded(
     dirs: Vec<PathBuf>,
     s3: S3Options,
     maintenance: Maintenance,
+    lifecycle: cairn_meta::lifecycle::LifecycleSettings,
 ) -> anyhow::Result<()> {
     warn_default_credentials(&s3.access_key, &s3.secret_key);
     let loopback: SocketAddr = ([127, 0, 0, 1], 0).into();
@@ -158,6 +159,7 @@ pub async fn run_embedded(
         }),
         snapshot_logs: cairn_meta::DEFAULT_SNAPSHOT_LOGS,
         node_lost_after: cairn_meta::DEFAULT_NODE_LOST_AFTER,
+        lifecycle,
     })
     .await
     .context("starting the meta service")?;
@@ -234,6 +236,8 @@ pub struct MetaOptions {
     pub admin: cairn_meta::AdminCredentials,
     /// Log entries between snapshots.
     pub snapshot_logs: u64,
+    /// The lifecycle scanner.
+    pub lifecycle: cairn_meta::lifecycle::LifecycleSettings,
 }
 
 /// `cairn meta`: one meta node. On a pristine directory it creates a one-node cluster when
@@ -252,6 +256,7 @@ pub async fn run_meta(options: MetaOptions) -> anyhow::Result<()> {
         admin: Some(options.admin),
         snapshot_logs: options.snapshot_logs,
         node_lost_after: options.node_lost_after,
+        lifecycle: options.lifecycle,
     })
     .await
     .context("starting the meta service")?;

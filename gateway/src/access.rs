@@ -11,12 +11,17 @@
 //! Refusals are 403 `AccessDenied`. Besides the generic check, CopyObject and UploadPartCopy
 //! need `s3:GetObject` on their source, and DeleteObjects needs `s3:DeleteObject` per key:
 //! the keys refused are answered `AccessDenied` one by one ([`DeniedKeys`]), and a request in
-//! which no key is allowed is refused whole.
+//! which no key is allowed is refused whole. `x-amz-bypass-governance-retention` counts only
+//! for callers allowed `s3:BypassGovernanceRetention`: for the others the hook turns it off,
+//! so a GOVERNANCE retention protects against them as if they had not asked.
 
 use std::sync::Arc;
 
 use s3s::access::{S3Access, S3AccessContext};
-use s3s::dto::{CopyObjectInput, CopySource, DeleteObjectsInput, UploadPartCopyInput};
+use s3s::dto::{
+    CopyObjectInput, CopySource, DeleteObjectInput, DeleteObjectsInput, PutObjectRetentionInput,
+    UploadPartCopyInput,
+};
 use s3s::path::S3Path;
 use s3s::{S3Request, S3Result};
 use tracing::{debug, warn};
@@ -189,6 +194,32 @@ fn copy_source(source: &CopySource) -> Option<(&str, &str)> {
     }
 }
 
+impl Access {
+    /// Whether the caller may bypass GOVERNANCE retentions on `key` (or, with `keys`, on
+    /// each of those keys) of `bucket`.
+    async fn may_bypass<T>(
+        &self,
+        req: &S3Request<T>,
+        bucket: &str,
+        keys: &[&str],
+    ) -> ApiResult<bool> {
+        let verdicts = self
+            .allowed(
+                access_key(req),
+                Question {
+                    operation: "BypassGovernanceRetention",
+                    bucket: Some(bucket),
+                    key: None,
+                    prefix: None,
+                    source_ip: source_ip(req),
+                },
+                Some(keys),
+            )
+            .await?;
+        Ok(verdicts.is_none_or(|v| !v.contains(&false)))
+    }
+}
+
 #[async_trait::async_trait]
 impl S3Access for Access {
     async fn check(&self, cx: &mut S3AccessContext<'_>) -> S3Result<()> {
@@ -254,7 +285,44 @@ impl S3Access for Access {
         Ok(())
     }
 
+    async fn delete_object(&self, req: &mut S3Request<DeleteObjectInput>) -> S3Result<()> {
+        if req.input.bypass_governance_retention == Some(true) {
+            let (bucket, key) = (req.input.bucket.clone(), req.input.key.clone());
+            if !self.may_bypass(req, &bucket, &[&key]).await? {
+                req.input.bypass_governance_retention = Some(false);
+            }
+        }
+        Ok(())
+    }
+
+    async fn put_object_retention(
+        &self,
+        req: &mut S3Request<PutObjectRetentionInput>,
+    ) -> S3Result<()> {
+        if req.input.bypass_governance_retention == Some(true) {
+            let (bucket, key) = (req.input.bucket.clone(), req.input.key.clone());
+            if !self.may_bypass(req, &bucket, &[&key]).await? {
+                req.input.bypass_governance_retention = Some(false);
+            }
+        }
+        Ok(())
+    }
+
     async fn delete_objects(&self, req: &mut S3Request<DeleteObjectsInput>) -> S3Result<()> {
+        if req.input.bypass_governance_retention == Some(true) {
+            let owned: Vec<String> = req
+                .input
+                .delete
+                .objects
+                .iter()
+                .map(|o| o.key.clone())
+                .collect();
+            let keys: Vec<&str> = owned.iter().map(String::as_str).collect();
+            let bucket = req.input.bucket.clone();
+            if !self.may_bypass(req, &bucket, &keys).await? {
+                req.input.bypass_governance_retention = Some(false);
+            }
+        }
         let keys: Vec<&str> = req
             .input
             .delete

@@ -16,16 +16,21 @@ pub(crate) struct ObjectAttrs {
     pub user_metadata: HashMap<String, String>,
     pub headers: pb::ObjectHeaders,
     pub tags: Vec<pb::ObjectTag>,
+    /// The Object Lock the write asked for (`x-amz-object-lock-*`); `None`: the bucket's
+    /// default retention, if any.
+    pub lock: Option<pb::ObjectLock>,
 }
 
 impl ObjectAttrs {
-    /// The attributes of a stored version (what a copy with the COPY directive keeps).
+    /// The attributes of a stored version (what a copy with the COPY directive keeps). Its
+    /// Object Lock is not among them: a copy is locked by its own request, as in S3.
     pub fn of(obj: &ObjectVersion) -> Self {
         Self {
             content_type: obj.content_type.clone(),
             user_metadata: obj.user_metadata.clone(),
             headers: obj.headers.clone().unwrap_or_default(),
             tags: obj.tags.clone(),
+            lock: None,
         }
     }
 

@@ -73,6 +73,8 @@ pub(crate) struct CopyRequest {
     pub tagging: Directive,
     /// The tags for a REPLACE tagging directive (already checked).
     pub tags: Vec<cairn_proto::meta::ObjectTag>,
+    /// The copy's own Object Lock (`x-amz-object-lock-*`; the source's is never copied).
+    pub lock: Option<cairn_proto::meta::ObjectLock>,
     /// The destination's `If-None-Match: *` / `If-Match`, checked in the commit's entry.
     pub condition: Option<cairn_proto::meta::WriteCondition>,
     /// The source was named by version id: copying a version onto its own key restores it
@@ -87,6 +89,8 @@ pub(crate) struct Copied {
     pub last_modified_ms: i64,
     /// `x-amz-version-id` of the copy, when it has an id of its own.
     pub version_id: Option<String>,
+    /// When the copy expires under the bucket's lifecycle rules.
+    pub expiry: Option<cairn_proto::meta::LifecycleExpiry>,
 }
 
 const ILLEGAL_SELF_COPY: &str = "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes.";
@@ -113,6 +117,7 @@ pub(crate) async fn copy_object(
         Directive::Copy => source.tags.clone(),
         Directive::Replace => req.tags,
     };
+    attrs.lock = req.lock;
     // A single PUT's ETag is the MD5 of its bytes: checking it end to end costs nothing, as
     // the pipeline computes the MD5 anyway.
     let content_md5 = if source.parts.is_empty() {
@@ -138,6 +143,7 @@ pub(crate) async fn copy_object(
             etag: out.etag,
             last_modified_ms: out.last_modified_ms,
             version_id: out.version_id,
+            expiry: out.expiry,
         }),
         // The "body" is our own read of the source: its failures are the server's.
         Err(ApiError::IncompleteBody(why)) => Err(ApiError::Unavailable(format!(

@@ -17,15 +17,28 @@ pub(crate) const MAX_KEYS: usize = 1000;
 /// Keys deleted at the same time.
 const PARALLEL: usize = 16;
 
-/// Deletes the listed keys of `bucket`, except the `denied` ones (the caller may not delete
-/// them: see `crate::access`), which are answered `AccessDenied`. Fails as a whole only for
-/// a malformed list or a missing bucket; anything else is reported per key.
+/// What the caller of a DeleteObjects may do, as the access check decided it.
+pub(crate) struct Permissions<'a> {
+    /// Keys the caller may not delete (see `crate::access`): answered `AccessDenied`.
+    pub denied: Option<&'a std::collections::HashSet<String>>,
+    /// x-amz-bypass-governance-retention, when the caller may use it: GOVERNANCE retentions
+    /// do not protect the versions named.
+    pub bypass_governance: bool,
+}
+
+/// Deletes the listed keys of `bucket`, except the denied ones. Fails as a whole only for a
+/// malformed list or a missing bucket; anything else (a version Object Lock protects, say)
+/// is reported per key, in quiet mode too.
 pub(crate) async fn delete_objects(
     gw: &Gateway,
     bucket: &str,
     delete: Delete,
-    denied: Option<&std::collections::HashSet<String>>,
+    permissions: Permissions<'_>,
 ) -> ApiResult<DeleteObjectsOutput> {
+    let Permissions {
+        denied,
+        bypass_governance,
+    } = permissions;
     if delete.objects.is_empty() || delete.objects.len() > MAX_KEYS {
         return Err(ApiError::MalformedXml(format!(
             "The XML you provided was not well-formed or did not validate against our published schema: a Delete lists 1 to {MAX_KEYS} objects, this one {}",
@@ -40,7 +53,7 @@ pub(crate) async fn delete_objects(
                 let result = if denied.is_some_and(|d| d.contains(&obj.key)) {
                     Err(ApiError::AccessDenied("Access Denied".into()))
                 } else {
-                    delete_one(gw, bucket, &obj).await
+                    delete_one(gw, bucket, &obj, bypass_governance).await
                 };
                 (obj, result)
             })
@@ -89,7 +102,12 @@ pub(crate) struct Outcome {
 }
 
 /// One key of the list, as DeleteObject removes it.
-async fn delete_one(gw: &Gateway, bucket: &str, obj: &ObjectIdentifier) -> ApiResult<Outcome> {
+async fn delete_one(
+    gw: &Gateway,
+    bucket: &str,
+    obj: &ObjectIdentifier,
+    bypass_governance: bool,
+) -> ApiResult<Outcome> {
     names::validate_key(&obj.key)?;
     let version_id = versioning::check_id(obj.version_id.as_deref())?;
     if obj.last_modified_time.is_some() || obj.size.is_some() {
@@ -103,23 +121,29 @@ async fn delete_one(gw: &Gateway, bucket: &str, obj: &ObjectIdentifier) -> ApiRe
         .as_ref()
         .map(|e| conditions::TagCondition::Tag(e.value().to_string()));
     let condition = conditions::write_condition(if_match, None)?;
-    delete_key(gw, bucket, &obj.key, version_id, condition).await
+    delete_key(
+        gw,
+        (bucket, &obj.key, version_id),
+        condition,
+        bypass_governance,
+    )
+    .await
 }
 
 /// Deletes `key` as DeleteObject does: without a version id, removes it (unversioned bucket)
 /// or adds a delete marker; with one, removes that version for good. The shards of whatever
 /// was removed are deleted after the grace. A key or version that does not exist counts as
-/// deleted, as in S3, with or without a `condition` (If-Match).
+/// deleted, as in S3, with or without a `condition` (If-Match). A version Object Lock
+/// protects is refused (`AccessDenied`); `bypass_governance` lifts GOVERNANCE retentions.
 pub(crate) async fn delete_key(
     gw: &Gateway,
-    bucket: &str,
-    key: &str,
-    version_id: Option<&str>,
+    (bucket, key, version_id): (&str, &str, Option<&str>),
     condition: Option<cairn_proto::meta::WriteCondition>,
+    bypass_governance: bool,
 ) -> ApiResult<Outcome> {
     let done = match gw
         .meta
-        .delete_object(bucket, key, version_id, condition)
+        .delete_object(bucket, key, version_id, condition, bypass_governance)
         .await
     {
         Ok(done) => done,

@@ -19,6 +19,17 @@ pub(crate) fn timestamp(ms: i64) -> Timestamp {
     )
 }
 
+/// Milliseconds since the Unix epoch (saturating far outside the representable range).
+pub(crate) fn millis(ts: &Timestamp) -> i64 {
+    let nanos = time::OffsetDateTime::from(ts.clone()).unix_timestamp_nanos();
+    i64::try_from(nanos / 1_000_000).unwrap_or(if nanos < 0 { i64::MIN } else { i64::MAX })
+}
+
+/// Milliseconds since the Unix epoch now, by this gateway's clock.
+pub(crate) fn now_ms() -> i64 {
+    millis(&Timestamp::from(std::time::SystemTime::now()))
+}
+
 /// Whole seconds since the epoch, as HTTP dates carry them.
 pub(crate) fn seconds(ts: &Timestamp) -> i64 {
     time::OffsetDateTime::from(ts.clone()).unix_timestamp()
@@ -38,5 +49,7 @@ mod tests {
         assert_eq!(seconds(&timestamp(1_700_000_000_999)), 1_700_000_000);
         assert_eq!(seconds(&timestamp(0)), 0);
         assert_eq!(seconds(&timestamp(i64::MAX)), 0);
+        assert_eq!(millis(&timestamp(1_700_000_000_999)), 1_700_000_000_999);
+        assert_eq!(millis(&timestamp(-5)), -5);
     }
 }

@@ -111,6 +111,32 @@ pub(crate) enum ApiError {
     /// The caller's policies (or the bucket's) do not allow the request.
     #[error("{0}")]
     AccessDenied(String),
+    /// The bucket's state forbids the change (suspending versioning of an Object Lock
+    /// bucket, enabling Object Lock without versioning).
+    #[error("{0}")]
+    InvalidBucketState(String),
+    /// An Object Lock setting for a bucket without Object Lock.
+    #[error("Bucket is missing Object Lock Configuration")]
+    NoObjectLock,
+    /// The version is protected by a legal hold or a retention, or a retention change would
+    /// weaken a lock that forbids it.
+    #[error("Access Denied because object protected by object lock.")]
+    ObjectLocked,
+    /// GetObjectLockConfiguration of a bucket without Object Lock.
+    #[error("Object Lock configuration does not exist for this bucket")]
+    ObjectLockConfigurationNotFound,
+    /// GetObjectRetention / GetObjectLegalHold of a version that has none.
+    #[error("The specified object does not have a ObjectLock configuration")]
+    NoSuchObjectLockConfiguration,
+    /// A default retention of zero or fewer days or years.
+    #[error("{0}")]
+    InvalidRetentionPeriod(String),
+    /// GetBucketLifecycleConfiguration of a bucket without rules.
+    #[error("The lifecycle configuration does not exist")]
+    NoSuchLifecycleConfiguration,
+    /// A storage class Cairn does not have (lifecycle transitions).
+    #[error("{0}")]
+    InvalidStorageClass(String),
     /// A feature Cairn does not have.
     #[error("{0} is not supported by Cairn")]
     NotImplemented(String),
@@ -163,6 +189,19 @@ impl From<ApiError> for S3Error {
             ApiError::NoSuchBucketPolicy => S3ErrorCode::NoSuchBucketPolicy,
             ApiError::AccessDenied(_) => S3ErrorCode::AccessDenied,
             ApiError::NotImplemented(_) => S3ErrorCode::NotImplemented,
+            ApiError::InvalidBucketState(_) => S3ErrorCode::InvalidBucketState,
+            ApiError::NoObjectLock => S3ErrorCode::InvalidRequest,
+            ApiError::ObjectLocked => S3ErrorCode::AccessDenied,
+            ApiError::ObjectLockConfigurationNotFound => {
+                S3ErrorCode::ObjectLockConfigurationNotFoundError
+            }
+            ApiError::NoSuchObjectLockConfiguration => S3ErrorCode::NoSuchObjectLockConfiguration,
+            // MinIO's and Ceph's code for it (AWS says InvalidArgument); a 400 either way.
+            ApiError::InvalidRetentionPeriod(_) => {
+                return custom("InvalidRetentionPeriod", StatusCode::BAD_REQUEST, &e);
+            }
+            ApiError::NoSuchLifecycleConfiguration => S3ErrorCode::NoSuchLifecycleConfiguration,
+            ApiError::InvalidStorageClass(_) => S3ErrorCode::InvalidStorageClass,
             ApiError::InsufficientCapacity | ApiError::Unavailable(_) => {
                 S3ErrorCode::ServiceUnavailable
             }

@@ -42,6 +42,8 @@ pub(crate) struct Meta {
 pub(crate) struct Committed {
     pub object: pb::ObjectVersion,
     pub replaced: Option<pb::ObjectVersion>,
+    /// When the new version expires under the bucket's lifecycle rules.
+    pub expiry: Option<pb::LifecycleExpiry>,
 }
 
 impl Meta {
@@ -150,10 +152,11 @@ impl Meta {
         Err(ApiError::Unavailable(format!("metadata service: {why}")))
     }
 
-    /// Creates a bucket.
-    pub async fn create_bucket(&self, name: &str) -> ApiResult<()> {
+    /// Creates a bucket, with Object Lock (and versioning) enabled when `object_lock`.
+    pub async fn create_bucket(&self, name: &str, object_lock: bool) -> ApiResult<()> {
         let req = pb::CreateBucketRequest {
             name: name.to_string(),
+            object_lock,
         };
         let resp = self.call_write("CreateBucket", |mut c| {
             let req = req.clone();
@@ -201,33 +204,31 @@ impl Meta {
         tags: Option<Vec<pb::ObjectTag>>,
         cors: Option<pb::CorsConfiguration>,
     ) -> ApiResult<pb::Bucket> {
-        let req = pb::SetBucketConfigRequest {
+        self.update_bucket(pb::SetBucketConfigRequest {
             bucket: name.to_string(),
             set_tags: tags.is_some(),
             tags: tags.unwrap_or_default(),
             set_cors: cors.is_some(),
             cors,
             ..Default::default()
-        };
-        let resp = self
-            .call_write("SetBucketConfig", |mut c| {
-                let req = req.clone();
-                async move { c.set_bucket_config(req).await }
-            })
-            .await?;
-        in_band(resp.error)?;
-        resp.bucket
-            .ok_or_else(|| missing("SetBucketConfig", "bucket"))
+        })
+        .await
     }
 
     /// Replaces a bucket's policy (JSON; empty removes it) in one Raft entry.
     pub async fn set_bucket_policy(&self, name: &str, policy: &str) -> ApiResult<pb::Bucket> {
-        let req = pb::SetBucketConfigRequest {
+        self.update_bucket(pb::SetBucketConfigRequest {
             bucket: name.to_string(),
             set_policy: true,
             policy: policy.to_string(),
             ..Default::default()
-        };
+        })
+        .await
+    }
+
+    /// Replaces the parts of a bucket's configuration whose `set_*` flag `req` sets, in one
+    /// Raft entry; returns the new record.
+    pub async fn update_bucket(&self, req: pb::SetBucketConfigRequest) -> ApiResult<pb::Bucket> {
         let resp = self
             .call_write("SetBucketConfig", |mut c| {
                 let req = req.clone();
@@ -300,6 +301,7 @@ impl Meta {
         Ok(Committed {
             object,
             replaced: resp.replaced,
+            expiry: resp.expiry,
         })
     }
 
@@ -311,16 +313,19 @@ impl Meta {
         key: &str,
         version_id: &str,
     ) -> ApiResult<pb::ObjectVersion> {
-        Ok(self.get_object_and_state(bucket, key, version_id).await?.0)
+        Ok(self
+            .get_object_and_state(bucket, key, version_id)
+            .await?
+            .object)
     }
 
-    /// [`Self::get_object_version`], with the bucket's versioning state.
+    /// [`Self::get_object_version`], with what the bucket says about it.
     pub async fn get_object_and_state(
         &self,
         bucket: &str,
         key: &str,
         version_id: &str,
-    ) -> ApiResult<(pb::ObjectVersion, pb::VersioningStatus)> {
+    ) -> ApiResult<ObjectRead> {
         let req = pb::GetObjectRequest {
             bucket: bucket.to_string(),
             key: key.to_string(),
@@ -333,9 +338,14 @@ impl Meta {
             })
             .await?;
         in_band(resp.error)?;
-        let state = resp.bucket_versioning();
+        let versioning = resp.bucket_versioning();
         let object = resp.object.ok_or_else(|| missing("GetObject", "object"))?;
-        Ok((object, state))
+        Ok(ObjectRead {
+            object,
+            versioning,
+            expiry: resp.expiry,
+            bucket_object_lock: resp.bucket_object_lock,
+        })
     }
 
     /// Deletes an object as S3 does for its bucket's versioning state (`version_id` none),
@@ -347,12 +357,14 @@ impl Meta {
         key: &str,
         version_id: Option<&str>,
         condition: Option<pb::WriteCondition>,
+        bypass_governance: bool,
     ) -> ApiResult<Deleted> {
         let req = pb::DeleteObjectRequest {
             bucket: bucket.to_string(),
             key: key.to_string(),
             version_id: version_id.unwrap_or_default().to_string(),
             condition,
+            bypass_governance,
         };
         let resp = self
             .call_write("DeleteObject", |mut c| {
@@ -428,6 +440,20 @@ impl Meta {
         Ok(resp.version_id)
     }
 
+    /// Sets the Object Lock retention and/or legal hold of an object version (`version_id`
+    /// empty: the current one); returns the version's id. Setting a value again is
+    /// harmless, so the call is resent like a read.
+    pub async fn set_object_lock(&self, req: pb::SetObjectLockRequest) -> ApiResult<String> {
+        let resp = self
+            .call("SetObjectLock", |mut c| {
+                let req = req.clone();
+                async move { c.set_object_lock(req).await }
+            })
+            .await?;
+        in_band(resp.error)?;
+        Ok(resp.version_id)
+    }
+
     /// Asks meta to queue an object version for healing (`version_id` empty = the current
     /// version). Answers whether a committed version matched. Only a hint: the healer checks
     /// every shard itself, so a lost report costs only time until the next one or a scrub.
@@ -470,6 +496,19 @@ impl Meta {
     }
 }
 
+/// One object version as `GetObject` read it, with what its bucket says about it.
+pub(crate) struct ObjectRead {
+    /// The version (possibly a delete marker).
+    pub object: pb::ObjectVersion,
+    /// The bucket's versioning state.
+    pub versioning: pb::VersioningStatus,
+    /// When the current version expires under the bucket's lifecycle rules (only for a read
+    /// of the current version).
+    pub expiry: Option<pb::LifecycleExpiry>,
+    /// Whether the bucket has Object Lock enabled.
+    pub bucket_object_lock: bool,
+}
+
 /// What `DeleteObject` did.
 pub(crate) struct Deleted {
     /// The version removed for good, if any (its shards are garbage; it may be a marker).
@@ -484,6 +523,8 @@ pub(crate) struct Completed {
     pub object: pb::ObjectVersion,
     pub replaced: Option<pb::ObjectVersion>,
     pub unused_parts: Vec<pb::ObjectPart>,
+    /// When the new object expires under the bucket's lifecycle rules.
+    pub expiry: Option<pb::LifecycleExpiry>,
 }
 
 /// What `CommitPart` recorded and the part it replaced.
@@ -555,6 +596,7 @@ impl Meta {
                 .ok_or_else(|| missing("CompleteMultipartUpload", "object"))?,
             replaced: resp.replaced,
             unused_parts: resp.unused_parts,
+            expiry: resp.expiry,
         })
     }
 
@@ -731,6 +773,13 @@ fn in_band(code: i32) -> ApiResult<()> {
         )),
         Ok(MetaError::NoSuchUpload) => Err(ApiError::NoSuchUpload),
         Ok(MetaError::PreconditionFailed) => Err(ApiError::PreconditionFailed),
+        Ok(MetaError::NoObjectLock) => Err(ApiError::NoObjectLock),
+        Ok(MetaError::ObjectLocked) => Err(ApiError::ObjectLocked),
+        Ok(MetaError::InvalidBucketState) => Err(ApiError::InvalidBucketState(
+            "An Object Lock configuration is present on this bucket, so the versioning state \
+             cannot be changed."
+                .into(),
+        )),
         Ok(MetaError::InvalidPart) => Err(ApiError::InvalidPart),
         Ok(MetaError::InvalidPartOrder) => Err(ApiError::InvalidPartOrder),
         Ok(MetaError::EntityTooSmall) => Err(ApiError::EntityTooSmall),

@@ -72,6 +72,7 @@ pub(crate) async fn create(
             content_type: attrs.content_type,
             user_metadata: attrs.user_metadata,
             tags: attrs.tags,
+            lock: attrs.lock,
         })
         .await?;
     debug!(bucket, key, upload_id = %upload.upload_id, "multipart upload created");
@@ -133,13 +134,13 @@ where
 
 /// Completes an upload from the listed (part number, unquoted ETag) pairs, if `condition`
 /// holds (checked in the completion's Raft entry); returns the new version (without its
-/// parts).
+/// parts) and when it expires under the bucket's lifecycle rules.
 pub(crate) async fn complete(
     gw: &Gateway,
     upload: &UploadRef,
     parts: Vec<(u32, String)>,
     condition: Option<pb::WriteCondition>,
-) -> ApiResult<pb::ObjectVersion> {
+) -> ApiResult<(pb::ObjectVersion, Option<pb::LifecycleExpiry>)> {
     if parts.is_empty() {
         return Err(ApiError::MalformedXml(
             "the XML you provided did not list any part".into(),
@@ -179,7 +180,7 @@ pub(crate) async fn complete(
         );
     }
     debug!(bucket = %upload.bucket, key = %upload.key, version = %done.object.version_id, "multipart upload completed");
-    Ok(done.object)
+    Ok((done.object, done.expiry))
 }
 
 /// Aborts an upload; its parts' shards are deleted after the grace (a part upload still

@@ -42,6 +42,8 @@ pub(crate) struct PutOutput {
     /// When the version was committed (leader clock, ms since the Unix epoch).
     pub last_modified_ms: i64,
     pub checksums: Vec<(Algorithm, String)>,
+    /// When the version expires under the bucket's lifecycle rules.
+    pub expiry: Option<pb::LifecycleExpiry>,
 }
 
 /// Stores one object. Nothing becomes visible unless every check passed, a write quorum of
@@ -86,6 +88,7 @@ where
         content_type: attrs.content_type,
         user_metadata: attrs.user_metadata,
         tags: attrs.tags,
+        lock: attrs.lock,
         last_modified_ms: 0,
         scheme: stored.scheme,
         shards: stored.shards.clone(),
@@ -120,6 +123,7 @@ where
         version_id: crate::versioning::header_id(&committed.object),
         last_modified_ms: committed.object.last_modified_ms,
         checksums: stored.checksums,
+        expiry: committed.expiry,
     })
 }
 

@@ -19,8 +19,8 @@ use crate::error::{ApiError, ApiResult};
 use crate::multipart::UploadRef;
 use crate::put::{BodyChecks, PutInput};
 use crate::{
-    bucket_policy, bucket_tagging, copy, cors, delete_many, dto, get, list, multipart, names,
-    object_attributes, put, range, tagging, versioning, Gateway,
+    bucket_policy, bucket_tagging, copy, cors, delete_many, dto, get, lifecycle, list, multipart,
+    names, object_attributes, object_lock, put, range, tagging, versioning, Gateway,
 };
 
 /// Content-Type of objects stored without one (what S3 answers too).
@@ -41,8 +41,12 @@ impl CairnS3 {
     /// The version a GET or HEAD reads (after its version and conditional checks), the range
     /// it asked for, if any, the byte span to serve and the `x-amz-version-id` to answer.
     async fn read_target(&self, t: ReadTarget<'_>) -> S3Result<Readable> {
-        let (obj, version_id) =
-            versioning::read_with_id(&self.gw, t.bucket, t.key, t.version_id).await?;
+        let versioning::VersionRead {
+            object: obj,
+            version_id,
+            expiry,
+            ..
+        } = versioning::read_full(&self.gw, t.bucket, t.key, t.version_id).await?;
         match conditions::evaluate(&t.conds, &obj.etag, obj.last_modified_ms.div_euclid(1000)) {
             Verdict::Proceed => {}
             Verdict::PreconditionFailed => return Err(ApiError::PreconditionFailed.into()),
@@ -56,6 +60,7 @@ impl CairnS3 {
             partial,
             span,
             version_id,
+            expiry,
         })
     }
 }
@@ -67,6 +72,8 @@ struct Readable {
     span: std::ops::Range<u64>,
     /// `x-amz-version-id`.
     version_id: Option<String>,
+    /// When the version expires under the bucket's lifecycle rules.
+    expiry: Option<cairn_proto::meta::LifecycleExpiry>,
 }
 
 /// A 304 carrying the validators, as S3 sends it.
@@ -244,6 +251,7 @@ fn request_attrs(
             .map(tagging::from_header)
             .transpose()?
             .unwrap_or_default(),
+        lock: None,
     })
 }
 
@@ -305,7 +313,11 @@ impl S3 for CairnS3 {
                 return Err(err);
             }
         }
-        self.gw.meta.create_bucket(&input.bucket).await?;
+        let object_lock = input.object_lock_enabled_for_bucket.unwrap_or(false);
+        self.gw
+            .meta
+            .create_bucket(&input.bucket, object_lock)
+            .await?;
         Ok(S3Response::new(CreateBucketOutput {
             location: Some(format!("/{}", input.bucket)),
         }))
@@ -412,23 +424,29 @@ impl S3 for CairnS3 {
             input.checksum_sha1,
             input.checksum_sha256,
         ]);
+        let mut attrs = request_attrs(
+            input.content_type,
+            input.metadata,
+            RequestHeaders {
+                cache_control: input.cache_control,
+                content_disposition: input.content_disposition,
+                content_encoding: input.content_encoding,
+                content_language: input.content_language,
+                expires: input.expires,
+            },
+            input.tagging.as_deref(),
+        )?;
+        attrs.lock = object_lock::from_headers(
+            input.object_lock_mode.as_ref(),
+            input.object_lock_retain_until_date.as_ref(),
+            input.object_lock_legal_hold_status.as_ref(),
+        )?;
         let put_input = PutInput {
             bucket: input.bucket,
             key: input.key,
             content_length: content_length(input.content_length)?,
             content_md5: decode_content_md5(input.content_md5.as_deref())?,
-            attrs: request_attrs(
-                input.content_type,
-                input.metadata,
-                RequestHeaders {
-                    cache_control: input.cache_control,
-                    content_disposition: input.content_disposition,
-                    content_encoding: input.content_encoding,
-                    content_language: input.content_language,
-                    expires: input.expires,
-                },
-                input.tagging.as_deref(),
-            )?,
+            attrs,
             checksums: BodyChecksums::new(expected, trailer_algo.zip(trailers)),
             condition,
         };
@@ -442,6 +460,7 @@ impl S3 for CairnS3 {
             checksum_sha1: sha1,
             checksum_sha256: sha256,
             version_id: out.version_id,
+            expiration: lifecycle::expiration_header(out.expiry.as_ref()),
             ..Default::default()
         };
         tracing::debug!("put complete");
@@ -458,6 +477,7 @@ impl S3 for CairnS3 {
             partial,
             span,
             version_id,
+            expiry,
         } = self
             .read_target(ReadTarget {
                 bucket: &input.bucket,
@@ -475,6 +495,8 @@ impl S3 for CairnS3 {
             .await?;
         let body = get::open_body(Arc::clone(&self.gw.reads), &obj, span.clone()).await?;
         let parts_count = parts_count(&obj, input.part_number);
+        let (object_lock_mode, object_lock_retain_until_date, object_lock_legal_hold_status) =
+            object_lock::headers(obj.lock.as_ref());
         let served = attrs::served(&obj);
         let ([crc32, crc32c, crc64nvme, sha1, sha256], checksum_type) = served_checksums(
             &obj,
@@ -504,6 +526,10 @@ impl S3 for CairnS3 {
             last_modified: Some(dto::timestamp(obj.last_modified_ms)),
             metadata: user_metadata(&obj),
             version_id,
+            expiration: lifecycle::expiration_header(expiry.as_ref()),
+            object_lock_mode,
+            object_lock_retain_until_date,
+            object_lock_legal_hold_status,
             ..Default::default()
         };
         Ok(S3Response::new(output))
@@ -519,6 +545,7 @@ impl S3 for CairnS3 {
             partial,
             span,
             version_id,
+            expiry,
         } = self
             .read_target(ReadTarget {
                 bucket: &input.bucket,
@@ -540,6 +567,8 @@ impl S3 for CairnS3 {
             input.checksum_mode.as_ref(),
             span.end - span.start != obj.size,
         );
+        let (object_lock_mode, object_lock_retain_until_date, object_lock_legal_hold_status) =
+            object_lock::headers(obj.lock.as_ref());
         let output = HeadObjectOutput {
             checksum_crc32: crc32,
             checksum_crc32c: crc32c,
@@ -561,6 +590,10 @@ impl S3 for CairnS3 {
             last_modified: Some(dto::timestamp(obj.last_modified_ms)),
             metadata: user_metadata(&obj),
             version_id,
+            expiration: lifecycle::expiration_header(expiry.as_ref()),
+            object_lock_mode,
+            object_lock_retain_until_date,
+            object_lock_legal_hold_status,
             ..Default::default()
         };
         let mut resp = S3Response::new(output);
@@ -588,9 +621,14 @@ impl S3 for CairnS3 {
         }
         // S3 answers 204 for a key that does not exist, If-Match or not.
         let condition = conditions::write_condition(tag_condition(input.if_match.as_ref()), None)?;
-        let outcome =
-            delete_many::delete_key(&self.gw, &input.bucket, &input.key, version_id, condition)
-                .await?;
+        let bypass = input.bypass_governance_retention.unwrap_or(false);
+        let outcome = delete_many::delete_key(
+            &self.gw,
+            (&input.bucket, &input.key, version_id),
+            condition,
+            bypass,
+        )
+        .await?;
         Ok(S3Response::new(DeleteObjectOutput {
             delete_marker: outcome.delete_marker.then_some(true),
             version_id: outcome.version_id,
@@ -663,6 +701,11 @@ impl S3 for CairnS3 {
                 tags,
                 condition,
                 source_version_named,
+                lock: object_lock::from_headers(
+                    input.object_lock_mode.as_ref(),
+                    input.object_lock_retain_until_date.as_ref(),
+                    input.object_lock_legal_hold_status.as_ref(),
+                )?,
             },
         )
         .await?;
@@ -674,6 +717,7 @@ impl S3 for CairnS3 {
             }),
             copy_source_version_id: source_version_id,
             version_id: copied.version_id,
+            expiration: lifecycle::expiration_header(copied.expiry.as_ref()),
             ..Default::default()
         }))
     }
@@ -695,7 +739,10 @@ impl S3 for CairnS3 {
             &self.gw,
             &input.bucket,
             input.delete,
-            denied.as_ref().map(|d| &d.0),
+            delete_many::Permissions {
+                denied: denied.as_ref().map(|d| &d.0),
+                bypass_governance: input.bypass_governance_retention.unwrap_or(false),
+            },
         )
         .await?;
         Ok(S3Response::new(output))
@@ -750,6 +797,143 @@ impl S3 for CairnS3 {
         )
         .await?;
         Ok(S3Response::new(DeleteObjectTaggingOutput { version_id }))
+    }
+
+    async fn put_object_lock_configuration(
+        &self,
+        req: S3Request<PutObjectLockConfigurationInput>,
+    ) -> S3Result<S3Response<PutObjectLockConfigurationOutput>> {
+        let input = req.input;
+        let rule = object_lock::parse_configuration(input.object_lock_configuration)?;
+        self.gw
+            .meta
+            .update_bucket(cairn_proto::meta::SetBucketConfigRequest {
+                bucket: input.bucket,
+                set_object_lock: true,
+                object_lock_default: rule,
+                ..Default::default()
+            })
+            .await?;
+        Ok(S3Response::new(PutObjectLockConfigurationOutput::default()))
+    }
+
+    async fn get_object_lock_configuration(
+        &self,
+        req: S3Request<GetObjectLockConfigurationInput>,
+    ) -> S3Result<S3Response<GetObjectLockConfigurationOutput>> {
+        let bucket = self.gw.meta.get_bucket(&req.input.bucket).await?;
+        Ok(S3Response::new(GetObjectLockConfigurationOutput {
+            object_lock_configuration: Some(object_lock::configuration(&bucket)?),
+        }))
+    }
+
+    async fn put_object_retention(
+        &self,
+        req: S3Request<PutObjectRetentionInput>,
+    ) -> S3Result<S3Response<PutObjectRetentionOutput>> {
+        let input = req.input;
+        object_lock::put_retention(
+            &self.gw,
+            (&input.bucket, &input.key, input.version_id.as_deref()),
+            input.retention,
+            input.bypass_governance_retention.unwrap_or(false),
+        )
+        .await?;
+        Ok(S3Response::new(PutObjectRetentionOutput::default()))
+    }
+
+    async fn get_object_retention(
+        &self,
+        req: S3Request<GetObjectRetentionInput>,
+    ) -> S3Result<S3Response<GetObjectRetentionOutput>> {
+        let input = req.input;
+        let retention = object_lock::get_retention(
+            &self.gw,
+            (&input.bucket, &input.key, input.version_id.as_deref()),
+        )
+        .await?;
+        Ok(S3Response::new(GetObjectRetentionOutput {
+            retention: Some(retention),
+        }))
+    }
+
+    async fn put_object_legal_hold(
+        &self,
+        req: S3Request<PutObjectLegalHoldInput>,
+    ) -> S3Result<S3Response<PutObjectLegalHoldOutput>> {
+        let input = req.input;
+        object_lock::put_legal_hold(
+            &self.gw,
+            (&input.bucket, &input.key, input.version_id.as_deref()),
+            input.legal_hold,
+        )
+        .await?;
+        Ok(S3Response::new(PutObjectLegalHoldOutput::default()))
+    }
+
+    async fn get_object_legal_hold(
+        &self,
+        req: S3Request<GetObjectLegalHoldInput>,
+    ) -> S3Result<S3Response<GetObjectLegalHoldOutput>> {
+        let input = req.input;
+        let legal_hold = object_lock::get_legal_hold(
+            &self.gw,
+            (&input.bucket, &input.key, input.version_id.as_deref()),
+        )
+        .await?;
+        Ok(S3Response::new(GetObjectLegalHoldOutput {
+            legal_hold: Some(legal_hold),
+        }))
+    }
+
+    async fn put_bucket_lifecycle_configuration(
+        &self,
+        req: S3Request<PutBucketLifecycleConfigurationInput>,
+    ) -> S3Result<S3Response<PutBucketLifecycleConfigurationOutput>> {
+        let input = req.input;
+        let config = lifecycle::parse(input.lifecycle_configuration)?;
+        self.gw
+            .meta
+            .update_bucket(cairn_proto::meta::SetBucketConfigRequest {
+                bucket: input.bucket,
+                set_lifecycle: true,
+                lifecycle: Some(config),
+                ..Default::default()
+            })
+            .await?;
+        Ok(S3Response::new(
+            PutBucketLifecycleConfigurationOutput::default(),
+        ))
+    }
+
+    async fn get_bucket_lifecycle_configuration(
+        &self,
+        req: S3Request<GetBucketLifecycleConfigurationInput>,
+    ) -> S3Result<S3Response<GetBucketLifecycleConfigurationOutput>> {
+        let bucket = self.gw.meta.get_bucket(&req.input.bucket).await?;
+        let Some(config) = bucket.lifecycle.as_ref() else {
+            return Err(ApiError::NoSuchLifecycleConfiguration.into());
+        };
+        Ok(S3Response::new(GetBucketLifecycleConfigurationOutput {
+            rules: Some(lifecycle::rules(config)),
+            ..Default::default()
+        }))
+    }
+
+    async fn delete_bucket_lifecycle(
+        &self,
+        req: S3Request<DeleteBucketLifecycleInput>,
+    ) -> S3Result<S3Response<DeleteBucketLifecycleOutput>> {
+        self.gw
+            .meta
+            .update_bucket(cairn_proto::meta::SetBucketConfigRequest {
+                bucket: req.input.bucket,
+                set_lifecycle: true,
+                lifecycle: None,
+                ..Default::default()
+            })
+            .await?;
+        Ok(S3Response::new(DeleteBucketLifecycleOutput::default()))
     }
 
     async fn put_bucket_versioning(
@@ -896,7 +1080,7 @@ impl S3 for CairnS3 {
         if input.sse_customer_algorithm.is_some() || input.sse_customer_key.is_some() {
             return Err(not_implemented("server-side encryption with customer keys"));
         }
-        let attrs = request_attrs(
+        let mut attrs = request_attrs(
             input.content_type,
             input.metadata,
             RequestHeaders {
@@ -907,6 +1091,11 @@ impl S3 for CairnS3 {
                 expires: input.expires,
             },
             input.tagging.as_deref(),
+        )?;
+        attrs.lock = object_lock::from_headers(
+            input.object_lock_mode.as_ref(),
+            input.object_lock_retain_until_date.as_ref(),
+            input.object_lock_legal_hold_status.as_ref(),
         )?;
         let upload_id = multipart::create(&self.gw, &input.bucket, &input.key, attrs).await?;
         Ok(S3Response::new(CreateMultipartUploadOutput {
@@ -1039,7 +1228,7 @@ impl S3 for CairnS3 {
             key: input.key,
             upload_id: input.upload_id,
         };
-        let object = multipart::complete(&self.gw, &upload, parts, condition).await?;
+        let (object, expiry) = multipart::complete(&self.gw, &upload, parts, condition).await?;
         // A write of a null version (unversioned or suspended bucket) answers no version id,
         // as S3 and MinIO do; reads of it answer `null` once versioning was configured.
         let version_id = versioning::header_id(&object);
@@ -1048,6 +1237,7 @@ impl S3 for CairnS3 {
             key: Some(upload.key),
             e_tag: Some(dto::etag(&object.etag)),
             version_id,
+            expiration: lifecycle::expiration_header(expiry.as_ref()),
             ..Default::default()
         }))
     }

@@ -82,19 +82,47 @@ pub(crate) async fn read_with_id(
     key: &str,
     version_id: Option<&str>,
 ) -> ApiResult<(pb::ObjectVersion, Option<String>)> {
+    let read = read_full(gw, bucket, key, version_id).await?;
+    Ok((read.object, read.version_id))
+}
+
+/// A readable version (never a delete marker) and what its bucket says about it.
+pub(crate) struct VersionRead {
+    pub object: pb::ObjectVersion,
+    /// `x-amz-version-id` to answer about it.
+    pub version_id: Option<String>,
+    /// When it expires under the bucket's lifecycle rules (reads of the current version).
+    pub expiry: Option<pb::LifecycleExpiry>,
+    /// Whether the bucket has Object Lock enabled.
+    pub bucket_object_lock: bool,
+}
+
+/// [`read_with_id`], with the lifecycle expiry and the bucket's Object Lock state.
+pub(crate) async fn read_full(
+    gw: &Gateway,
+    bucket: &str,
+    key: &str,
+    version_id: Option<&str>,
+) -> ApiResult<VersionRead> {
     let version_id = check_id(version_id)?;
-    let (obj, state) = gw
+    let read = gw
         .meta
         .get_object_and_state(bucket, key, version_id.unwrap_or(""))
         .await?;
+    let obj = read.object;
     if obj.delete_marker {
         return Err(ApiError::DeleteMarker {
             version_id: s3_id(&obj),
             by_id: version_id.is_some(),
         });
     }
-    let id = response_id(&obj, state);
-    Ok((obj, id))
+    let id = response_id(&obj, read.versioning);
+    Ok(VersionRead {
+        object: obj,
+        version_id: id,
+        expiry: read.expiry,
+        bucket_object_lock: read.bucket_object_lock,
+    })
 }
 
 /// PutBucketVersioning: Enabled or Suspended. MFA delete is not supported.

@@ -11,12 +11,15 @@ mod conditions;
 pub(crate) mod gc;
 pub(crate) mod heal;
 pub(crate) mod iam;
+pub(crate) mod lifecycle;
 pub(crate) mod multipart;
+pub(crate) mod object_lock;
 pub(crate) mod tags;
 pub(crate) mod versions;
 
 use cairn_proto::meta::{
     BlobNode, Bucket, ErasureScheme, HealReason, MetaError, ObjectPart, ObjectVersion,
+    VersioningStatus,
 };
 use prost::Message;
 use rocksdb::{WriteBatch, DB};
@@ -85,6 +88,8 @@ pub fn apply(
             tags,
             cors,
             policy,
+            object_lock,
+            lifecycle,
         } => bucket_config::set(
             db,
             batch,
@@ -93,19 +98,25 @@ pub fn apply(
                 tags: tags.as_deref(),
                 cors: cors.as_deref(),
                 policy: policy.as_deref(),
+                object_lock: object_lock.as_ref(),
+                lifecycle: lifecycle.as_deref(),
             },
         ),
-        Command::CreateBucket { name } => {
+        Command::CreateBucket { name, object_lock } => {
             if read_bucket(db, name)?.is_some() {
                 return Ok(error(MetaError::BucketAlreadyExists));
             }
-            let bucket = Bucket {
+            let mut bucket = Bucket {
                 name: name.clone(),
                 id: index,
                 created_ms: now,
                 scheme: None,
                 ..Default::default()
             };
+            if *object_lock {
+                bucket.object_lock_enabled = true;
+                bucket.versioning = VersioningStatus::Enabled as i32;
+            }
             batch.put_cf(
                 crate::store::cf(db, CF_BUCKETS)?,
                 name.as_bytes(),
@@ -153,6 +164,7 @@ pub fn apply(
                 return Ok(Response::Committed {
                     object: first.encode_to_vec(),
                     replaced: None,
+                    expiry: None,
                 });
             }
             let Some(bucket) = read_bucket(db, &object.bucket)? else {
@@ -168,6 +180,10 @@ pub fn apply(
             }
             object.last_modified_ms = now;
             object.delete_marker = false;
+            object.lock = match object_lock::for_new_version(&bucket, object.lock, now) {
+                Ok(lock) => lock,
+                Err(code) => return Ok(error(code)),
+            };
             // What the new version replaces depends on the bucket's versioning state.
             let replaced = versions::put_version(db, batch, &bucket, &mut object, index)?;
             record_upload(db, batch, &object)?;
@@ -177,6 +193,7 @@ pub fn apply(
                 heal::queue(db, batch, now, [item])?;
             }
             Ok(Response::Committed {
+                expiry: lifecycle::expiry_of(&bucket, &object).map(|e| e.encode_to_vec()),
                 object: object.encode_to_vec(),
                 replaced: replaced.map(|r| r.encode_to_vec()),
             })
@@ -186,6 +203,7 @@ pub fn apply(
             key,
             condition,
             version_id,
+            bypass_governance,
         } => {
             let Some(found) = read_bucket(db, bucket)? else {
                 return Ok(error(MetaError::NoSuchBucket));
@@ -195,8 +213,31 @@ pub fn apply(
             }
             match version_id.as_deref() {
                 None | Some("") => versions::delete_current(db, batch, (bucket, key), index, now),
-                Some(version) => versions::delete_version(db, batch, (bucket, key, version)),
+                Some(version) => versions::delete_version(
+                    db,
+                    batch,
+                    (bucket, key, version),
+                    now,
+                    *bypass_governance,
+                ),
             }
+        }
+        Command::SetObjectLock {
+            bucket,
+            key,
+            version_id,
+            retention,
+            legal_hold,
+        } => object_lock::set(
+            db,
+            batch,
+            now,
+            (bucket, key, version_id),
+            retention.as_ref(),
+            *legal_hold,
+        ),
+        Command::ApplyLifecycle { day_ms, actions } => {
+            lifecycle::apply(db, batch, (index, now), *day_ms, actions)
         }
         Command::SetBucketVersioning { name, status } => {
             versions::set_status(db, batch, name, *status)
@@ -431,11 +472,19 @@ mod tests {
         let dir = tempfile::tempdir().map_err(|_| StoreError::LockPoisoned("tempdir"))?;
         let (_, sm) = crate::store::open(dir.path())?;
         let db = sm.db();
-        run(&db, 1, Command::CreateBucket { name: "b".into() })?;
+        run(
+            &db,
+            1,
+            Command::CreateBucket {
+                name: "b".into(),
+                object_lock: false,
+            },
+        )?;
         let first = run(&db, 2, commit("b", "k", "u1"))?;
         let Response::Committed {
             object,
             replaced: None,
+            ..
         } = first
         else {
             panic!("first commit: {first:?}");
@@ -451,6 +500,7 @@ mod tests {
                 key: "k".into(),
                 condition: None,
                 version_id: None,
+                bypass_governance: false,
             },
         )?;
 
@@ -459,6 +509,7 @@ mod tests {
         let Response::Committed {
             object,
             replaced: None,
+            ..
         } = retry
         else {
             panic!("retry: {retry:?}");

@@ -136,7 +136,14 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let (_, sm) = crate::store::open(dir.path()).expect("open");
         let db = sm.db();
-        run(&db, 1, Command::CreateBucket { name: "b".into() });
+        run(
+            &db,
+            1,
+            Command::CreateBucket {
+                name: "b".into(),
+                object_lock: false,
+            },
+        );
         let object = |key: &str, upload: &str, nodes: &[&str]| Command::CommitObject {
             object: ObjectVersion {
                 bucket: "b".into(),
@@ -161,6 +168,7 @@ mod tests {
                 key: "gone".into(),
                 condition: None,
                 version_id: None,
+                bypass_governance: false,
             },
         );
         // A multipart upload in progress with one part on "b".

@@ -143,7 +143,7 @@ async fn run(joined: JoinState, node_lost_after: Duration) {
 }
 
 /// Whether a node of this process leads the group.
-fn leads(group: &Group) -> bool {
+pub(crate) fn leads(group: &Group) -> bool {
     group
         .nodes()
         .iter()

@@ -19,6 +19,7 @@ pub mod group;
 pub mod heal_trigger;
 pub mod joined;
 pub mod keys;
+pub mod lifecycle;
 pub mod network;
 pub mod placement;
 pub mod raft_service;
@@ -110,12 +111,15 @@ pub struct MetaConfig {
     /// queued for healing (rebuilt elsewhere). Longer than `blob_down_after`, so a restart
     /// or a short outage costs no healing.
     pub node_lost_after: Duration,
+    /// How often the lifecycle rules are applied and how long their day is.
+    pub lifecycle: lifecycle::LifecycleSettings,
 }
 
 /// A running meta service.
 pub struct RunningMeta {
     local_addr: SocketAddr,
     heal_trigger: JoinHandle<()>,
+    lifecycle: JoinHandle<()>,
     joined: JoinState,
     stop: Option<oneshot::Sender<()>>,
     server: JoinHandle<Result<(), tonic::transport::Error>>,
@@ -414,6 +418,7 @@ pub async fn start(config: MetaConfig) -> Result<RunningMeta, MetaError> {
         snapshot_logs: config.snapshot_logs,
     }));
     let heal_trigger = heal_trigger::spawn(joined.clone(), config.node_lost_after);
+    let lifecycle = lifecycle::spawn(joined.clone(), config.lifecycle);
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     // TCP_NODELAY: a reply larger than one segment (a 1000-key listing page, a Raft batch)
     // otherwise waits for the peer's delayed ACK, 40 ms a page on Linux.
@@ -433,6 +438,7 @@ pub async fn start(config: MetaConfig) -> Result<RunningMeta, MetaError> {
     Ok(RunningMeta {
         local_addr,
         heal_trigger,
+        lifecycle,
         joined,
         stop: Some(stop_tx),
         server,
@@ -475,6 +481,7 @@ impl RunningMeta {
     /// Stops serving and shuts the Raft nodes down.
     pub async fn shutdown(mut self) -> Result<(), MetaError> {
         self.heal_trigger.abort();
+        self.lifecycle.abort();
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }

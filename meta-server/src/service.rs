@@ -18,7 +18,9 @@ use crate::group::{GroupError, GroupMap};
 use crate::joined::JoinState;
 use crate::placement;
 use crate::store::{MetaReader, StoreError};
-use crate::types::{Command, Response as Applied, WriteCondition};
+use crate::types::{
+    Command, ObjectLockConfig, Response as Applied, RetentionChange, WriteCondition,
+};
 
 /// Serves `Meta` over the groups of this process.
 pub struct MetaService {
@@ -105,11 +107,11 @@ impl Meta for MetaService {
         &self,
         request: Request<CreateBucketRequest>,
     ) -> Result<Response<CreateBucketResponse>, Status> {
-        let name = request.into_inner().name;
+        let CreateBucketRequest { name, object_lock } = request.into_inner();
         let applied = self
             .groups()?
             .system_group()
-            .write(Command::CreateBucket { name })
+            .write(Command::CreateBucket { name, object_lock })
             .await
             .map_err(group_status)?;
         let reply = match applied {
@@ -251,10 +253,15 @@ impl Meta for MetaService {
             .await
             .map_err(group_status)?;
         let reply = match applied {
-            Applied::Committed { object, replaced } => CommitObjectResponse {
+            Applied::Committed {
+                object,
+                replaced,
+                expiry,
+            } => CommitObjectResponse {
                 error: MetaError::None as i32,
                 object: Some(decode(&object)?),
                 replaced: replaced.map(|r| decode(&r)).transpose()?,
+                expiry: expiry.map(|e| decode(&e)).transpose()?,
             },
             Applied::Error { code } => CommitObjectResponse {
                 error: meta_error(code) as i32,
@@ -298,10 +305,16 @@ impl Meta for MetaService {
             (None, false) => MetaError::NoSuchKey,
             (None, true) => MetaError::NoSuchVersion,
         };
+        let expiry = object
+            .as_ref()
+            .filter(|_| !by_id)
+            .and_then(|o| crate::apply::lifecycle::expiry_of(&bucket, o));
         Ok(Response::new(GetObjectResponse {
             error: error as i32,
             object,
             bucket_versioning: bucket.versioning,
+            expiry,
+            bucket_object_lock: bucket.object_lock_enabled,
         }))
     }
 
@@ -317,6 +330,7 @@ impl Meta for MetaService {
                 key: request.key,
                 condition: WriteCondition::from_proto(request.condition),
                 version_id: (!request.version_id.is_empty()).then_some(request.version_id),
+                bypass_governance: request.bypass_governance,
             })
             .await
             .map_err(group_status)?;
@@ -364,6 +378,41 @@ impl Meta for MetaService {
         Ok(Response::new(reply))
     }
 
+    async fn set_object_lock(
+        &self,
+        request: Request<SetObjectLockRequest>,
+    ) -> Result<Response<SetObjectLockResponse>, Status> {
+        let request = request.into_inner();
+        let group = self.groups()?.for_bucket(&request.bucket);
+        let retention = request.set_retention.then_some(RetentionChange {
+            mode: request.mode,
+            retain_until_ms: request.retain_until_ms,
+            bypass_governance: request.bypass_governance,
+        });
+        let applied = group
+            .write(Command::SetObjectLock {
+                bucket: request.bucket,
+                key: request.key,
+                version_id: request.version_id,
+                retention,
+                legal_hold: request.set_legal_hold.then_some(request.legal_hold),
+            })
+            .await
+            .map_err(group_status)?;
+        let reply = match applied {
+            Applied::LockSet { version_id } => SetObjectLockResponse {
+                error: MetaError::None as i32,
+                version_id,
+            },
+            Applied::Error { code } => SetObjectLockResponse {
+                error: meta_error(code) as i32,
+                version_id: String::new(),
+            },
+            other => return Err(unexpected(&other)),
+        };
+        Ok(Response::new(reply))
+    }
+
     async fn set_bucket_config(
         &self,
         request: Request<SetBucketConfigRequest>,
@@ -387,6 +436,12 @@ impl Meta for MetaService {
                 tags,
                 cors,
                 policy: request.set_policy.then_some(request.policy),
+                object_lock: request.set_object_lock.then(|| ObjectLockConfig {
+                    default_rule: request.object_lock_default.map(|r| r.encode_to_vec()),
+                }),
+                lifecycle: request
+                    .set_lifecycle
+                    .then(|| request.lifecycle.unwrap_or_default().encode_to_vec()),
             })
             .await
             .map_err(group_status)?;

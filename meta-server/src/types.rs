@@ -40,8 +40,14 @@ pub struct Request {
 /// (prost), so the log carries the same versioned message family as the gRPC API.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
-    /// Create a bucket; its id is the log index of this entry.
-    CreateBucket { name: String },
+    /// Create a bucket; its id is the log index of this entry. With `object_lock`, Object
+    /// Lock is enabled and versioning Enabled from the start.
+    CreateBucket {
+        name: String,
+        /// Absent in entries written before Object Lock existed.
+        #[serde(default)]
+        object_lock: bool,
+    },
     /// Delete an empty bucket.
     DeleteBucket { name: String },
     /// Make an object version visible; its version id derives from this entry's log index.
@@ -63,6 +69,10 @@ pub enum Command {
         /// Absent in entries written before versioning existed.
         #[serde(default)]
         version_id: Option<String>,
+        /// A GOVERNANCE retention does not protect the version named (the request carried
+        /// x-amz-bypass-governance-retention). Absent in entries written before Object Lock.
+        #[serde(default)]
+        bypass_governance: bool,
     },
     /// Set a bucket's versioning state (a `VersioningStatus`: enabled or suspended).
     SetBucketVersioning { name: String, status: i32 },
@@ -102,6 +112,34 @@ pub enum Command {
         /// it). Absent in entries written before bucket policies existed.
         #[serde(default)]
         policy: Option<String>,
+        /// `Some` enables Object Lock (the bucket's versioning must be Enabled) and replaces
+        /// its default retention. Absent in entries written before Object Lock existed.
+        #[serde(default)]
+        object_lock: Option<ObjectLockConfig>,
+        /// `Some` replaces the lifecycle configuration (a prost-encoded
+        /// `LifecycleConfiguration`; one without rules removes it).
+        #[serde(default)]
+        lifecycle: Option<Vec<u8>>,
+    },
+    /// Set the Object Lock retention and/or legal hold of the current version of an object,
+    /// or of the version `version_id` names.
+    SetObjectLock {
+        bucket: String,
+        key: String,
+        version_id: String,
+        /// Replace the retention (`None` leaves it as it is).
+        retention: Option<RetentionChange>,
+        /// Replace the legal hold (`None` leaves it as it is).
+        legal_hold: Option<bool>,
+    },
+    /// Carry out lifecycle actions the leader found due. Each is checked again against the
+    /// state and rules at this entry (with its clock and `day_ms`), so an action that a write,
+    /// a tag change or a rule change made stale in between does nothing.
+    ApplyLifecycle {
+        /// The length of a lifecycle day the proposer used (a real day outside tests);
+        /// carried in the entry so that every replica judges due dates alike.
+        day_ms: i64,
+        actions: Vec<LifecycleAction>,
     },
     /// Set the cluster secret unless one is set already (the first proposal wins).
     SetClusterSecret { secret: String },
@@ -182,6 +220,56 @@ pub enum Command {
     DeletePolicy { name: String },
 }
 
+/// A bucket's Object Lock configuration as `SetBucketConfig` sets it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectLockConfig {
+    /// The default retention of new versions (a prost-encoded `ObjectLockRule`); `None`:
+    /// none.
+    pub default_rule: Option<Vec<u8>>,
+}
+
+/// A new retention for one object version (`SetObjectLock`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetentionChange {
+    /// A `RetentionMode` (NONE with `retain_until_ms` 0 removes the retention).
+    pub mode: i32,
+    /// Milliseconds since the Unix epoch.
+    pub retain_until_ms: i64,
+    /// x-amz-bypass-governance-retention: a GOVERNANCE retention in force may be shortened,
+    /// removed or changed.
+    pub bypass_governance: bool,
+}
+
+/// One lifecycle action the leader found due (`ApplyLifecycle`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LifecycleAction {
+    /// Expire the current version `version_id` of a key: a delete marker in a versioned
+    /// bucket, removal in an unversioned one.
+    ExpireCurrent {
+        bucket: String,
+        key: String,
+        version_id: String,
+    },
+    /// Remove the delete marker `version_id`, the only version left of its key.
+    RemoveLoneMarker {
+        bucket: String,
+        key: String,
+        version_id: String,
+    },
+    /// Remove the noncurrent version `version_id` for good.
+    ExpireNoncurrent {
+        bucket: String,
+        key: String,
+        version_id: String,
+    },
+    /// Abort an incomplete multipart upload.
+    AbortUpload {
+        bucket: String,
+        key: String,
+        upload_id: String,
+    },
+}
+
 /// A condition on the current version of a key that a write checks in its own entry
 /// (`If-None-Match: *`, `If-Match`). Entries written before conditions existed have none.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -214,12 +302,16 @@ pub enum Response {
     Error { code: i32 },
     /// A bucket (prost-encoded `Bucket`).
     Bucket { bucket: Vec<u8> },
-    /// A committed object and the version it replaced (prost-encoded `ObjectVersion`s).
+    /// A committed object and the version it replaced (prost-encoded `ObjectVersion`s),
+    /// and when it expires under the bucket's lifecycle rules (prost-encoded
+    /// `LifecycleExpiry`).
     Committed {
         #[serde(with = "crate::wire_bytes")]
         object: Vec<u8>,
         #[serde(with = "crate::wire_bytes::option", default)]
         replaced: Option<Vec<u8>>,
+        #[serde(default)]
+        expiry: Option<Vec<u8>>,
     },
     /// A deleted object version, if there was one, and the delete marker the delete created,
     /// if it created one (prost-encoded `ObjectVersion`s).
@@ -247,6 +339,9 @@ pub enum Response {
         object: Vec<u8>,
         replaced: Option<Vec<u8>>,
         unused_parts: Vec<Vec<u8>>,
+        /// When the object expires under the bucket's lifecycle rules.
+        #[serde(default)]
+        expiry: Option<Vec<u8>>,
     },
     /// Uploads were dropped (an abort, or a bucket deleted with uploads in progress); these
     /// are their parts (prost-encoded `ObjectPart`s), whose shards are garbage now.
@@ -259,6 +354,10 @@ pub enum Response {
     Garbage { shard_keys: Vec<String> },
     /// The version whose tags a `SetObjectTags` replaced.
     TagsSet { version_id: String },
+    /// The version whose Object Lock a `SetObjectLock` changed.
+    LockSet { version_id: String },
+    /// How many of an `ApplyLifecycle`'s actions were still due and carried out.
+    LifecycleApplied { applied: u32 },
     /// An S3 user after the change (prost-encoded `cairn_proto::admin::IamUser`).
     User { user: Vec<u8> },
 }

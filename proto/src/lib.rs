@@ -46,4 +46,5 @@ pub mod admin_auth;
 pub mod call_outcome;
 pub mod cluster_token;
 pub mod iam;
+pub mod lifecycle;
 pub mod local;

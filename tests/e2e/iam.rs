@@ -17,7 +17,7 @@ use crate::harness::*;
 const CACHE_BOUND: Duration = Duration::from_secs(8);
 
 /// Runs `cairn admin --meta <server's meta> args...` with the root keys.
-fn admin(server: &Server, args: &[&str]) -> (bool, String, String) {
+pub(crate) fn admin(server: &Server, args: &[&str]) -> (bool, String, String) {
     let out = Command::new(cairn_bin())
         .arg("admin")
         .arg("--meta")
@@ -34,14 +34,14 @@ fn admin(server: &Server, args: &[&str]) -> (bool, String, String) {
     )
 }
 
-fn admin_ok(server: &Server, args: &[&str]) -> String {
+pub(crate) fn admin_ok(server: &Server, args: &[&str]) -> String {
     let (ok, out, err) = admin(server, args);
     assert!(ok, "cairn admin {args:?} failed:\n{out}\n{err}");
     out
 }
 
 /// Adds user `key` with `policies` and returns a client signing as it.
-fn add_user(server: &Server, key: &str, policies: &[&str]) -> Client {
+pub(crate) fn add_user(server: &Server, key: &str, policies: &[&str]) -> Client {
     let secret = format!("{key}-secret-key");
     let mut args = vec!["user", "add", "--access-key", key, "--secret-key", &secret];
     for p in policies {

@@ -49,6 +49,12 @@ pub fn for_operation(operation: &str) -> Cow<'static, str> {
         "PutBucketCors" | "DeleteBucketCors" => "s3:PutBucketCORS",
         "GetBucketCors" => "s3:GetBucketCORS",
         "DeleteBucketTagging" => "s3:PutBucketTagging",
+        "PutObjectLockConfiguration" => "s3:PutBucketObjectLockConfiguration",
+        "GetObjectLockConfiguration" => "s3:GetBucketObjectLockConfiguration",
+        "PutBucketLifecycleConfiguration" | "DeleteBucketLifecycle" => {
+            "s3:PutLifecycleConfiguration"
+        }
+        "GetBucketLifecycleConfiguration" => "s3:GetLifecycleConfiguration",
         other => return Cow::Owned(format!("s3:{other}")),
     };
     Cow::Borrowed(action)

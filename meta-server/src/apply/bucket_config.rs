@@ -1,15 +1,18 @@
 //! Bucket configuration in the state machine: `SetBucketConfig` rewrites parts of a bucket
-//! record (its tag set, its CORS rules) in place. The bucket's id, scheme and objects stay as
-//! they are.
+//! record (its tag set, CORS rules, policy, Object Lock default, lifecycle rules) in place.
+//! The bucket's id, scheme and objects stay as they are.
 
-use cairn_proto::meta::{Bucket, CorsConfiguration, MetaError, ObjectTag};
+use cairn_proto::meta::{
+    Bucket, CorsConfiguration, LifecycleConfiguration, MetaError, ObjectLockRule, ObjectTag,
+    VersioningStatus,
+};
 use prost::Message;
 use rocksdb::{WriteBatch, DB};
 
 use super::{error, read_bucket};
 use crate::records;
 use crate::store::{cf, StoreError, CF_BUCKETS};
-use crate::types::Response;
+use crate::types::{ObjectLockConfig, Response};
 
 /// What a `SetBucketConfig` replaces; `None` leaves that part as it is.
 pub(super) struct Changes<'a> {
@@ -19,6 +22,10 @@ pub(super) struct Changes<'a> {
     pub cors: Option<&'a [u8]>,
     /// The bucket policy JSON (empty: none).
     pub policy: Option<&'a str>,
+    /// Enable Object Lock and set its default retention.
+    pub object_lock: Option<&'a ObjectLockConfig>,
+    /// A prost-encoded `LifecycleConfiguration` (without rules: none).
+    pub lifecycle: Option<&'a [u8]>,
 }
 
 /// Replaces the parts of bucket `name`'s configuration that are `Some`.
@@ -28,10 +35,36 @@ pub(super) fn set(
     name: &str,
     changes: Changes<'_>,
 ) -> Result<Response, StoreError> {
-    let Changes { tags, cors, policy } = changes;
+    let Changes {
+        tags,
+        cors,
+        policy,
+        object_lock,
+        lifecycle,
+    } = changes;
     let Some(mut bucket) = read_bucket(db, name)? else {
         return Ok(error(MetaError::NoSuchBucket));
     };
+    if let Some(lock) = object_lock {
+        // Object Lock may be turned on later only where every version is kept already.
+        let enabled = bucket.versioning == VersioningStatus::Enabled as i32;
+        if !bucket.object_lock_enabled && !enabled {
+            return Ok(error(MetaError::InvalidBucketState));
+        }
+        let rule = match lock.default_rule.as_deref().map(ObjectLockRule::decode) {
+            None => None,
+            Some(Ok(rule)) => Some(rule),
+            Some(Err(_)) => return Ok(error(MetaError::InvalidArgument)),
+        };
+        bucket.object_lock_enabled = true;
+        bucket.object_lock_default = rule;
+    }
+    if let Some(raw) = lifecycle {
+        let Ok(config) = LifecycleConfiguration::decode(raw) else {
+            return Ok(error(MetaError::InvalidArgument));
+        };
+        bucket.lifecycle = (!config.rules.is_empty()).then_some(config);
+    }
     if let Some(policy) = policy {
         bucket.policy = policy.to_string();
     }
@@ -84,6 +117,8 @@ mod tests {
             tags,
             cors,
             policy: None,
+            object_lock: None,
+            lifecycle: None,
         }
     }
 
@@ -96,7 +131,14 @@ mod tests {
             run(&db, 1, config("b", Some(vec![]), None))?,
             error(MetaError::NoSuchBucket)
         );
-        run(&db, 2, Command::CreateBucket { name: "b".into() })?;
+        run(
+            &db,
+            2,
+            Command::CreateBucket {
+                name: "b".into(),
+                object_lock: false,
+            },
+        )?;
         let tags = vec![("a".to_string(), "1".to_string())];
         run(&db, 3, config("b", Some(tags), None))?;
         let cors = CorsConfiguration {

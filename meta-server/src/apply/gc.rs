@@ -229,7 +229,14 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let (_, sm) = crate::store::open(dir.path()).expect("open");
         let db = sm.db();
-        run(&db, 1, Command::CreateBucket { name: "b".into() });
+        run(
+            &db,
+            1,
+            Command::CreateBucket {
+                name: "b".into(),
+                object_lock: false,
+            },
+        );
         run(&db, 2, commit("live", "aaaa"));
         run(&db, 3, commit("gone", "bbbb"));
         run(
@@ -240,6 +247,7 @@ mod tests {
                 key: "gone".into(),
                 condition: None,
                 version_id: None,
+                bypass_governance: false,
             },
         );
         // live: kept; the same key on another disk: garbage; deleted object: garbage;

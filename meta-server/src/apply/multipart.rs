@@ -124,6 +124,11 @@ pub(super) fn create(
     let Some(bucket) = read_bucket(db, &upload.bucket)? else {
         return Ok(error(MetaError::NoSuchBucket));
     };
+    // The lock is settled at completion (the default retention counts from then); a lock
+    // asked for outside an Object Lock bucket is refused now, as S3 does.
+    if !bucket.object_lock_enabled && super::object_lock::is_set(upload.lock.as_ref()) {
+        return Ok(error(MetaError::NoObjectLock));
+    }
     upload.upload_id = format!("{index:016x}{nonce:016x}");
     upload.initiated_ms = now;
     batch.put_cf(
@@ -262,6 +267,7 @@ pub(super) fn complete(
             object: first.encode_to_vec(),
             replaced: None,
             unused_parts: Vec::new(),
+            expiry: None,
         });
     }
     let (bucket_id, upload) = match find_upload(db, target)? {
@@ -316,11 +322,16 @@ pub(super) fn complete(
         checksums: Vec::new(),
         versioned: false,
         delete_marker: false,
+        lock: None,
     };
     let Some(bucket_record) = super::read_bucket(db, bucket)? else {
         return Ok(error(MetaError::NoSuchBucket));
     };
     let mut object = object;
+    object.lock = match super::object_lock::for_new_version(&bucket_record, upload.lock, now) {
+        Ok(lock) => lock,
+        Err(code) => return Ok(error(code)),
+    };
     let replaced = super::versions::put_version(db, batch, &bucket_record, &mut object, index)?;
     record_upload(db, batch, &object)?;
     if super::heal::has_unwritten_shards(&object) {
@@ -338,6 +349,7 @@ pub(super) fn complete(
         ..object
     };
     Ok(Response::MultipartCompleted {
+        expiry: super::lifecycle::expiry_of(&bucket_record, &summary).map(|e| e.encode_to_vec()),
         object: summary.encode_to_vec(),
         replaced: replaced.map(|r| r.encode_to_vec()),
         unused_parts: unused.iter().map(Message::encode_to_vec).collect(),
@@ -443,7 +455,10 @@ mod tests {
                 db: sm.db(),
                 next: 1,
             };
-            db.run(Command::CreateBucket { name: B.into() });
+            db.run(Command::CreateBucket {
+                name: B.into(),
+                object_lock: false,
+            });
             db
         }
 
@@ -582,6 +597,7 @@ mod tests {
             object,
             replaced: None,
             unused_parts,
+            ..
         } = db.complete("k", &id, &list)
         else {
             panic!("complete failed");
@@ -618,6 +634,7 @@ mod tests {
             object: again,
             replaced: None,
             unused_parts,
+            ..
         } = db.complete("k", &id, &list)
         else {
             panic!("second complete");
@@ -773,7 +790,10 @@ mod tests {
         };
         assert_eq!(decoded_parts(&parts)[0].shards[0].shard_key, "p1.0");
         // A new bucket of the same name starts with no uploads.
-        db.run(Command::CreateBucket { name: B.into() });
+        db.run(Command::CreateBucket {
+            name: B.into(),
+            object_lock: false,
+        });
         let bucket = db.reader().bucket(B).expect("read").expect("bucket");
         assert_eq!(
             db.reader()

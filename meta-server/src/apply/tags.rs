@@ -2,17 +2,17 @@
 //! current version (or the version named) in place (same key, same version id); data, placement and every other
 //! attribute stay as they are.
 
-use cairn_proto::meta::{MetaError, ObjectTag, ObjectVersion};
+use cairn_proto::meta::{MetaError, ObjectTag};
 use rocksdb::{WriteBatch, DB};
 
 use super::{error, read_bucket};
-use crate::keys;
 use crate::records;
 use crate::store::{cf, StoreError, CF_OBJECTS};
 use crate::types::Response;
 
 /// Replaces the tags of the current version of `key`, or of the version `version_id` names
-/// (`null`: the null version).
+/// (`null`: the null version). A delete marker has no tags (see
+/// [`super::versions::find_target`]).
 pub(super) fn set(
     db: &DB,
     batch: &mut WriteBatch,
@@ -22,37 +22,11 @@ pub(super) fn set(
     let Some(bucket) = read_bucket(db, bucket)? else {
         return Ok(error(MetaError::NoSuchBucket));
     };
-    let objects = cf(db, CF_OBJECTS)?;
-    let found = if version_id.is_empty() {
-        let start = keys::object_versions_start(bucket.id, key);
-        let mut iter = db.raw_iterator_cf_opt(objects, crate::store::within(&start));
-        iter.seek(&start);
-        match (iter.key(), iter.value()) {
-            (Some(k), Some(v)) if k.starts_with(&start) => {
-                Some((k.to_vec(), records::decode::<ObjectVersion>(v)?))
-            }
-            _ => {
-                iter.status()?;
-                return Ok(error(MetaError::NoSuchKey));
-            }
-        }
-    } else {
-        if !super::versions::is_version_id(version_id) {
-            return Ok(error(MetaError::InvalidArgument));
-        }
-        super::versions::find(db, bucket.id, key, version_id)?
+    let (raw_key, mut object) = match super::versions::find_target(db, bucket.id, key, version_id)?
+    {
+        Ok(found) => found,
+        Err(code) => return Ok(error(code)),
     };
-    let Some((raw_key, mut object)) = found else {
-        return Ok(error(MetaError::NoSuchVersion));
-    };
-    if object.delete_marker {
-        // A delete marker has no tags: S3 answers 405 (current: 404, see the gateway).
-        return Ok(error(if version_id.is_empty() {
-            MetaError::NoSuchKey
-        } else {
-            MetaError::MethodNotAllowed
-        }));
-    }
     object.tags = tags
         .iter()
         .map(|(key, value)| ObjectTag {
@@ -60,7 +34,7 @@ pub(super) fn set(
             value: value.clone(),
         })
         .collect();
-    batch.put_cf(objects, raw_key, records::encode(&object));
+    batch.put_cf(cf(db, CF_OBJECTS)?, raw_key, records::encode(&object));
     Ok(Response::TagsSet {
         version_id: object.version_id,
     })
@@ -70,6 +44,7 @@ pub(super) fn set(
 mod tests {
     use super::*;
     use crate::types::{Command, Request};
+    use cairn_proto::meta::ObjectVersion;
     use prost::Message;
 
     fn run(db: &DB, index: u64, command: Command) -> Result<Response, StoreError> {
@@ -104,7 +79,14 @@ mod tests {
             run(&db, 1, set_tags("", &[("a", "1")]))?,
             error(MetaError::NoSuchBucket)
         );
-        run(&db, 2, Command::CreateBucket { name: "b".into() })?;
+        run(
+            &db,
+            2,
+            Command::CreateBucket {
+                name: "b".into(),
+                object_lock: false,
+            },
+        )?;
         assert_eq!(
             run(&db, 3, set_tags("", &[("a", "1")]))?,
             error(MetaError::NoSuchKey)

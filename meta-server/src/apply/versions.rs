@@ -54,7 +54,12 @@ pub(super) fn set_status(
         return Ok(error(MetaError::NoSuchBucket));
     };
     match VersioningStatus::try_from(wanted) {
-        Ok(VersioningStatus::Enabled | VersioningStatus::Suspended) => {}
+        Ok(VersioningStatus::Enabled) => {}
+        // Object Lock needs every version kept: its versioning cannot be suspended.
+        Ok(VersioningStatus::Suspended) if bucket.object_lock_enabled => {
+            return Ok(error(MetaError::InvalidBucketState))
+        }
+        Ok(VersioningStatus::Suspended) => {}
         _ => return Ok(error(MetaError::InvalidArgument)),
     }
     // Suspending a never-versioned bucket is accepted, as in S3: writes stay `null`, but the
@@ -138,11 +143,14 @@ pub(super) fn delete_current(
 
 /// `DeleteObject` with a version id: removes exactly that version for good (a missing one is
 /// no error, as in S3). Removing the newest makes the next one current; removing a delete
-/// marker thereby brings the version under it back.
+/// marker thereby brings the version under it back. A version that Object Lock protects at
+/// `now` stays (`OBJECT_LOCKED`); `bypass_governance` lifts a GOVERNANCE retention.
 pub(super) fn delete_version(
     db: &DB,
     batch: &mut WriteBatch,
     (bucket, key, version): (&str, &str, &str),
+    now: i64,
+    bypass_governance: bool,
 ) -> Result<Response, StoreError> {
     let Some(bucket) = read_bucket(db, bucket)? else {
         return Ok(error(MetaError::NoSuchBucket));
@@ -151,6 +159,11 @@ pub(super) fn delete_version(
         return Ok(error(MetaError::InvalidArgument));
     }
     let found = find(db, bucket.id, key, version)?;
+    if let Some((_, object)) = &found {
+        if super::object_lock::protects(object.lock.as_ref(), now, bypass_governance) {
+            return Ok(error(MetaError::ObjectLocked));
+        }
+    }
     let deleted = match found {
         Some((raw_key, mut object)) => {
             batch.delete_cf(cf(db, CF_OBJECTS)?, raw_key);
@@ -162,6 +175,45 @@ pub(super) fn delete_version(
     Ok(Response::Deleted {
         deleted,
         marker: None,
+    })
+}
+
+/// The version a per-version command (tags, Object Lock) acts on, with its raw key: the
+/// current version of `key` when `version` is empty, else the version it names. A delete
+/// marker has nothing to set: `NO_SUCH_KEY` when it is current (S3's 404), else
+/// `METHOD_NOT_ALLOWED` (S3's 405).
+pub(super) fn find_target(
+    db: &DB,
+    bucket_id: u64,
+    key: &str,
+    version: &str,
+) -> Result<Result<(Vec<u8>, ObjectVersion), MetaError>, StoreError> {
+    let found = if version.is_empty() {
+        let start = keys::object_versions_start(bucket_id, key);
+        let mut iter = db.raw_iterator_cf_opt(cf(db, CF_OBJECTS)?, crate::store::within(&start));
+        iter.seek(&start);
+        match (iter.key(), iter.value()) {
+            (Some(k), Some(v)) if k.starts_with(&start) => {
+                Some((k.to_vec(), records::decode::<ObjectVersion>(v)?))
+            }
+            _ => {
+                iter.status()?;
+                return Ok(Err(MetaError::NoSuchKey));
+            }
+        }
+    } else {
+        if !is_version_id(version) {
+            return Ok(Err(MetaError::InvalidArgument));
+        }
+        find(db, bucket_id, key, version)?
+    };
+    Ok(match found {
+        None => Err(MetaError::NoSuchVersion),
+        Some((_, object)) if object.delete_marker && version.is_empty() => {
+            Err(MetaError::NoSuchKey)
+        }
+        Some((_, object)) if object.delete_marker => Err(MetaError::MethodNotAllowed),
+        Some(found) => Ok(found),
     })
 }
 
@@ -309,6 +361,7 @@ mod tests {
             key: key.into(),
             condition: None,
             version_id: version.map(str::to_string),
+            bypass_governance: false,
         }
     }
 
@@ -367,7 +420,14 @@ mod tests {
         let db = sm.db();
         let reader = MetaReader::new(db.clone());
         // Bucket id 1.
-        run(&db, 1, Command::CreateBucket { name: "b".into() });
+        run(
+            &db,
+            1,
+            Command::CreateBucket {
+                name: "b".into(),
+                object_lock: false,
+            },
+        );
         assert_eq!(
             run(&db, 2, set(VersioningStatus::Unversioned)),
             error(MetaError::InvalidArgument)
@@ -375,8 +435,9 @@ mod tests {
         run(&db, 3, commit("k", "null0"));
         run(&db, 4, set(VersioningStatus::Enabled));
         for (i, attempt) in ["v5", "v6", "v7"].iter().enumerate() {
-            let Response::Committed { object, replaced } =
-                run(&db, 5 + i as u64, commit("k", attempt))
+            let Response::Committed {
+                object, replaced, ..
+            } = run(&db, 5 + i as u64, commit("k", attempt))
             else {
                 panic!("commit");
             };
@@ -507,7 +568,14 @@ mod tests {
         let (_, sm) = crate::store::open(dir.path()).expect("open");
         let db = sm.db();
         let reader = MetaReader::new(db.clone());
-        run(&db, 1, Command::CreateBucket { name: "b".into() });
+        run(
+            &db,
+            1,
+            Command::CreateBucket {
+                name: "b".into(),
+                object_lock: false,
+            },
+        );
         run(&db, 2, set(VersioningStatus::Enabled));
         run(&db, 3, commit("k", "v3"));
         run(&db, 4, set(VersioningStatus::Suspended));
@@ -549,7 +617,14 @@ mod tests {
         let (_, sm) = crate::store::open(dir.path()).expect("open");
         let db = sm.db();
         let reader = MetaReader::new(db.clone());
-        run(&db, 1, Command::CreateBucket { name: "b".into() });
+        run(
+            &db,
+            1,
+            Command::CreateBucket {
+                name: "b".into(),
+                object_lock: false,
+            },
+        );
         run(&db, 2, commit("k", "a"));
         let Response::Committed { replaced, .. } = run(&db, 3, commit("k", "b")) else {
             panic!("commit");
@@ -573,7 +648,14 @@ mod tests {
         let (_, sm) = crate::store::open(dir.path()).expect("open");
         let db = sm.db();
         let reader = MetaReader::new(db.clone());
-        run(&db, 1, Command::CreateBucket { name: "b".into() });
+        run(
+            &db,
+            1,
+            Command::CreateBucket {
+                name: "b".into(),
+                object_lock: false,
+            },
+        );
         run(&db, 2, commit("a", "a2"));
         run(&db, 3, set(VersioningStatus::Enabled));
         let mut index = 4;

@@ -38,6 +38,7 @@ impl MetaService {
             user_metadata: request.user_metadata,
             headers: request.headers,
             tags: request.tags,
+            lock: request.lock,
         };
         let group = self.groups()?.for_bucket(&upload.bucket);
         let applied = group
@@ -116,11 +117,13 @@ impl MetaService {
                 object,
                 replaced,
                 unused_parts,
+                expiry,
             } => CompleteMultipartUploadResponse {
                 error: MetaError::None as i32,
                 object: Some(decode(&object)?),
                 replaced: replaced.map(|r| decode(&r)).transpose()?,
                 unused_parts: decode_parts(&unused_parts)?,
+                expiry: expiry.map(|e| decode(&e)).transpose()?,
             },
             Applied::Error { code } => CompleteMultipartUploadResponse {
                 error: meta_error(code) as i32,
