@@ -51,7 +51,12 @@ fi
 bin="$target_dir/debug/cairn"
 [ -x "$bin" ] || cargo build --bin cairn
 access=s3tests-access-key secret=s3tests-secret-key-0123456789
+# The suite's lifecycle tests count a "day" as lc_debug_interval seconds (RGW's debug mode):
+# the server is given the same short day and scans every 2 s. x-amz-expiration keeps real
+# days either way (docs/s3-compatibility.md).
+lc_day=${CAIRN_LIFECYCLE_DAY_SECS:-10}
 CAIRN_ACCESS_KEY=$access CAIRN_SECRET_KEY=$secret \
+  CAIRN_LIFECYCLE_DAY_SECS=$lc_day CAIRN_LIFECYCLE_INTERVAL=${CAIRN_LIFECYCLE_INTERVAL:-2} \
   "$bin" server --address 127.0.0.1:0 "$work/d1" "$work/d2" "$work/d3" "$work/d4" \
   >"$work/server.out" 2>"$out/server.log" &
 server_pid=$!
@@ -88,7 +93,7 @@ ssl_verify = False
 bucket prefix = s3t-{random}-
 
 CONF
-  user_section "s3 main" main; echo "api_name ="; echo
+  user_section "s3 main" main; echo "api_name ="; echo "lc_debug_interval = $lc_day"; echo
   user_section "s3 alt" alt; echo
   user_section "s3 tenant" tenant; echo "tenant = tenant"; echo
   user_section "iam" iam; echo

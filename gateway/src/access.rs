@@ -13,13 +13,17 @@
 //! the keys refused are answered `AccessDenied` one by one ([`DeniedKeys`]), and a request in
 //! which no key is allowed is refused whole. `x-amz-bypass-governance-retention` counts only
 //! for callers allowed `s3:BypassGovernanceRetention`: for the others the hook turns it off,
-//! so a GOVERNANCE retention protects against them as if they had not asked.
+//! so a GOVERNANCE retention protects against them as if they had not asked. A write that
+//! sets a lock with `x-amz-object-lock-*` headers also needs `s3:PutObjectRetention` (mode
+//! and date) or `s3:PutObjectLegalHold` (legal hold), as in S3: `s3:PutObject` alone must not
+//! be enough to make a version nobody can remove.
 
 use std::sync::Arc;
 
 use s3s::access::{S3Access, S3AccessContext};
 use s3s::dto::{
-    CopyObjectInput, CopySource, DeleteObjectInput, DeleteObjectsInput, PutObjectRetentionInput,
+    CopyObjectInput, CopySource, CreateMultipartUploadInput, DeleteObjectInput, DeleteObjectsInput,
+    ObjectLockLegalHoldStatus, ObjectLockMode, PutObjectInput, PutObjectRetentionInput, Timestamp,
     UploadPartCopyInput,
 };
 use s3s::path::S3Path;
@@ -194,7 +198,44 @@ fn copy_source(source: &CopySource) -> Option<(&str, &str)> {
     }
 }
 
+/// The lock headers a write carries.
+struct LockHeaders<'a> {
+    mode: Option<&'a ObjectLockMode>,
+    retain_until: Option<&'a Timestamp>,
+    legal_hold: Option<&'a ObjectLockLegalHoldStatus>,
+}
+
 impl Access {
+    /// Refuses a write whose lock headers the caller may not set on `bucket/key`.
+    async fn check_lock_headers<T>(
+        &self,
+        req: &S3Request<T>,
+        (bucket, key): (&str, &str),
+        headers: LockHeaders<'_>,
+    ) -> ApiResult<()> {
+        let mut operations = Vec::new();
+        if headers.mode.is_some() || headers.retain_until.is_some() {
+            operations.push("PutObjectRetention");
+        }
+        if headers.legal_hold.is_some() {
+            operations.push("PutObjectLegalHold");
+        }
+        for operation in operations {
+            self.decide(
+                access_key(req),
+                Question {
+                    operation,
+                    bucket: Some(bucket),
+                    key: Some(key),
+                    prefix: None,
+                    source_ip: source_ip(req),
+                },
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
     /// Whether the caller may bypass GOVERNANCE retentions on `key` (or, with `keys`, on
     /// each of those keys) of `bucket`.
     async fn may_bypass<T>(
@@ -251,7 +292,42 @@ impl S3Access for Access {
         Ok(())
     }
 
+    async fn put_object(&self, req: &mut S3Request<PutObjectInput>) -> S3Result<()> {
+        let input = &req.input;
+        let headers = LockHeaders {
+            mode: input.object_lock_mode.as_ref(),
+            retain_until: input.object_lock_retain_until_date.as_ref(),
+            legal_hold: input.object_lock_legal_hold_status.as_ref(),
+        };
+        Ok(self
+            .check_lock_headers(req, (&input.bucket, &input.key), headers)
+            .await?)
+    }
+
+    async fn create_multipart_upload(
+        &self,
+        req: &mut S3Request<CreateMultipartUploadInput>,
+    ) -> S3Result<()> {
+        let input = &req.input;
+        let headers = LockHeaders {
+            mode: input.object_lock_mode.as_ref(),
+            retain_until: input.object_lock_retain_until_date.as_ref(),
+            legal_hold: input.object_lock_legal_hold_status.as_ref(),
+        };
+        Ok(self
+            .check_lock_headers(req, (&input.bucket, &input.key), headers)
+            .await?)
+    }
+
     async fn copy_object(&self, req: &mut S3Request<CopyObjectInput>) -> S3Result<()> {
+        let input = &req.input;
+        let headers = LockHeaders {
+            mode: input.object_lock_mode.as_ref(),
+            retain_until: input.object_lock_retain_until_date.as_ref(),
+            legal_hold: input.object_lock_legal_hold_status.as_ref(),
+        };
+        self.check_lock_headers(req, (&input.bucket, &input.key), headers)
+            .await?;
         if let Some((bucket, key)) = copy_source(&req.input.copy_source) {
             self.decide(
                 access_key(req),

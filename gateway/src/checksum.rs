@@ -136,6 +136,14 @@ impl BodyChecksums {
         }
     }
 
+    /// Computes `algorithm` too (nothing to compare it with): a multipart part always gets
+    /// its upload's checksum. Call before any byte is fed.
+    pub fn also_compute(&mut self, algorithm: Algorithm) {
+        if !self.hashers.iter().any(|(a, _)| *a == algorithm) {
+            self.hashers.push((algorithm, Hasher::new(algorithm)));
+        }
+    }
+
     /// Feeds body bytes.
     pub fn update(&mut self, data: &[u8]) {
         for (_, h) in &mut self.hashers {
@@ -199,21 +207,43 @@ pub(crate) fn fields(values: Vec<(Algorithm, String)>) -> ChecksumFields {
     out
 }
 
-/// Verified checksums as stored in an object's record.
+/// The checksum of `data` with `algorithm`, base64.
+pub(crate) fn digest(algorithm: Algorithm, data: &[u8]) -> String {
+    let mut hasher = Hasher::new(algorithm);
+    hasher.update(data);
+    hasher.finish()
+}
+
+/// Verified checksums of a whole body as stored in a record.
 pub(crate) fn records(computed: &[(Algorithm, String)]) -> Vec<pb::ObjectChecksum> {
     computed
         .iter()
         .map(|(a, value)| pb::ObjectChecksum {
             algorithm: a.name().to_string(),
             value: value.clone(),
+            r#type: String::new(),
         })
         .collect()
 }
 
+/// `x-amz-checksum-type` of an object's stored checksums: COMPOSITE for a multipart object's
+/// composite one, FULL_OBJECT otherwise.
+pub(crate) fn stored_type(object: &pb::ObjectVersion) -> &'static str {
+    if object.checksums.iter().any(|c| c.r#type == "COMPOSITE") {
+        "COMPOSITE"
+    } else {
+        "FULL_OBJECT"
+    }
+}
+
 /// An object's stored checksums, by algorithm (records of unknown algorithms are skipped).
 pub(crate) fn stored(object: &pb::ObjectVersion) -> Vec<(Algorithm, String)> {
-    object
-        .checksums
+    of_records(&object.checksums)
+}
+
+/// Stored checksum records by algorithm (records of unknown algorithms are skipped).
+pub(crate) fn of_records(records: &[pb::ObjectChecksum]) -> Vec<(Algorithm, String)> {
+    records
         .iter()
         .filter_map(|c| Some((Algorithm::from_name(&c.algorithm)?, c.value.clone())))
         .collect()

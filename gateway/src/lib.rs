@@ -54,6 +54,7 @@ mod lifecycle;
 mod list;
 mod meta_client;
 mod multipart;
+mod multipart_checksum;
 mod names;
 mod object_attributes;
 mod object_lock;

@@ -61,6 +61,13 @@ fn parse_rule(rule: LifecycleRule) -> ApiResult<pb::LifecycleRule> {
                 "ID length should not exceed allowed limit of {MAX_ID_LEN}"
             )))
         }
+        // The id goes into the x-amz-expiration header, which cannot carry control
+        // characters (or quotes, which delimit it there).
+        Some(id) if id.chars().any(|c| c.is_control() || c == '"') => {
+            return Err(ApiError::InvalidArgument(
+                "ID must not contain control characters or quotes".into(),
+            ))
+        }
         Some(id) => id,
         None => {
             let bytes: [u8; 15] = rand::random();
@@ -189,18 +196,17 @@ fn size(bound: Option<i64>) -> ApiResult<Option<u64>> {
         .transpose()
 }
 
+/// A rule's `Filter`. AWS wants exactly one condition in it (several go inside `And`);
+/// MinIO and Ceph also take several side by side and AND them, and so does Cairn, so that
+/// configurations written for any of them work. Only `And` beside another condition is
+/// refused, since it would be ambiguous.
 fn parse_filter(filter: LifecycleRuleFilter) -> ApiResult<pb::LifecycleFilter> {
-    let children = [
-        filter.and.is_some(),
-        filter.prefix.is_some(),
-        filter.tag.is_some(),
-        filter.object_size_greater_than.is_some(),
-        filter.object_size_less_than.is_some(),
-    ];
-    if children.iter().filter(|c| **c).count() > 1 {
-        return Err(malformed(
-            "a Filter holds one of Prefix, Tag, ObjectSizeGreaterThan, ObjectSizeLessThan and And",
-        ));
+    let beside_and = filter.prefix.is_some()
+        || filter.tag.is_some()
+        || filter.object_size_greater_than.is_some()
+        || filter.object_size_less_than.is_some();
+    if filter.and.is_some() && beside_and {
+        return Err(malformed("a Filter with And holds nothing else"));
     }
     let out = match filter.and {
         Some(and) => pb::LifecycleFilter {
@@ -441,13 +447,26 @@ mod tests {
             ..Default::default()
         });
         assert_eq!(code(parse(config(vec![not_midnight]))), "InvalidArgument");
+        // Several conditions side by side are ANDed (as MinIO and Ceph do) and kept as given;
+        // `And` beside another is refused.
         let mut two_children = rule(Some("a"));
         two_children.filter = Some(LifecycleRuleFilter {
             prefix: Some("p".into()),
             object_size_greater_than: Some(5),
             ..Default::default()
         });
-        assert_eq!(code(parse(config(vec![two_children]))), "MalformedXML");
+        let stored = parse(config(vec![two_children.clone()])).expect("ANDed");
+        assert_eq!(rules(&stored), vec![two_children.clone()]);
+        let mut and_beside = two_children;
+        and_beside.filter = Some(LifecycleRuleFilter {
+            prefix: Some("p".into()),
+            and: Some(LifecycleRuleAndOperator::default()),
+            ..Default::default()
+        });
+        assert_eq!(code(parse(config(vec![and_beside]))), "MalformedXML");
+        let mut newline = rule(Some("a\nb"));
+        newline.filter = None;
+        assert_eq!(code(parse(config(vec![newline]))), "InvalidArgument");
         let mut no_action = rule(Some("a"));
         no_action.expiration = None;
         assert_eq!(code(parse(config(vec![no_action]))), "InvalidRequest");

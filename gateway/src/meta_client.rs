@@ -441,11 +441,11 @@ impl Meta {
     }
 
     /// Sets the Object Lock retention and/or legal hold of an object version (`version_id`
-    /// empty: the current one); returns the version's id. Setting a value again is
-    /// harmless, so the call is resent like a read.
+    /// empty: the current one); returns the version's id. Not resent blindly: by then the
+    /// current version, or another client's hold, may have changed.
     pub async fn set_object_lock(&self, req: pb::SetObjectLockRequest) -> ApiResult<String> {
         let resp = self
-            .call("SetObjectLock", |mut c| {
+            .call_write("SetObjectLock", |mut c| {
                 let req = req.clone();
                 async move { c.set_object_lock(req).await }
             })
@@ -776,8 +776,8 @@ fn in_band(code: i32) -> ApiResult<()> {
         Ok(MetaError::NoObjectLock) => Err(ApiError::NoObjectLock),
         Ok(MetaError::ObjectLocked) => Err(ApiError::ObjectLocked),
         Ok(MetaError::InvalidBucketState) => Err(ApiError::InvalidBucketState(
-            "An Object Lock configuration is present on this bucket, so the versioning state \
-             cannot be changed."
+            "The request is not valid for the current state of the bucket (Object Lock needs \
+             versioning Enabled, and keeps it so)."
                 .into(),
         )),
         Ok(MetaError::InvalidPart) => Err(ApiError::InvalidPart),

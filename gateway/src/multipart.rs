@@ -23,6 +23,7 @@ use crate::blob_pool::{object_shards, part_shards, spawn_delete_shards};
 use crate::checksum::Algorithm;
 use crate::error::{ApiError, ApiResult};
 use crate::list::{is_url, max_keys, url_encode};
+use crate::multipart_checksum::{self, UploadChecksum};
 use crate::put::{store_body, BodyChecks, BodyTarget};
 use crate::{dto, Gateway};
 
@@ -56,13 +57,17 @@ pub(crate) struct StoredPart {
     pub last_modified_ms: i64,
 }
 
-/// Starts an upload; returns its id.
+/// Starts an upload (with a checksum algorithm and type for its parts and object, if
+/// `checksum`); returns its id.
 pub(crate) async fn create(
     gw: &Gateway,
-    bucket: &str,
-    key: &str,
+    (bucket, key): (&str, &str),
     attrs: ObjectAttrs,
+    checksum: UploadChecksum,
 ) -> ApiResult<String> {
+    let (checksum_algorithm, checksum_type) = checksum
+        .map(|(a, t)| (a.name().to_string(), t.name().to_string()))
+        .unwrap_or_default();
     let upload = gw
         .meta
         .create_multipart_upload(pb::CreateMultipartUploadRequest {
@@ -73,6 +78,8 @@ pub(crate) async fn create(
             user_metadata: attrs.user_metadata,
             tags: attrs.tags,
             lock: attrs.lock,
+            checksum_algorithm,
+            checksum_type,
         })
         .await?;
     debug!(bucket, key, upload_id = %upload.upload_id, "multipart upload created");
@@ -107,6 +114,7 @@ where
         scheme: stored.scheme,
         shards: stored.shards.clone(),
         attempt_id: stored.attempt_id.clone(),
+        checksums: crate::checksum::records(&stored.checksums),
     };
     let result = gw
         .meta
@@ -132,20 +140,39 @@ where
     })
 }
 
-/// Completes an upload from the listed (part number, unquoted ETag) pairs, if `condition`
-/// holds (checked in the completion's Raft entry); returns the new version (without its
-/// parts) and when it expires under the bucket's lifecycle rules.
+/// One part as CompleteMultipartUpload lists it.
+pub(crate) struct ListedPart {
+    pub number: u32,
+    /// Unquoted.
+    pub etag: String,
+    /// Checksums the client gives for the part (each must match the stored one).
+    pub checksums: Vec<(Algorithm, String)>,
+}
+
+/// A completed upload.
+pub(crate) struct CompletedObject {
+    /// The new version (without its parts).
+    pub object: pb::ObjectVersion,
+    /// When it expires under the bucket's lifecycle rules.
+    pub expiry: Option<pb::LifecycleExpiry>,
+}
+
+/// Completes an upload from the listed parts, if `condition` holds (checked in the
+/// completion's Raft entry). An upload created with a checksum algorithm gets its object's
+/// checksum from the parts' (`whole`: a full-object checksum the client sent to compare).
 pub(crate) async fn complete(
     gw: &Gateway,
     upload: &UploadRef,
-    parts: Vec<(u32, String)>,
-    condition: Option<pb::WriteCondition>,
-) -> ApiResult<(pb::ObjectVersion, Option<pb::LifecycleExpiry>)> {
-    if parts.is_empty() {
+    listed: Vec<ListedPart>,
+    (condition, whole): (Option<pb::WriteCondition>, Vec<(Algorithm, String)>),
+) -> ApiResult<CompletedObject> {
+    if listed.is_empty() {
         return Err(ApiError::MalformedXml(
             "the XML you provided did not list any part".into(),
         ));
     }
+    let checksums = object_checksums(gw, upload, &listed, &whole).await?;
+    let parts: Vec<(u32, String)> = listed.into_iter().map(|p| (p.number, p.etag)).collect();
     let done = gw
         .meta
         .complete_multipart_upload(pb::CompleteMultipartUploadRequest {
@@ -157,6 +184,7 @@ pub(crate) async fn complete(
                 .map(|(part_number, etag)| pb::CompletedPart { part_number, etag })
                 .collect(),
             condition,
+            checksums,
         })
         .await?;
     spawn_delete_shards(
@@ -180,7 +208,95 @@ pub(crate) async fn complete(
         );
     }
     debug!(bucket = %upload.bucket, key = %upload.key, version = %done.object.version_id, "multipart upload completed");
-    Ok((done.object, done.expiry))
+    Ok(CompletedObject {
+        object: done.object,
+        expiry: done.expiry,
+    })
+}
+
+/// The object checksum of an upload created with a checksum algorithm (none otherwise):
+/// made from the stored parts the list names, after checking the checksums the client gave
+/// for them (`InvalidPart`) and for the whole object (`BadDigest`). A listed part that is
+/// missing or has another ETag is left for the meta service to refuse (`InvalidPart`): its
+/// entry checks the ETags, so the checksum is always made of the parts that complete.
+async fn object_checksums(
+    gw: &Gateway,
+    upload: &UploadRef,
+    listed: &[ListedPart],
+    whole: &[(Algorithm, String)],
+) -> ApiResult<Vec<pb::ObjectChecksum>> {
+    let (record, stored) = match all_parts(gw, upload).await {
+        Ok(found) => found,
+        // Completed already (a retry, or a client completing twice): the meta service
+        // answers the first completion, with the checksum it made.
+        Err(ApiError::NoSuchUpload) => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let Some((algorithm, kind)) = multipart_checksum::of_upload(&record) else {
+        return Ok(Vec::new());
+    };
+    let mut parts: Vec<(u64, &str)> = Vec::with_capacity(listed.len());
+    for wanted in listed {
+        let Some(part) = stored
+            .iter()
+            .find(|p| p.part_number == wanted.number && p.etag.eq_ignore_ascii_case(&wanted.etag))
+        else {
+            return Ok(Vec::new());
+        };
+        // A part stored before checksums were kept cannot contribute: no object checksum.
+        let Some(value) = multipart_checksum::part_value(part, algorithm) else {
+            return Ok(Vec::new());
+        };
+        for (given_algorithm, given) in &wanted.checksums {
+            let stored_value = multipart_checksum::part_value(part, *given_algorithm);
+            if stored_value.is_some_and(|v| v != given.trim()) || *given_algorithm != algorithm {
+                return Err(ApiError::InvalidPart);
+            }
+        }
+        parts.push((part.size, value));
+    }
+    let value = multipart_checksum::object_value((algorithm, kind), &parts)?;
+    for (given_algorithm, given) in whole {
+        if *given_algorithm != algorithm || given.trim() != value {
+            return Err(ApiError::BadDigest(format!(
+                "the {} you specified did not match the calculated checksum",
+                given_algorithm.header()
+            )));
+        }
+    }
+    Ok(vec![pb::ObjectChecksum {
+        algorithm: algorithm.name().to_string(),
+        value,
+        r#type: kind.name().to_string(),
+    }])
+}
+
+/// An upload's record and every part stored so far (without placements), in number order.
+async fn all_parts(
+    gw: &Gateway,
+    upload: &UploadRef,
+) -> ApiResult<(pb::MultipartUpload, Vec<pb::ObjectPart>)> {
+    let mut parts = Vec::new();
+    let mut marker = 0;
+    loop {
+        let page = gw
+            .meta
+            .list_parts(pb::ListPartsRequest {
+                bucket: upload.bucket.clone(),
+                key: upload.key.clone(),
+                upload_id: upload.upload_id.clone(),
+                part_number_marker: marker,
+                max_parts: 0,
+            })
+            .await?;
+        let record = page.upload.unwrap_or_default();
+        let last = page.parts.last().map(|p| p.part_number);
+        parts.extend(page.parts);
+        match last {
+            Some(last) if page.is_truncated => marker = last,
+            _ => return Ok((record, parts)),
+        }
+    }
 }
 
 /// Aborts an upload; its parts' shards are deleted after the grace (a part upload still
@@ -248,14 +364,23 @@ pub(crate) async fn list_parts(gw: &Gateway, input: ListPartsInput) -> ApiResult
         (resp.parts, resp.is_truncated)
     };
     let next = parts.last().map_or(marker, |p| p.part_number);
+    let upload_checksum = resp.upload.as_ref().and_then(multipart_checksum::of_upload);
     let parts = parts
         .into_iter()
-        .map(|p| Part {
-            part_number: Some(i32_of(u64::from(p.part_number))),
-            size: Some(i64::try_from(p.size).unwrap_or(i64::MAX)),
-            e_tag: Some(dto::etag(&p.etag)),
-            last_modified: Some(dto::timestamp(p.last_modified_ms)),
-            ..Default::default()
+        .map(|p| {
+            let [crc32, crc32c, crc64nvme, sha1, sha256] =
+                crate::checksum::fields(crate::checksum::of_records(&p.checksums));
+            Part {
+                part_number: Some(i32_of(u64::from(p.part_number))),
+                size: Some(i64::try_from(p.size).unwrap_or(i64::MAX)),
+                e_tag: Some(dto::etag(&p.etag)),
+                last_modified: Some(dto::timestamp(p.last_modified_ms)),
+                checksum_crc32: crc32,
+                checksum_crc32c: crc32c,
+                checksum_crc64nvme: crc64nvme,
+                checksum_sha1: sha1,
+                checksum_sha256: sha256,
+            }
         })
         .collect();
     Ok(ListPartsOutput {
@@ -270,6 +395,10 @@ pub(crate) async fn list_parts(gw: &Gateway, input: ListPartsInput) -> ApiResult
         initiator: Some(initiator()),
         owner: Some(dto::owner()),
         storage_class: Some(storage_class()),
+        checksum_algorithm: upload_checksum
+            .map(|(a, _)| s3s::dto::ChecksumAlgorithm::from(a.name().to_string())),
+        checksum_type: upload_checksum
+            .map(|(_, t)| s3s::dto::ChecksumType::from(t.name().to_string())),
         ..Default::default()
     })
 }

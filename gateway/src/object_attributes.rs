@@ -70,7 +70,7 @@ fn whole_object_checksum(obj: &ObjectVersion) -> Option<Checksum> {
         checksum_crc64nvme: crc64nvme,
         checksum_sha1: sha1,
         checksum_sha256: sha256,
-        checksum_type: Some(ChecksumType::from_static(ChecksumType::FULL_OBJECT)),
+        checksum_type: Some(ChecksumType::from_static(checksum::stored_type(obj))),
     })
 }
 
@@ -99,10 +99,18 @@ fn parts_page(
     let page: Vec<ObjectPart> = after
         .iter()
         .take(max)
-        .map(|p| ObjectPart {
-            part_number: i32::try_from(p.part_number).ok(),
-            size: i64::try_from(p.size).ok(),
-            ..Default::default()
+        .map(|p| {
+            let [crc32, crc32c, crc64nvme, sha1, sha256] =
+                checksum::fields(checksum::of_records(&p.checksums));
+            ObjectPart {
+                part_number: i32::try_from(p.part_number).ok(),
+                size: i64::try_from(p.size).ok(),
+                checksum_crc32: crc32,
+                checksum_crc32c: crc32c,
+                checksum_crc64nvme: crc64nvme,
+                checksum_sha1: sha1,
+                checksum_sha256: sha256,
+            }
         })
         .collect();
     let truncated = after.len() > page.len();

@@ -22,6 +22,18 @@ use crate::Gateway;
 /// The longest default retention AWS accepts.
 const MAX_DAYS: i32 = 36_500;
 const MAX_YEARS: i32 = 100;
+/// A requested retain-until date, which must be in the future. There is no upper bound (S3
+/// has none; a client may lock for 2140): what keeps a writer from locking a version for
+/// ever is that setting a lock needs `s3:PutObjectRetention` (see `crate::access`).
+fn check_retain_until(until: &Timestamp) -> ApiResult<i64> {
+    let until = dto::millis(until);
+    if until <= dto::now_ms() {
+        return Err(ApiError::InvalidArgument(
+            "The retain until date must be in the future!".into(),
+        ));
+    }
+    Ok(until)
+}
 
 fn malformed(why: &str) -> ApiError {
     ApiError::MalformedXml(format!(
@@ -139,14 +151,8 @@ pub(crate) fn from_headers(
                     "Unknown wormMode directive.".into(),
                 ));
             };
-            let until = dto::millis(until);
-            if until <= dto::now_ms() {
-                return Err(ApiError::InvalidArgument(
-                    "The retain until date must be in the future!".into(),
-                ));
-            }
             lock.mode = mode as i32;
-            lock.retain_until_ms = until;
+            lock.retain_until_ms = check_retain_until(until)?;
         }
         _ => return Err(ApiError::InvalidArgument(
             "x-amz-object-lock-retain-until-date and x-amz-object-lock-mode must both be supplied"
@@ -222,13 +228,7 @@ pub(crate) async fn put_retention(
             let Some(mode) = mode_from(mode.as_str()) else {
                 return Err(malformed("Mode must be GOVERNANCE or COMPLIANCE"));
             };
-            let until = dto::millis(&until);
-            if until <= dto::now_ms() {
-                return Err(ApiError::InvalidArgument(
-                    "The retain until date must be in the future!".into(),
-                ));
-            }
-            (mode, until)
+            (mode, check_retain_until(&until)?)
         }
         _ => return Err(malformed("a Retention has both Mode and RetainUntilDate")),
     };
@@ -409,5 +409,7 @@ mod tests {
         );
         let off = ObjectLockLegalHoldStatus::from("OFF".to_string());
         assert_eq!(from_headers(None, None, Some(&off)).expect("valid"), None);
+        let far = dto::timestamp(5_364_662_400_000); // 2140-01-01, as s3-tests sets it
+        assert!(from_headers(Some(&gov), Some(&far), None).is_ok());
     }
 }

@@ -224,6 +224,10 @@ where
         )
         .await?;
     let attempt_id = plan.upload_id.clone();
+    // A part of an upload with a checksum algorithm carries that checksum, sent or not.
+    if let Some(algorithm) = Algorithm::from_name(&plan.checksum_algorithm) {
+        check.also_compute(algorithm);
+    }
     let (pb_scheme, scheme, placements) = check_plan(plan)?;
     let codec = Codec::new(scheme).map_err(|e| ApiError::Internal(e.to_string()))?;
     // Held until the shard streams are finished (the end of this function).
@@ -352,6 +356,11 @@ impl BodyCheck {
             received: 0,
             md5: Md5::new(),
         }
+    }
+
+    /// Computes `algorithm` of the body too (see [`BodyChecksums::also_compute`]).
+    pub(crate) fn also_compute(&mut self, algorithm: Algorithm) {
+        self.declared.checksums.also_compute(algorithm);
     }
 
     /// Takes in the next chunk; fails as soon as the body outgrows its declared length.

@@ -20,7 +20,8 @@ use crate::multipart::UploadRef;
 use crate::put::{BodyChecks, PutInput};
 use crate::{
     bucket_policy, bucket_tagging, copy, cors, delete_many, dto, get, lifecycle, list, multipart,
-    names, object_attributes, object_lock, put, range, tagging, versioning, Gateway,
+    multipart_checksum, names, object_attributes, object_lock, put, range, tagging, versioning,
+    Gateway,
 };
 
 /// Content-Type of objects stored without one (what S3 answers too).
@@ -224,16 +225,30 @@ fn served_checksums(
     obj: &ObjectVersion,
     mode: Option<&ChecksumMode>,
     partial: bool,
+    part_number: Option<i32>,
 ) -> (checksum::ChecksumFields, Option<ChecksumType>) {
     let enabled = mode.is_some_and(|m| m.as_str().eq_ignore_ascii_case(ChecksumMode::ENABLED));
-    let stored = checksum::stored(obj);
-    if !enabled || partial || stored.is_empty() {
+    if !enabled {
         return (Default::default(), None);
     }
-    (
-        checksum::fields(stored),
-        Some(ChecksumType::from_static(ChecksumType::FULL_OBJECT)),
-    )
+    let kind = Some(ChecksumType::from_static(checksum::stored_type(obj)));
+    // A part of a multipart object read by number: that part's checksum (S3 answers it with
+    // the object's checksum type).
+    let part = part_number
+        .and_then(|n| u32::try_from(n).ok())
+        .and_then(|n| obj.parts.iter().find(|p| p.part_number == n));
+    if let Some(part) = part {
+        let stored = checksum::of_records(&part.checksums);
+        if stored.is_empty() || obj.checksums.is_empty() {
+            return (Default::default(), None);
+        }
+        return (checksum::fields(stored), kind);
+    }
+    let stored = checksum::stored(obj);
+    if partial || stored.is_empty() {
+        return (Default::default(), None);
+    }
+    (checksum::fields(stored), kind)
 }
 
 /// The attributes of a new version from a request's fields; `x-amz-tagging` is checked.
@@ -502,6 +517,7 @@ impl S3 for CairnS3 {
             &obj,
             input.checksum_mode.as_ref(),
             span.end - span.start != obj.size,
+            input.part_number,
         );
         let output = GetObjectOutput {
             checksum_crc32: crc32,
@@ -566,6 +582,7 @@ impl S3 for CairnS3 {
             &obj,
             input.checksum_mode.as_ref(),
             span.end - span.start != obj.size,
+            input.part_number,
         );
         let (object_lock_mode, object_lock_retain_until_date, object_lock_legal_hold_status) =
             object_lock::headers(obj.lock.as_ref());
@@ -805,7 +822,8 @@ impl S3 for CairnS3 {
     ) -> S3Result<S3Response<PutObjectLockConfigurationOutput>> {
         let input = req.input;
         let rule = object_lock::parse_configuration(input.object_lock_configuration)?;
-        self.gw
+        let changed = self
+            .gw
             .meta
             .update_bucket(cairn_proto::meta::SetBucketConfigRequest {
                 bucket: input.bucket,
@@ -813,7 +831,17 @@ impl S3 for CairnS3 {
                 object_lock_default: rule,
                 ..Default::default()
             })
-            .await?;
+            .await;
+        match changed {
+            Err(ApiError::InvalidBucketState(_)) => return Err(ApiError::InvalidBucketState(
+                "Versioning must be 'Enabled' on the bucket to apply a Object Lock configuration"
+                    .into(),
+            )
+            .into()),
+            other => {
+                other?;
+            }
+        }
         Ok(S3Response::new(PutObjectLockConfigurationOutput::default()))
     }
 
@@ -1097,11 +1125,19 @@ impl S3 for CairnS3 {
             input.object_lock_retain_until_date.as_ref(),
             input.object_lock_legal_hold_status.as_ref(),
         )?;
-        let upload_id = multipart::create(&self.gw, &input.bucket, &input.key, attrs).await?;
+        let checksum = multipart_checksum::for_upload(
+            input.checksum_algorithm.as_ref().map(|a| a.as_str()),
+            input.checksum_type.as_ref().map(|t| t.as_str()),
+        )?;
+        let upload_id =
+            multipart::create(&self.gw, (&input.bucket, &input.key), attrs, checksum).await?;
         Ok(S3Response::new(CreateMultipartUploadOutput {
             bucket: Some(input.bucket),
             key: Some(input.key),
             upload_id: Some(upload_id),
+            checksum_algorithm: checksum
+                .map(|(a, _)| ChecksumAlgorithm::from(a.name().to_string())),
+            checksum_type: checksum.map(|(_, t)| ChecksumType::from(t.name().to_string())),
             ..Default::default()
         }))
     }
@@ -1185,11 +1221,16 @@ impl S3 for CairnS3 {
             upload_id: input.upload_id,
         };
         let part = multipart::upload_part(&self.gw, &upload, number, checks, body).await?;
+        let [crc32, crc32c, crc64nvme, sha1, sha256] = checksum::fields(part.checksums);
         Ok(S3Response::new(UploadPartCopyOutput {
             copy_part_result: Some(CopyPartResult {
                 e_tag: Some(dto::etag(&part.etag)),
                 last_modified: Some(dto::timestamp(part.last_modified_ms)),
-                ..Default::default()
+                checksum_crc32: crc32,
+                checksum_crc32c: crc32c,
+                checksum_crc64nvme: crc64nvme,
+                checksum_sha1: sha1,
+                checksum_sha256: sha256,
             }),
             copy_source_version_id: source_version_id,
             ..Default::default()
@@ -1214,6 +1255,13 @@ impl S3 for CairnS3 {
             .and_then(|m| m.parts)
             .unwrap_or_default()
         {
+            let checksums = header_checksums([
+                p.checksum_crc32,
+                p.checksum_crc32c,
+                p.checksum_crc64nvme,
+                p.checksum_sha1,
+                p.checksum_sha256,
+            ]);
             let (Some(number), Some(etag)) = (p.part_number, p.e_tag) else {
                 return Err(ApiError::MalformedXml(
                     "every part needs a PartNumber and an ETag".into(),
@@ -1221,14 +1269,29 @@ impl S3 for CairnS3 {
                 .into());
             };
             let number = multipart::part_number(number).map_err(|_| ApiError::InvalidPart)?;
-            parts.push((number, etag.value().to_string()));
+            parts.push(multipart::ListedPart {
+                number,
+                etag: etag.value().to_string(),
+                checksums,
+            });
         }
+        let whole = header_checksums([
+            input.checksum_crc32,
+            input.checksum_crc32c,
+            input.checksum_crc64nvme,
+            input.checksum_sha1,
+            input.checksum_sha256,
+        ]);
         let upload = UploadRef {
             bucket: input.bucket,
             key: input.key,
             upload_id: input.upload_id,
         };
-        let (object, expiry) = multipart::complete(&self.gw, &upload, parts, condition).await?;
+        let multipart::CompletedObject { object, expiry } =
+            multipart::complete(&self.gw, &upload, parts, (condition, whole)).await?;
+        let [crc32, crc32c, crc64nvme, sha1, sha256] = checksum::fields(checksum::stored(&object));
+        let checksum_type = (!object.checksums.is_empty())
+            .then(|| ChecksumType::from_static(checksum::stored_type(&object)));
         // A write of a null version (unversioned or suspended bucket) answers no version id,
         // as S3 and MinIO do; reads of it answer `null` once versioning was configured.
         let version_id = versioning::header_id(&object);
@@ -1238,6 +1301,12 @@ impl S3 for CairnS3 {
             e_tag: Some(dto::etag(&object.etag)),
             version_id,
             expiration: lifecycle::expiration_header(expiry.as_ref()),
+            checksum_crc32: crc32,
+            checksum_crc32c: crc32c,
+            checksum_crc64nvme: crc64nvme,
+            checksum_sha1: sha1,
+            checksum_sha256: sha256,
+            checksum_type,
             ..Default::default()
         }))
     }

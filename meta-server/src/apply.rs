@@ -3,7 +3,9 @@
 //! Inputs are only the current state, the entry's log index and the entry itself (which
 //! carries the leader's clock): no wall clock, no randomness, no I/O other than the database.
 //! Ids come from the log: a bucket's id and an object version's number are the index of the
-//! entry that created them, so they are unique and increase in commit order on every replica.
+//! entry that created them, so they increase in commit order on every replica; a bucket id is
+//! unique, a version number unique among the versions of its key (one `ApplyLifecycle` entry
+//! may add delete markers to several keys under the same number).
 
 pub(crate) mod blob_nodes;
 mod bucket_config;
@@ -30,6 +32,8 @@ use crate::store::{StoreError, CF_BLOB_NODES, CF_BUCKETS, CF_CLUSTER, CF_OBJECTS
 
 /// Key of the cluster secret in the `cluster` column family.
 pub(crate) const KEY_CLUSTER_SECRET: &[u8] = b"secret";
+/// Key of the lifecycle day (milliseconds, decimal) in the `cluster` column family.
+pub(crate) const KEY_LIFECYCLE_DAY: &[u8] = b"lifecycle_day_ms";
 use crate::types::{Command, Request, Response};
 
 /// The printable version id of the version committed at log index `index`.
@@ -161,10 +165,13 @@ pub fn apply(
                 // A retried commit whose first attempt already landed: answering with the
                 // first result (and replacing nothing) keeps a retry from re-committing
                 // shards that a later overwrite or delete may already have removed.
+                let expiry = read_bucket(db, &first.bucket)?
+                    .and_then(|b| lifecycle::expiry_of(&b, &first))
+                    .map(|e| e.encode_to_vec());
                 return Ok(Response::Committed {
                     object: first.encode_to_vec(),
                     replaced: None,
-                    expiry: None,
+                    expiry,
                 });
             }
             let Some(bucket) = read_bucket(db, &object.bucket)? else {
@@ -236,8 +243,15 @@ pub fn apply(
             retention.as_ref(),
             *legal_hold,
         ),
-        Command::ApplyLifecycle { day_ms, actions } => {
-            lifecycle::apply(db, batch, (index, now), *day_ms, actions)
+        Command::ApplyLifecycle { actions } => lifecycle::apply(db, batch, (index, now), actions),
+        Command::SetLifecycleDay { day_ms } => {
+            let cluster = crate::store::cf(db, CF_CLUSTER)?;
+            if let Some(stored) = lifecycle::read_day_ms(db)? {
+                return Ok(Response::LifecycleDay { day_ms: stored });
+            }
+            let day_ms = (*day_ms).max(1);
+            batch.put_cf(cluster, KEY_LIFECYCLE_DAY, day_ms.to_string().as_bytes());
+            Ok(Response::LifecycleDay { day_ms })
         }
         Command::SetBucketVersioning { name, status } => {
             versions::set_status(db, batch, name, *status)
@@ -269,13 +283,14 @@ pub fn apply(
             upload_id,
             parts,
             condition,
+            checksums,
         } => multipart::complete(
             db,
             batch,
             (index, now),
             (bucket.as_str(), key.as_str(), upload_id.as_str()),
             parts,
-            condition.as_ref(),
+            (condition.as_ref(), checksums),
         ),
         Command::AbortMultipartUpload {
             bucket,

@@ -9,6 +9,11 @@
 //! each again at its own log position ([`crate::apply::lifecycle`]), so a scan that raced a
 //! client's write cannot expire what the write just made. Nothing here deletes shards: the
 //! versions removed become garbage that the blob servers' collector reclaims.
+//!
+//! The length of a lifecycle day is cluster state, not this node's setting: the first leader
+//! proposes its configured day (`SetLifecycleDay`, first proposal wins) within seconds of
+//! leading, and every scan and every apply uses the stored one. A test setting left on one
+//! node of an existing cluster therefore changes nothing.
 
 use std::time::Duration;
 
@@ -19,23 +24,26 @@ use tracing::{debug, info, warn, Instrument};
 
 use crate::apply::object_lock;
 use crate::apply::versions::s3_version_id;
-use crate::group::{now_ms, Group};
+use crate::group::{now_ms, Group, GroupMap};
 use crate::joined::JoinState;
 use crate::store::MetaReader;
-use crate::types::{Command, LifecycleAction};
+use crate::types::{Command, LifecycleAction, Response};
 
 /// Versions read per step of a bucket walk.
 const SCAN_BATCH: usize = 1000;
 /// Actions proposed in one Raft entry.
 const ACTIONS_PER_ENTRY: usize = 100;
+/// How often a node checks whether it leads (and so whether a scan is its job).
+const CHECK_EVERY: Duration = Duration::from_secs(5);
 
-/// How often the rules are applied, and how long a lifecycle day is.
+/// How often the rules are applied, and the lifecycle day a new cluster gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LifecycleSettings {
     /// Time between two scans (the first comes one interval after this node leads).
     pub interval: Duration,
-    /// The length of a lifecycle day: a real day, except in tests that want to watch
-    /// expiration happen (then due dates are not rounded to midnight).
+    /// The length of a lifecycle day for a cluster created by this node: a real day, except
+    /// in tests that want to watch expiration happen (then due dates are not rounded to
+    /// midnight). An existing cluster keeps the day it was created with.
     pub day: Duration,
 }
 
@@ -44,16 +52,6 @@ impl Default for LifecycleSettings {
         Self {
             interval: Duration::from_secs(3600),
             day: Duration::from_millis(lifecycle::DAY_MS as u64),
-        }
-    }
-}
-
-impl LifecycleSettings {
-    fn days(&self) -> Days {
-        Days {
-            day_ms: i64::try_from(self.day.as_millis())
-                .unwrap_or(lifecycle::DAY_MS)
-                .max(1),
         }
     }
 }
@@ -68,21 +66,37 @@ pub fn spawn(joined: JoinState, settings: LifecycleSettings) -> JoinHandle<()> {
 }
 
 async fn run(joined: JoinState, settings: LifecycleSettings) {
+    let wanted_day = i64::try_from(settings.day.as_millis())
+        .unwrap_or(lifecycle::DAY_MS)
+        .max(1);
+    // When this node last scanned as leader; `None` while it does not lead.
+    let mut last_scan: Option<tokio::time::Instant> = None;
+    // The cluster's day, once read: it never changes after it is fixed.
+    let mut settled: Option<i64> = None;
     loop {
-        tokio::time::sleep(settings.interval).await;
+        tokio::time::sleep(CHECK_EVERY.min(settings.interval)).await;
         let Some(j) = joined.get() else { continue };
-        let group = j.groups.system_group();
-        if !crate::heal_trigger::leads(group) {
+        let system = j.groups.system_group();
+        if !crate::heal_trigger::leads(system) {
+            last_scan = None;
             continue;
         }
-        let reader = match group.linearizable_reader().await {
-            Ok(r) => r,
-            Err(e) => {
-                debug!(error = %e, "not a linearizable leader now");
-                continue;
-            }
+        let started = *last_scan.get_or_insert_with(tokio::time::Instant::now);
+        let day_ms = match settled {
+            Some(day_ms) => day_ms,
+            None => match cluster_day(system, wanted_day).await {
+                Ok(day_ms) => *settled.insert(day_ms),
+                Err(e) => {
+                    debug!(error = %e, "cannot settle the lifecycle day yet");
+                    continue;
+                }
+            },
         };
-        match scan(group, reader, settings.days()).await {
+        if started.elapsed() < settings.interval {
+            continue;
+        }
+        last_scan = Some(tokio::time::Instant::now());
+        match scan(&j.groups, Days { day_ms }).await {
             Ok(0) => {}
             Ok(applied) => info!(applied, "lifecycle rules expired versions or uploads"),
             Err(e) => warn!(error = %e, "lifecycle scan failed; retrying at the next interval"),
@@ -90,15 +104,50 @@ async fn run(joined: JoinState, settings: LifecycleSettings) {
     }
 }
 
-/// One pass over every bucket with rules; returns how many actions were carried out.
-async fn scan(group: &Group, reader: &MetaReader, days: Days) -> Result<u64, String> {
-    let buckets = reader.buckets().map_err(|e| e.to_string())?;
-    let mut proposer = Proposer {
-        group,
-        day_ms: days.day_ms,
-        pending: Vec::new(),
-        applied: 0,
+/// The cluster's lifecycle day: the stored one, or (for a new cluster) `wanted`, proposed.
+async fn cluster_day(group: &Group, wanted: i64) -> Result<i64, String> {
+    let reader = group
+        .linearizable_reader()
+        .await
+        .map_err(|e| e.to_string())?;
+    let stored = reader.lifecycle_day_ms().map_err(|e| e.to_string())?;
+    let day_ms = match stored {
+        Some(day_ms) => day_ms,
+        None => match group
+            .write(Command::SetLifecycleDay { day_ms: wanted })
+            .await
+        {
+            Ok(Response::LifecycleDay { day_ms }) => day_ms,
+            Ok(other) => return Err(format!("unexpected answer {other:?}")),
+            Err(e) => return Err(e.to_string()),
+        },
     };
+    if day_ms != lifecycle::DAY_MS {
+        warn!(
+            day_ms,
+            "this cluster's lifecycle day is shortened: objects expire in test time"
+        );
+    }
+    if day_ms != wanted {
+        warn!(
+            day_ms,
+            wanted,
+            "ignoring the configured lifecycle day: the cluster keeps the one it was created with"
+        );
+    }
+    Ok(day_ms)
+}
+
+/// One pass over every bucket with rules; returns how many actions were carried out.
+async fn scan(groups: &GroupMap, days: Days) -> Result<u64, String> {
+    let buckets = groups
+        .system_group()
+        .linearizable_reader()
+        .await
+        .map_err(|e| e.to_string())?
+        .buckets()
+        .map_err(|e| e.to_string())?;
+    let mut applied = 0;
     for bucket in buckets {
         let Some(config) = bucket.lifecycle.as_ref() else {
             continue;
@@ -106,17 +155,41 @@ async fn scan(group: &Group, reader: &MetaReader, days: Days) -> Result<u64, Str
         if !config.rules.iter().any(|r| r.enabled) {
             continue;
         }
-        scan_versions(reader, &bucket, config, days, &mut proposer).await?;
+        // A bucket's objects and uploads live in its own group.
+        let group = groups.for_bucket(&bucket.name);
+        let reader = group
+            .linearizable_reader()
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut proposer = Proposer {
+            group,
+            pending: Vec::new(),
+            applied: 0,
+        };
+        if has_version_actions(config) {
+            scan_versions(reader, &bucket, config, days, &mut proposer).await?;
+        }
         scan_uploads(reader, &bucket, config, days, &mut proposer).await?;
+        proposer.flush().await?;
+        applied += proposer.applied;
     }
-    proposer.flush().await?;
-    Ok(proposer.applied)
+    Ok(applied)
+}
+
+/// Whether some enabled rule acts on versions (rather than only on uploads).
+fn has_version_actions(config: &LifecycleConfiguration) -> bool {
+    config.rules.iter().any(|r| {
+        r.enabled
+            && (r.expiration_days.is_some()
+                || r.expiration_date_ms.is_some()
+                || r.expired_object_delete_marker
+                || r.noncurrent_days.is_some())
+    })
 }
 
 /// Gathers actions and proposes them [`ACTIONS_PER_ENTRY`] at a time.
 struct Proposer<'g> {
     group: &'g Group,
-    day_ms: i64,
     pending: Vec<LifecycleAction>,
     applied: u64,
 }
@@ -137,13 +210,10 @@ impl Proposer<'_> {
         let actions = std::mem::take(&mut self.pending);
         let response = self
             .group
-            .write(Command::ApplyLifecycle {
-                day_ms: self.day_ms,
-                actions,
-            })
+            .write(Command::ApplyLifecycle { actions })
             .await
             .map_err(|e| e.to_string())?;
-        if let crate::types::Response::LifecycleApplied { applied } = response {
+        if let Response::LifecycleApplied { applied } = response {
             self.applied += u64::from(applied);
         }
         Ok(())

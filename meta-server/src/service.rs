@@ -200,16 +200,18 @@ impl Meta for MetaService {
                 ..Default::default()
             }));
         };
-        if !request.multipart_upload_id.is_empty()
-            && reader
+        let mut checksum_algorithm = String::new();
+        if !request.multipart_upload_id.is_empty() {
+            let upload = reader
                 .upload(bucket.id, &request.key, &request.multipart_upload_id)
-                .map_err(store_status)?
-                .is_none()
-        {
-            return Ok(Response::new(PlanPutResponse {
-                error: MetaError::NoSuchUpload as i32,
-                ..Default::default()
-            }));
+                .map_err(store_status)?;
+            let Some(upload) = upload else {
+                return Ok(Response::new(PlanPutResponse {
+                    error: MetaError::NoSuchUpload as i32,
+                    ..Default::default()
+                }));
+            };
+            checksum_algorithm = upload.checksum_algorithm;
         }
         let nodes = placement::live_nodes(
             reader.blob_nodes().map_err(store_status)?,
@@ -224,6 +226,7 @@ impl Meta for MetaService {
                 shards,
                 upload_id,
                 bucket_versioning: bucket.versioning,
+                checksum_algorithm,
             },
             Err(e) => {
                 tracing::warn!(error = %e, bucket = %request.bucket, "cannot place object");

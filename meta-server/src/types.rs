@@ -133,14 +133,12 @@ pub enum Command {
         legal_hold: Option<bool>,
     },
     /// Carry out lifecycle actions the leader found due. Each is checked again against the
-    /// state and rules at this entry (with its clock and `day_ms`), so an action that a write,
-    /// a tag change or a rule change made stale in between does nothing.
-    ApplyLifecycle {
-        /// The length of a lifecycle day the proposer used (a real day outside tests);
-        /// carried in the entry so that every replica judges due dates alike.
-        day_ms: i64,
-        actions: Vec<LifecycleAction>,
-    },
+    /// state and rules at this entry (with its clock and the cluster's lifecycle day), so an
+    /// action that a write, a tag change or a rule change made stale in between does nothing.
+    ApplyLifecycle { actions: Vec<LifecycleAction> },
+    /// Fix the length of a lifecycle day for the cluster's life, unless it is fixed already
+    /// (the first proposal wins): a real day, or a short one in test clusters.
+    SetLifecycleDay { day_ms: i64 },
     /// Set the cluster secret unless one is set already (the first proposal wins).
     SetClusterSecret { secret: String },
     /// Start a multipart upload (a `MultipartUpload` message: bucket, key, content type and
@@ -163,6 +161,10 @@ pub enum Command {
         /// Only if this holds for the key's current version (the upload stays otherwise).
         #[serde(default)]
         condition: Option<WriteCondition>,
+        /// The object's checksums (prost-encoded `ObjectChecksum`s), made from the listed
+        /// parts'. Absent in entries written before multipart checksums existed.
+        #[serde(default)]
+        checksums: Vec<Vec<u8>>,
     },
     /// Drop an upload and all of its parts.
     AbortMultipartUpload {
@@ -241,7 +243,7 @@ pub struct RetentionChange {
 }
 
 /// One lifecycle action the leader found due (`ApplyLifecycle`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum LifecycleAction {
     /// Expire the current version `version_id` of a key: a delete marker in a versioned
     /// bucket, removal in an unversioned one.
@@ -358,6 +360,8 @@ pub enum Response {
     LockSet { version_id: String },
     /// How many of an `ApplyLifecycle`'s actions were still due and carried out.
     LifecycleApplied { applied: u32 },
+    /// The cluster's lifecycle day, in milliseconds.
+    LifecycleDay { day_ms: i64 },
     /// An S3 user after the change (prost-encoded `cairn_proto::admin::IamUser`).
     User { user: Vec<u8> },
 }

@@ -27,6 +27,7 @@ mod inline;
 mod lifecycle;
 mod listing;
 mod multipart;
+mod multipart_checksums;
 mod object_lock;
 mod objects;
 mod roles;

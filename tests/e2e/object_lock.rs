@@ -669,6 +669,38 @@ async fn object_lock_end_to_end() {
         Err("403 AccessDenied".into())
     );
 
+    // --- s3:PutObject alone does not let a writer lock what it writes ---
+    let writer = crate::iam::add_user(&server, "writer", &["writeonly"]);
+    let err = writer
+        .put_object()
+        .bucket("worm")
+        .key("w")
+        .object_lock_mode(ObjectLockMode::Compliance)
+        .object_lock_retain_until_date(in_days(1))
+        .body(b"w".to_vec().into())
+        .send()
+        .await
+        .expect_err("locking needs s3:PutObjectRetention");
+    assert_eq!((status(&err), code(&err).as_str()), (403, "AccessDenied"));
+    let err = writer
+        .put_object()
+        .bucket("worm")
+        .key("w")
+        .object_lock_legal_hold_status(ObjectLockLegalHoldStatus::On)
+        .body(b"w".to_vec().into())
+        .send()
+        .await
+        .expect_err("a hold needs s3:PutObjectLegalHold");
+    assert_eq!((status(&err), code(&err).as_str()), (403, "AccessDenied"));
+    writer
+        .put_object()
+        .bucket("worm")
+        .key("w")
+        .body(b"w".to_vec().into())
+        .send()
+        .await
+        .expect("an unlocked write");
+
     // --- Locks are durable: after a kill -9 and restart they still hold ---
     server.kill9_and_restart();
     let s3 = server.client();

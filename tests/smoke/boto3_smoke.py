@@ -140,4 +140,36 @@ assert sorted(d["Key"] for d in deleted["Deleted"]) == ["copy/big.bin", "dir/big
 assert not deleted.get("Errors"), deleted
 assert s3.list_objects_v2(Bucket=bucket).get("KeyCount") == 0
 s3.delete_bucket(Bucket=bucket)
+
+# Object Lock and lifecycle with boto3's defaults (it sends CRC32 checksums, no Content-MD5,
+# on these XML requests).
+import datetime
+worm = "boto3-smoke-worm"
+s3.create_bucket(Bucket=worm, ObjectLockEnabledForBucket=True)
+assert s3.get_bucket_versioning(Bucket=worm)["Status"] == "Enabled"
+s3.put_object_lock_configuration(Bucket=worm, ObjectLockConfiguration={
+    "ObjectLockEnabled": "Enabled", "Rule": {"DefaultRetention": {"Mode": "GOVERNANCE", "Days": 1}}})
+version = s3.put_object(Bucket=worm, Key="kept", Body=b"worm")["VersionId"]
+head = s3.head_object(Bucket=worm, Key="kept")
+assert head["ObjectLockMode"] == "GOVERNANCE", head
+assert head["ObjectLockRetainUntilDate"] > datetime.datetime.now(datetime.timezone.utc), head
+try:
+    s3.delete_object(Bucket=worm, Key="kept", VersionId=version)
+    raise AssertionError("a version under retention was deleted")
+except ClientError as e:
+    assert e.response["Error"]["Code"] == "AccessDenied", e.response
+s3.put_object_legal_hold(Bucket=worm, Key="kept", VersionId=version, LegalHold={"Status": "ON"})
+assert s3.get_object_legal_hold(Bucket=worm, Key="kept", VersionId=version)["LegalHold"]["Status"] == "ON"
+s3.put_object_legal_hold(Bucket=worm, Key="kept", VersionId=version, LegalHold={"Status": "OFF"})
+s3.put_bucket_lifecycle_configuration(Bucket=worm, LifecycleConfiguration={"Rules": [
+    {"ID": "tmp", "Status": "Enabled", "Filter": {"Prefix": "tmp/"}, "Expiration": {"Days": 7}}]})
+rules = s3.get_bucket_lifecycle_configuration(Bucket=worm)["Rules"]
+assert [r["ID"] for r in rules] == ["tmp"], rules
+expiring = s3.put_object(Bucket=worm, Key="tmp/x", Body=b"x")
+assert 'rule-id="tmp"' in expiring["Expiration"], expiring
+s3.delete_bucket_lifecycle(Bucket=worm)
+s3.delete_object(Bucket=worm, Key="kept", VersionId=version, BypassGovernanceRetention=True)
+for v in s3.list_object_versions(Bucket=worm).get("Versions", []):
+    s3.delete_object(Bucket=worm, Key=v["Key"], VersionId=v["VersionId"], BypassGovernanceRetention=True)
+s3.delete_bucket(Bucket=worm)
 print("boto3 smoke: ok")

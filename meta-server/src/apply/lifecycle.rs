@@ -8,9 +8,14 @@
 //! action that is no longer due does nothing. Object Lock is honoured as for any DELETE:
 //! lifecycle never bypasses a retention or a legal hold.
 //!
-//! Reads see the database as it was before this entry (the batch is not visible to them),
-//! so an entry acts on a key at most once; a second action for the same key waits for the
-//! next scan.
+//! Reads see the database as it was before this entry (the batch is not visible to them), so
+//! every action of an entry is judged on the state before the entry, as S3 judges all the
+//! rules of one pass on the same state. Actions on one key touch different records (a new
+//! delete marker, older versions), and an action repeated in an entry is carried out once.
+//!
+//! The length of a lifecycle day is part of the replicated state (`SetLifecycleDay`, fixed
+//! once per cluster, a real day unless a test cluster was created with a short one), so
+//! no node's local setting can change when other nodes' data expires.
 
 use std::collections::HashSet;
 
@@ -21,7 +26,7 @@ use rocksdb::{WriteBatch, DB};
 use super::{multipart, read_bucket, versions};
 use crate::keys;
 use crate::records;
-use crate::store::{cf, StoreError, CF_OBJECTS};
+use crate::store::{cf, StoreError, CF_CLUSTER, CF_OBJECTS};
 use crate::types::{LifecycleAction, Response};
 
 /// When `object`, as the current version of its key in `bucket`, expires under the bucket's
@@ -71,28 +76,29 @@ fn versions_of(db: &DB, bucket_id: u64, key: &str) -> Result<Vec<VersionInfo>, S
     Ok(out)
 }
 
+/// The cluster's lifecycle day, once fixed (`SetLifecycleDay`).
+pub(crate) fn read_day_ms(db: &DB) -> Result<Option<i64>, StoreError> {
+    let raw = db.get_cf(cf(db, CF_CLUSTER)?, super::KEY_LIFECYCLE_DAY)?;
+    Ok(raw.and_then(|r| String::from_utf8_lossy(&r).parse().ok()))
+}
+
 /// `ApplyLifecycle`: carries out the actions still due at `now`.
 pub(super) fn apply(
     db: &DB,
     batch: &mut WriteBatch,
     (index, now): (u64, i64),
-    day_ms: i64,
     actions: &[LifecycleAction],
 ) -> Result<Response, StoreError> {
     let days = Days {
-        day_ms: if day_ms > 0 {
-            day_ms
-        } else {
-            lifecycle::DAY_MS
-        },
+        day_ms: read_day_ms(db)?.unwrap_or(lifecycle::DAY_MS).max(1),
     };
-    let mut touched: HashSet<(&str, &str)> = HashSet::new();
+    let mut seen: HashSet<&LifecycleAction> = HashSet::new();
     let mut applied = 0u32;
     for action in actions {
-        let (bucket, key) = target_of(action);
-        if !touched.insert((bucket, key)) {
+        if !seen.insert(action) {
             continue;
         }
+        let (bucket, key) = target_of(action);
         let Some(record) = read_bucket(db, bucket)? else {
             continue;
         };
@@ -184,8 +190,8 @@ fn expire_current(
     }
     // As a DELETE without a version id: a delete marker in a versioned bucket (nothing is
     // lost), removal in an unversioned one (which holds no locked versions).
-    versions::delete_current(db, batch, (&bucket.name, key), index, now)?;
-    Ok(true)
+    let response = versions::delete_current(db, batch, (&bucket.name, key), index, now)?;
+    Ok(matches!(response, Response::Deleted { .. }))
 }
 
 fn remove_lone_marker(
@@ -272,6 +278,19 @@ mod tests {
         response
     }
 
+    /// Bucket `b` (id 1) and a lifecycle day of [`DAY`] (entries 1 and 2).
+    fn setup(db: &DB, object_lock: bool) {
+        let bucket = Command::CreateBucket {
+            name: "b".into(),
+            object_lock,
+        };
+        run(db, 1, 0, bucket);
+        assert_eq!(
+            run(db, 2, 0, Command::SetLifecycleDay { day_ms: DAY }),
+            Response::LifecycleDay { day_ms: DAY }
+        );
+    }
+
     fn commit(key: &str, attempt: &str) -> Command {
         Command::CommitObject {
             object: ObjectVersion {
@@ -299,10 +318,7 @@ mod tests {
     }
 
     fn lifecycle(actions: Vec<LifecycleAction>) -> Command {
-        Command::ApplyLifecycle {
-            day_ms: DAY,
-            actions,
-        }
+        Command::ApplyLifecycle { actions }
     }
 
     fn applied(response: Response) -> u32 {
@@ -324,24 +340,34 @@ mod tests {
         }
     }
 
+    fn noncurrent(version: u64) -> LifecycleAction {
+        LifecycleAction::ExpireNoncurrent {
+            bucket: "b".into(),
+            key: "k".into(),
+            version_id: version_id(version),
+        }
+    }
+
+    fn hold(version: u64, on: bool) -> Command {
+        Command::SetObjectLock {
+            bucket: "b".into(),
+            key: "k".into(),
+            version_id: version_id(version),
+            retention: None,
+            legal_hold: Some(on),
+        }
+    }
+
     #[test]
     fn a_current_version_expires_only_when_due_and_still_current() {
         let dir = tempfile::tempdir().expect("tempdir");
         let (_, sm) = crate::store::open(dir.path()).expect("open");
         let db = sm.db();
         let reader = MetaReader::new(db.clone());
+        setup(&db, false);
         run(
             &db,
-            1,
-            0,
-            Command::CreateBucket {
-                name: "b".into(),
-                object_lock: false,
-            },
-        );
-        run(
-            &db,
-            2,
+            3,
             0,
             rules(LifecycleRule {
                 id: "r".into(),
@@ -350,26 +376,31 @@ mod tests {
                 ..Default::default()
             }),
         );
-        run(&db, 3, 0, commit("k", "a"));
+        run(&db, 4, 0, commit("k", "a"));
         // Not yet due: nothing happens.
         assert_eq!(
-            applied(run(&db, 4, DAY, lifecycle(vec![expire("k", 3)]))),
+            applied(run(&db, 5, DAY, lifecycle(vec![expire("k", 4)]))),
             0
         );
         assert!(current(&reader, "k").is_some());
         // Overwritten since the scan: the stale action does nothing to the new version.
-        run(&db, 5, DAY, commit("k", "b"));
+        run(&db, 6, DAY, commit("k", "b"));
         assert_eq!(
-            applied(run(&db, 6, 3 * DAY, lifecycle(vec![expire("k", 3)]))),
+            applied(run(&db, 7, 3 * DAY, lifecycle(vec![expire("k", 4)]))),
             0
         );
         assert_eq!(current(&reader, "k").expect("kept").etag, "b");
         // Due and current: gone (an unversioned bucket removes it).
         assert_eq!(
-            applied(run(&db, 7, 3 * DAY, lifecycle(vec![expire("k", 5)]))),
+            applied(run(&db, 8, 3 * DAY, lifecycle(vec![expire("k", 6)]))),
             1
         );
         assert_eq!(current(&reader, "k"), None);
+        // The day was fixed when the cluster began: a later proposal changes nothing.
+        assert_eq!(
+            run(&db, 9, 0, Command::SetLifecycleDay { day_ms: 5 }),
+            Response::LifecycleDay { day_ms: DAY }
+        );
     }
 
     #[test]
@@ -378,18 +409,10 @@ mod tests {
         let (_, sm) = crate::store::open(dir.path()).expect("open");
         let db = sm.db();
         let reader = MetaReader::new(db.clone());
+        setup(&db, true);
         run(
             &db,
-            1,
-            0,
-            Command::CreateBucket {
-                name: "b".into(),
-                object_lock: true,
-            },
-        );
-        run(
-            &db,
-            2,
+            3,
             0,
             rules(LifecycleRule {
                 id: "r".into(),
@@ -399,35 +422,19 @@ mod tests {
                 ..Default::default()
             }),
         );
-        run(&db, 3, 0, commit("k", "a"));
-        run(&db, 4, 0, commit("k", "b"));
-        // Version 3 is locked by a legal hold.
-        run(
-            &db,
-            5,
-            0,
-            Command::SetObjectLock {
-                bucket: "b".into(),
-                key: "k".into(),
-                version_id: version_id(3),
-                retention: None,
-                legal_hold: Some(true),
-            },
-        );
-        let noncurrent = LifecycleAction::ExpireNoncurrent {
-            bucket: "b".into(),
-            key: "k".into(),
-            version_id: version_id(3),
-        };
+        run(&db, 4, 0, commit("k", "a"));
+        run(&db, 5, 0, commit("k", "b"));
+        run(&db, 6, 0, commit("k", "c"));
+        // Version 4 is under a legal hold: noncurrent, due, and kept.
+        run(&db, 7, 0, hold(4, true));
         assert_eq!(
-            applied(run(&db, 6, 5 * DAY, lifecycle(vec![noncurrent.clone()]))),
+            applied(run(&db, 8, 5 * DAY, lifecycle(vec![noncurrent(4)]))),
             0
         );
-        // The current version expires into a delete marker: nothing is lost.
-        assert_eq!(
-            applied(run(&db, 7, 5 * DAY, lifecycle(vec![expire("k", 4)]))),
-            1
-        );
+        // In one entry: the current version expires into a delete marker (nothing is
+        // lost), and noncurrent version 5 goes; a repeated action counts once.
+        let both = vec![expire("k", 6), noncurrent(5), noncurrent(5)];
+        assert_eq!(applied(run(&db, 9, 5 * DAY, lifecycle(both))), 2);
         let marker = current(&reader, "k").expect("a marker");
         assert!(marker.delete_marker);
         assert_eq!(
@@ -437,42 +444,17 @@ mod tests {
                 .versioning,
             VersioningStatus::Enabled as i32
         );
-        // Released, version 3 goes; version 4 (noncurrent since the marker) too.
-        run(
-            &db,
-            8,
-            5 * DAY,
-            Command::SetObjectLock {
-                bucket: "b".into(),
-                key: "k".into(),
-                version_id: version_id(3),
-                retention: None,
-                legal_hold: Some(false),
-            },
-        );
-        let older = LifecycleAction::ExpireNoncurrent {
-            bucket: "b".into(),
-            key: "k".into(),
-            version_id: version_id(4),
-        };
-        // One action per key per entry: the second waits for the next entry.
-        assert_eq!(
-            applied(run(
-                &db,
-                9,
-                7 * DAY,
-                lifecycle(vec![noncurrent, older.clone()])
-            )),
-            1
-        );
-        assert_eq!(applied(run(&db, 10, 7 * DAY, lifecycle(vec![older]))), 1);
+        // Released, version 4 goes; version 6 (noncurrent since the marker) too.
+        run(&db, 10, 5 * DAY, hold(4, false));
+        let older = vec![noncurrent(4), noncurrent(6)];
+        assert_eq!(applied(run(&db, 11, 7 * DAY, lifecycle(older))), 2);
         // Only the marker is left: the lone marker goes once a rule says so.
         let lone = LifecycleAction::RemoveLoneMarker {
             bucket: "b".into(),
             key: "k".into(),
-            version_id: version_id(7),
+            version_id: version_id(9),
         };
-        assert_eq!(applied(run(&db, 11, 7 * DAY, lifecycle(vec![lone]))), 1);
+        assert_eq!(applied(run(&db, 12, 7 * DAY, lifecycle(vec![lone]))), 1);
         assert_eq!(current(&reader, "k"), None);
     }
 }

@@ -251,7 +251,7 @@ pub(super) fn complete(
     (index, now): (u64, i64),
     target: Target<'_>,
     listed: &[(u32, String)],
-    condition: Option<&WriteCondition>,
+    (condition, checksums): (Option<&WriteCondition>, &[Vec<u8>]),
 ) -> Result<Response, StoreError> {
     let (bucket, key, upload_id) = target;
     if let Some(first) = committed_upload(db, upload_id)? {
@@ -318,8 +318,15 @@ pub(super) fn complete(
         parts: chosen,
         headers: upload.headers,
         tags: upload.tags,
-        // Composite multipart checksums are not built: none is claimed.
-        checksums: Vec::new(),
+        // Made by the gateway from the parts this entry just matched by ETag.
+        checksums: match checksums
+            .iter()
+            .map(|raw| cairn_proto::meta::ObjectChecksum::decode(raw.as_slice()))
+            .collect::<Result<Vec<_>, _>>()
+        {
+            Ok(checksums) => checksums,
+            Err(_) => return Ok(error(MetaError::InvalidArgument)),
+        },
         versioned: false,
         delete_marker: false,
         lock: None,
@@ -525,6 +532,7 @@ mod tests {
                 upload_id: upload_id.into(),
                 parts: parts.iter().map(|(n, e)| (*n, e.to_string())).collect(),
                 condition: None,
+                checksums: Vec::new(),
             })
         }
     }

@@ -91,8 +91,9 @@ fn rule_length_ms(rule: &ObjectLockRule) -> i64 {
 }
 
 /// Whether a retention in force (`old`) may become `change` at `now`. A retention whose date
-/// has passed no longer binds. COMPLIANCE may only be extended; GOVERNANCE may be extended or
-/// made COMPLIANCE, and anything else only with the bypass.
+/// has passed no longer binds. COMPLIANCE may only be extended (in COMPLIANCE mode);
+/// GOVERNANCE may be extended in GOVERNANCE mode, and changed in any other way (shortened,
+/// removed, made COMPLIANCE) only with the bypass, as MinIO and S3 have it.
 fn retention_change_allowed(old: &ObjectLock, change: &RetentionChange, now: i64) -> bool {
     if !has_retention(old) || old.retain_until_ms <= now {
         return true;

@@ -39,6 +39,8 @@ impl MetaService {
             headers: request.headers,
             tags: request.tags,
             lock: request.lock,
+            checksum_algorithm: request.checksum_algorithm,
+            checksum_type: request.checksum_type,
         };
         let group = self.groups()?.for_bucket(&upload.bucket);
         let applied = group
@@ -109,6 +111,11 @@ impl MetaService {
                     .map(|p| (p.part_number, p.etag))
                     .collect(),
                 condition: crate::types::WriteCondition::from_proto(request.condition),
+                checksums: request
+                    .checksums
+                    .iter()
+                    .map(prost::Message::encode_to_vec)
+                    .collect(),
             })
             .await
             .map_err(group_status)?;

@@ -192,6 +192,11 @@ impl MetaReader {
             .map(|raw| String::from_utf8_lossy(&raw).into_owned()))
     }
 
+    /// The cluster's lifecycle day in milliseconds, once fixed.
+    pub fn lifecycle_day_ms(&self) -> Result<Option<i64>, StoreError> {
+        crate::apply::lifecycle::read_day_ms(&self.db)
+    }
+
     /// The S3 user with `access_key`, if there is one.
     pub fn user(
         &self,
