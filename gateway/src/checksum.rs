@@ -241,6 +241,18 @@ pub(crate) fn stored(object: &pb::ObjectVersion) -> Vec<(Algorithm, String)> {
     of_records(&object.checksums)
 }
 
+/// An object's stored checksums of its whole body (a multipart object's COMPOSITE checksum
+/// is left out: no stream of the body's bytes can reproduce it).
+pub(crate) fn whole_body(object: &pb::ObjectVersion) -> Vec<(Algorithm, String)> {
+    let full: Vec<pb::ObjectChecksum> = object
+        .checksums
+        .iter()
+        .filter(|c| c.r#type != "COMPOSITE")
+        .cloned()
+        .collect();
+    of_records(&full)
+}
+
 /// Stored checksum records by algorithm (records of unknown algorithms are skipped).
 pub(crate) fn of_records(records: &[pb::ObjectChecksum]) -> Vec<(Algorithm, String)> {
     records

@@ -134,8 +134,9 @@ pub(crate) async fn copy_object(
         content_length: Some(source.size),
         content_md5,
         attrs,
-        // The source's stored checksums are checked end to end too, and so kept by the copy.
-        checksums: BodyChecksums::new(crate::checksum::stored(source), None),
+        // The source's whole-body checksums are checked end to end too, and so kept by the
+        // copy (a composite multipart checksum describes the source's parts, not the copy).
+        checksums: BodyChecksums::new(crate::checksum::whole_body(source), None),
         condition: req.condition,
     };
     match put::put_object(gw, input, body).await {

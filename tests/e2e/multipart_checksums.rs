@@ -283,6 +283,41 @@ async fn composite_and_full_object_checksums_of_multipart_uploads() {
         bodies.concat()
     );
 
+    // --- Copies: a whole-body checksum is checked end to end and kept; a composite one
+    // describes the source's parts, so the copy has none ---
+    s3.copy_object()
+        .bucket("mpck")
+        .key("full-copy")
+        .copy_source("mpck/full")
+        .send()
+        .await
+        .expect("copy the full-object one");
+    let head = s3
+        .head_object()
+        .bucket("mpck")
+        .key("full-copy")
+        .checksum_mode(ChecksumMode::Enabled)
+        .send()
+        .await
+        .expect("head copy");
+    assert_eq!(head.checksum_crc64_nvme(), Some(whole.as_str()));
+    s3.copy_object()
+        .bucket("mpck")
+        .key("composite-copy")
+        .copy_source("mpck/composite")
+        .send()
+        .await
+        .expect("copy the composite one");
+    let head = s3
+        .head_object()
+        .bucket("mpck")
+        .key("composite-copy")
+        .checksum_mode(ChecksumMode::Enabled)
+        .send()
+        .await
+        .expect("head copy");
+    assert_eq!(head.checksum_crc32(), None);
+
     // --- Combinations S3 refuses ---
     for (algorithm, kind) in [
         (ChecksumAlgorithm::Sha256, ChecksumType::FullObject),
