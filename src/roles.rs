@@ -186,10 +186,15 @@ pub async fn run_embedded(
     wait_for_blob_registration(&meta.endpoint(), blob.node_id()).await?;
 
     // The gateway hands shards to this process's blob server without a socket, unless
-    // CAIRN_BLOB_IN_PROCESS=0 (a diagnostic switch: it measures what the socket costs).
-    let local_blobs = if std::env::var("CAIRN_BLOB_IN_PROCESS").as_deref() == Ok("0") {
+    // CAIRN_BLOB_IN_PROCESS is 0, false or off (a diagnostic switch: it measures what the
+    // socket costs).
+    let over_socket = std::env::var("CAIRN_BLOB_IN_PROCESS")
+        .is_ok_and(|v| matches!(v.to_ascii_lowercase().as_str(), "0" | "false" | "off"));
+    let local_blobs = if over_socket {
+        tracing::info!(address = %blob.advertised_address(), "blob transport: loopback gRPC");
         Vec::new()
     } else {
+        tracing::info!(address = %blob.advertised_address(), "blob transport: in-process");
         vec![cairn_proto::local::LocalEndpoint {
             address: blob.advertised_address().to_owned(),
             service: blob.local_service(),

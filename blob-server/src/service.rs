@@ -148,9 +148,15 @@ impl Blob for BlobService {
         &self,
         request: Request<Streaming<PutShardRequest>>,
     ) -> Result<Response<PutShardResponse>, Status> {
-        // Missing only if the service is mounted without `TrackBodyEnd`; then no stream end
-        // can be trusted, and every put is refused rather than risk committing a cut-off one.
+        // Missing only if the service is mounted without `TrackBodyEnd`; then a stream without
+        // an explicit end cannot be trusted, and such a put is refused rather than risk
+        // committing a cut-off one.
         let body_end = request.extensions().get::<BodyEnd>().cloned();
+        // In-process, every end looks clean: only an explicit end mark can be trusted.
+        let in_process = request
+            .extensions()
+            .get::<cairn_proto::local::InProcess>()
+            .is_some();
         let mut stream = request.into_inner();
         let first = stream.message().await?.ok_or_else(|| {
             Status::invalid_argument("empty PutShard stream: the first message must carry a header")
@@ -158,6 +164,11 @@ impl Blob for BlobService {
         let header = first.header.ok_or_else(|| {
             Status::invalid_argument("the first PutShard message must carry a header")
         })?;
+        if in_process && !header.explicit_end {
+            return Err(Status::invalid_argument(
+                "an in-process PutShard must promise an explicit end (ShardHeader.explicit_end)",
+            ));
+        }
         let root = self.locate(&header.disk_id, &header.shard_key)?;
 
         let (tx, rx) = mpsc::channel(PUT_QUEUE_DEPTH);

@@ -565,3 +565,73 @@ async fn a_stream_that_promised_an_end_mark_and_ends_without_it_is_discarded() {
     assert!(tmp_files(&root).is_empty(), "{:?}", tmp_files(&root));
     server.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn explicit_ends_of_every_shape_and_in_process_rules() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("d0");
+    let server = start(config(vec![root.clone()])).await.unwrap();
+    let mut remote = client(&server).await;
+    let disk = disk_ids(&mut remote).await[0].0.clone();
+    let mut local = local_client(&server);
+    let stored_len = |key: &'static str| {
+        let mut remote = remote.clone();
+        let disk = disk.clone();
+        async move {
+            let stat = remote
+                .stat_shard(StatShardRequest {
+                    disk_id: disk,
+                    shard_key: key.into(),
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            stat.exists.then_some(stat.length)
+        }
+    };
+
+    // A zero-length shard: the header, then an empty message marked last.
+    let empty = explicit_put_messages(&disk, "empty", &[], true);
+    let len = local
+        .put_shard(tokio_stream::iter(empty))
+        .await
+        .unwrap()
+        .into_inner()
+        .length;
+    assert_eq!((len, stored_len("empty").await), (0, Some(0)));
+
+    // `last` on a message that also carries data: that data is the shard's end.
+    let data = pattern(10_000);
+    let mut msgs = explicit_put_messages(&disk, "last-with-data", &data, false);
+    if let Some(final_msg) = msgs.last_mut() {
+        final_msg.last = true;
+    }
+    local.put_shard(tokio_stream::iter(msgs)).await.unwrap();
+    assert_eq!(stored_len("last-with-data").await, Some(10_000));
+
+    // In-process, only an explicit end can be trusted: a writer that promises none is refused.
+    let implicit = put_messages(&disk, "implicit", &data, 4096);
+    let err = local
+        .put_shard(tokio_stream::iter(implicit))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert_eq!(stored_len("implicit").await, None);
+
+    // An in-process caller aborted mid-stream stores nothing and leaves no temporary file.
+    let first = explicit_put_messages(&disk, "aborted", &data, false);
+    let stalled = tokio_stream::iter(first).chain(futures::stream::pending());
+    let call = tokio::spawn(async move { local.put_shard(stalled).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    call.abort();
+    assert!(call.await.unwrap_err().is_cancelled());
+    for _ in 0..100 {
+        if tmp_files(&root).is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(tmp_files(&root).is_empty(), "{:?}", tmp_files(&root));
+    assert_eq!(stored_len("aborted").await, None);
+    server.shutdown().await.unwrap();
+}

@@ -7,7 +7,8 @@
 //!
 //! - while the body streams, a stripe is done once a write quorum of shards has queued its
 //!   block; a shard whose queue stays full for the straggler time after that is dropped (its
-//!   stream is reset, the blob server discards its temporary file);
+//!   stream ends without the final `last` mark, or is reset, and the blob server discards its
+//!   temporary file);
 //! - at the end, once a write quorum is acknowledged durable, the others get the straggler
 //!   time to answer, then are abandoned and recorded as not written;
 //! - with fewer than a quorum progressing, a shard is given up only after the hard timeout
@@ -78,7 +79,8 @@ struct ShardWriter {
 }
 
 impl ShardWriter {
-    /// Gives up on this shard: its stream is reset, so its blob server keeps nothing.
+    /// Gives up on this shard: its stream ends unmarked (or is reset), so its blob server
+    /// keeps nothing.
     fn drop_stream(&mut self, why: &'static str) {
         self.tx = None;
         self.task.abort();
@@ -197,9 +199,11 @@ impl ShardWriters {
     /// time. Shards abandoned after that are reported not written.
     pub async fn finish(&mut self, expected_len: u64) -> Vec<ShardOutcome> {
         for w in &mut self.writers {
-            // Given-up shards (no sender left) stay unmarked: their streams were reset.
-            if w.tx.take().is_some() {
+            // Mark, then close the queue: the writer task reads the mark only once it sees
+            // the queue closed. (Given-up shards have no sender left and stay unmarked.)
+            if let Some(tx) = w.tx.take() {
                 w.complete.mark();
+                drop(tx);
             }
         }
         let (io, quorum) = (self.io, self.quorum);
@@ -295,8 +299,9 @@ fn outcome(
 }
 
 impl Drop for ShardWriters {
-    /// A PUT that ends early (error, client gone) aborts its unfinished shard streams, so
-    /// the blob servers see a reset stream instead of a clean end and keep nothing.
+    /// A PUT that ends early (error, client gone) aborts its unfinished shard streams: they
+    /// never send the `last` mark (and a network stream is reset), so the blob servers keep
+    /// nothing.
     fn drop(&mut self) {
         for w in &self.writers {
             w.task.abort();

@@ -3,16 +3,23 @@
 //! In the embedded mode (`cairn server`) the gateway and the blob server share a process, yet
 //! every shard used to cross a loopback TCP connection: HTTP/2 framing, two kernel copies and
 //! a few syscalls per message, on the same two cores that compute MD5 and erasure codes. A
-//! [`Transport::Local`] hands the request to the service's generated server code directly
-//! (routing, decoding, interceptors and layers all run as they do for a network call), so the
-//! service cannot tell the difference and the caller keeps using its generated client.
+//! [`Transport::Local`] hands the request to the service object directly: the generated
+//! server code (routing, decoding, message size limits) and every layer wrapped around the
+//! service object (interceptors included) run as for a network call, and the caller keeps
+//! using its generated client.
 //!
 //! What differs, and why it is safe:
+//! - layers of the *server* (`tonic::transport::Server::builder()`: timeouts, concurrency
+//!   limits, connection info) do not run; none is used by Cairn's services, and a request has
+//!   no peer address (`remote_addr()` is `None`);
 //! - the server's handler is polled by the caller's task, so cancelling the call (dropping or
 //!   aborting the caller) drops the handler with it, as a reset stream would end it;
 //! - a client-streaming request whose stream simply ends looks like a clean end on both
 //!   transports, so protocols that must tell a complete stream from an abandoned one carry
-//!   their own end marker (see `blob.proto`, `PutShardRequest.last`).
+//!   their own end marker (see `blob.proto`, `PutShardRequest.last`); every request that
+//!   comes this way carries the [`InProcess`] extension, so a service can insist on it;
+//! - a server that shuts down keeps serving in-process callers that hold its service (the
+//!   process is ending anyway; nothing they leave unfinished is committed).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -28,8 +35,13 @@ use tower::ServiceExt;
 /// A gRPC service (a generated `...Server`, with its layers) to be called in-process.
 pub type LocalService = BoxCloneSyncService<http::Request<Body>, http::Response<Body>, Infallible>;
 
+/// Marks a request that came through [`Transport::Local`] (a request extension).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InProcess;
+
 /// Boxes a gRPC service for in-process calls. Its response body may be any body (an
-/// interceptor wraps it, for one); it is boxed into tonic's [`Body`].
+/// interceptor wraps it, for one); it is boxed into tonic's [`Body`]. Each request gets the
+/// [`InProcess`] extension.
 pub fn local_service<S, B>(service: S) -> LocalService
 where
     S: Service<http::Request<Body>, Response = http::Response<B>, Error = Infallible>
@@ -41,7 +53,14 @@ where
     B: tonic::codegen::Body<Data = tonic::codegen::Bytes> + Send + 'static,
     B::Error: Into<tonic::codegen::StdError>,
 {
-    BoxCloneSyncService::new(service.map_response(|response| response.map(Body::new)))
+    BoxCloneSyncService::new(
+        service
+            .map_request(|mut request: http::Request<Body>| {
+                request.extensions_mut().insert(InProcess);
+                request
+            })
+            .map_response(|response| response.map(Body::new)),
+    )
 }
 
 /// Error of a call through a [`Transport`]: the network's, as tonic reports it.

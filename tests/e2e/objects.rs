@@ -71,6 +71,35 @@ async fn objects_of_every_edge_size_round_trip_on_four_disks() {
     round_trip_sizes(4).await;
 }
 
+/// The same over the loopback socket: the embedded gateway reaches its blob server
+/// in-process by default (checked in the log), and both transports must store alike.
+#[tokio::test]
+async fn objects_round_trip_over_both_blob_transports() {
+    let in_process = Server::start(2);
+    assert!(
+        in_process.wait_for_log(
+            "blob transport: in-process",
+            std::time::Duration::from_secs(5)
+        ),
+        "the embedded gateway calls its blob server in-process"
+    );
+    drop(in_process);
+    let socket = Server::start_with_env(2, &[("CAIRN_BLOB_IN_PROCESS", "0")]);
+    assert!(socket.wait_for_log(
+        "blob transport: loopback gRPC",
+        std::time::Duration::from_secs(5)
+    ));
+    let s3 = socket.client();
+    s3.create_bucket()
+        .bucket("socket")
+        .send()
+        .await
+        .expect("create");
+    let body = data(3 << 20, 9);
+    put(&s3, "socket", "big", body.clone()).await;
+    assert!(get(&s3, "socket", "big").await == body);
+}
+
 #[tokio::test]
 async fn metadata_content_type_and_md5_are_kept_and_checked() {
     let server = Server::start(1);

@@ -346,10 +346,13 @@ async fn copy(
     Ok(hashes)
 }
 
-/// One rebuilt shard's PutShard stream, hashing what it sends.
+/// One rebuilt shard's PutShard stream, hashing what it sends. Dropped without
+/// [`Writer::finish`] (the heal failed), or not acknowledged in time, its task is aborted: the
+/// stream never carries the `last` mark, so the blob server keeps nothing.
 struct Writer {
     index: usize,
-    tx: mpsc::Sender<Bytes>,
+    /// `None` once finished.
+    tx: Option<mpsc::Sender<Bytes>>,
     complete: crate::shard_writers::StreamComplete,
     task: JoinHandle<Result<u64, String>>,
     hasher: blake3::Hasher,
@@ -371,7 +374,7 @@ impl Writer {
         );
         Self {
             index: target.index as usize,
-            tx,
+            tx: Some(tx),
             complete,
             task,
             hasher: blake3::Hasher::new(),
@@ -380,7 +383,10 @@ impl Writer {
 
     async fn send(&mut self, block: Bytes) -> Result<(), HealError> {
         self.hasher.update(&block);
-        tokio::time::timeout(CALL_TIMEOUT, self.tx.send(block))
+        let Some(tx) = self.tx.as_ref() else {
+            return Err(HealError::Retry("rebuilt shard's stream is closed".into()));
+        };
+        tokio::time::timeout(CALL_TIMEOUT, tx.send(block))
             .await
             .map_err(|_| HealError::Retry("rebuilt shard's server stopped accepting".into()))?
             .map_err(|_| HealError::Retry("rebuilt shard's stream ended early".into()))
@@ -388,11 +394,11 @@ impl Writer {
 
     /// Closes the stream and waits for the server's durable acknowledgement of
     /// `expected_len` bytes.
-    async fn finish(self, expected_len: u64) -> Result<blake3::Hash, HealError> {
-        // A writer dropped without `finish` (the heal failed) leaves its stream unmarked.
+    async fn finish(mut self, expected_len: u64) -> Result<blake3::Hash, HealError> {
+        // Mark, then close the queue (the writer reads the mark once it sees it closed).
         self.complete.mark();
-        drop(self.tx);
-        match tokio::time::timeout(CALL_TIMEOUT, self.task).await {
+        self.tx = None;
+        match tokio::time::timeout(CALL_TIMEOUT, &mut self.task).await {
             Ok(Ok(Ok(len))) if len == expected_len => Ok(self.hasher.finalize()),
             Ok(Ok(Ok(len))) => Err(HealError::Retry(format!(
                 "rebuilt shard acknowledged with {len} bytes, {expected_len} expected"
@@ -401,6 +407,12 @@ impl Writer {
             Ok(Err(e)) => Err(HealError::Retry(format!("rebuilt shard writer: {e}"))),
             Err(_) => Err(HealError::Retry("rebuilt shard not acknowledged".into())),
         }
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }
 
