@@ -5,8 +5,11 @@
 #   bash scripts/bench.sh [CAIRN_BINARY] [OUT_DIR]
 #
 # Environment: DUR (per run, default 20s), LIST_KEYS (default 100000), DATA (parent of the
-# data directories, default a temporary directory). Results: one JSON report per run in
-# OUT_DIR (default bench-results/), the server's peak RSS in OUT_DIR/rss.txt.
+# data directories, default a temporary directory), ONLY (names of the runs to make, e.g.
+# "put-64MiB get-64MiB"; default all). The server inherits the environment, so
+# CAIRN_BLOB_IN_PROCESS=0 measures the embedded gateway over the loopback socket. Results: one
+# JSON report per run in OUT_DIR (default bench-results/), the server's peak RSS in
+# OUT_DIR/rss.txt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${1:-target/release/cairn}
@@ -41,6 +44,9 @@ trap stop_server EXIT
 run() {
     local name=$1
     shift
+    if [ -n "${ONLY:-}" ] && [[ " $ONLY " != *" $name "* ]]; then
+        return 0
+    fi
     echo "== $name: cairn bench $*" >&2
     # Exit status 3 (some requests failed) still leaves a report to look at.
     "$BIN" bench --endpoint "$ENDPOINT" --json --quiet "$@" > "$OUT/$name.json" || [ $? -eq 3 ]
@@ -59,9 +65,11 @@ run list --workload list --size 0 --objects "$LIST_KEYS" --prefill-concurrency 6
 stop_server
 
 # Peak memory of the server under 64 concurrent 64 MiB PUTs, on a fresh server.
-start_server
-run put-64MiB-x64 --workload put --size 64MiB --concurrency 64 --ops 128
-grep VmHWM "/proc/$SERVER_PID/status" | tee "$OUT/rss.txt"
-stop_server
+if [ -z "${ONLY:-}" ] || [[ " $ONLY " == *" put-64MiB-x64 "* ]]; then
+    start_server
+    run put-64MiB-x64 --workload put --size 64MiB --concurrency 64 --ops 128
+    grep VmHWM "/proc/$SERVER_PID/status" | tee "$OUT/rss.txt"
+    stop_server
+fi
 rm -rf "$DATA"/d1 "$DATA"/d2 "$DATA"/d3 "$DATA"/d4
 echo "reports in $OUT/" >&2

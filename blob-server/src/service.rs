@@ -1,6 +1,5 @@
 //! The gRPC `Blob` service: request validation and streaming, on top of `store`.
 
-use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -348,11 +347,8 @@ async fn stream_range(
         let job = spawn_blocking(move || {
             // At most GET_MESSAGE_SIZE bytes, so the cast cannot truncate.
             let mut buf = BytesMut::with_capacity((next - pos) as usize);
-            let read = reader.read_range(pos, next - pos, |piece| {
-                buf.extend_from_slice(piece);
-                ControlFlow::Continue(())
-            });
-            (reader, read.map(|_| buf.freeze()))
+            let read = reader.read_range_into(pos, next - pos, &mut buf);
+            (reader, read.map(|()| buf.freeze()))
         });
         let (back, read) = match job.await {
             Ok(done) => done,

@@ -34,7 +34,7 @@
 //! core, and a well-maintained pure-Rust crate.
 
 use std::fs::File;
-use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{IoSlice, Read, Seek, SeekFrom, Write};
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
@@ -168,7 +168,8 @@ fn expected_file_size(data_len: u64, chunk_size: u32) -> Option<u64> {
 /// The caller owns the path's fate: [`ShardWriter::finish`] makes the file durable but does
 /// not rename it, and an unfinished file is left for the caller to delete.
 pub(crate) struct ShardWriter {
-    out: BufWriter<File>,
+    /// Written directly, a chunk and its hash per `writev`: no buffer copy of the data.
+    out: File,
     path: PathBuf,
     key: String,
     /// The current partial chunk.
@@ -184,8 +185,7 @@ impl ShardWriter {
             .create_new(true)
             .open(path)
             .map_err(|e| BlobError::io(format!("create {}", path.display()), e))?;
-        // One chunk plus its hash fills the buffer exactly: one write syscall per chunk.
-        let mut out = BufWriter::with_capacity(CHUNK_SIZE + HASH_LEN, file);
+        let mut out = file;
         // A zeroed placeholder: the real header is written by `finish`, once the length is
         // known. A file that still has it is never valid (bad magic).
         out.write_all(&[0u8; HEADER_SIZE])
@@ -230,10 +230,7 @@ impl ShardWriter {
         let path = self.path;
         let err =
             |what: &str, e: std::io::Error| BlobError::io(format!("{what} {}", path.display()), e);
-        let mut file = self
-            .out
-            .into_inner()
-            .map_err(|e| err("write", e.into_error()))?;
+        let mut file = self.out;
         let header = encode_header(&self.key, CHUNK_SIZE as u32, self.data_len)?;
         file.seek(SeekFrom::Start(0))
             .and_then(|_| file.write_all(&header))
@@ -245,11 +242,26 @@ impl ShardWriter {
     }
 }
 
-fn write_chunk(out: &mut BufWriter<File>, path: &Path, data: &[u8]) -> Result<(), BlobError> {
+/// Writes one chunk and its hash with as few `writev` calls as the kernel allows (one,
+/// normally), straight from the caller's buffer.
+fn write_chunk(out: &mut File, path: &Path, data: &[u8]) -> Result<(), BlobError> {
     let hash = blake3::hash(data);
-    out.write_all(data)
-        .and_then(|()| out.write_all(hash.as_bytes()))
-        .map_err(|e| BlobError::io(format!("write {}", path.display()), e))
+    let mut bufs = [IoSlice::new(data), IoSlice::new(hash.as_bytes())];
+    let mut bufs: &mut [IoSlice<'_>] = &mut bufs;
+    while !bufs.is_empty() {
+        match out.write_vectored(bufs) {
+            Ok(0) => {
+                return Err(BlobError::io(
+                    format!("write {}", path.display()),
+                    std::io::ErrorKind::WriteZero.into(),
+                ))
+            }
+            Ok(n) => IoSlice::advance_slices(&mut bufs, n),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(BlobError::io(format!("write {}", path.display()), e)),
+        }
+    }
+    Ok(())
 }
 
 /// Reads a shard file, verifying the header on open and each chunk before handing out any
@@ -336,6 +348,75 @@ impl ShardReader {
             });
         }
         Ok(data)
+    }
+
+    /// Appends the verified bytes `[offset, offset + len)` to `out`. Whole chunks are read
+    /// straight into `out` (and verified there), so the data is copied once, by the kernel;
+    /// only a chunk cut by the range's ends goes through the chunk buffer.
+    pub(crate) fn read_range_into(
+        &mut self,
+        offset: u64,
+        len: u64,
+        out: &mut bytes::BytesMut,
+    ) -> Result<(), BlobError> {
+        let size = self.header.data_len;
+        let end = offset
+            .checked_add(len)
+            .filter(|&end| end <= size)
+            .ok_or(BlobError::OutOfRange { offset, size })?;
+        if len == 0 {
+            return Ok(());
+        }
+        let cs = u64::from(self.header.chunk_size);
+        for index in offset / cs..=(end - 1) / cs {
+            let chunk_start = index * cs;
+            let chunk_len = (size - chunk_start).min(cs);
+            if offset <= chunk_start && chunk_start + chunk_len <= end {
+                self.read_whole_chunk_into(index, chunk_len as usize, out)?;
+            } else {
+                let data = self.read_chunk(index)?;
+                let from = (offset.max(chunk_start) - chunk_start) as usize;
+                let to = (end.min(chunk_start + data.len() as u64) - chunk_start) as usize;
+                out.extend_from_slice(&data[from..to]);
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads chunk `index` (`n` data bytes) into the end of `out` and verifies it there; on
+    /// any failure `out` is left as it was.
+    fn read_whole_chunk_into(
+        &mut self,
+        index: u64,
+        n: usize,
+        out: &mut bytes::BytesMut,
+    ) -> Result<(), BlobError> {
+        let cs = u64::from(self.header.chunk_size);
+        let pos = HEADER_SIZE as u64 + index * (cs + HASH_LEN as u64);
+        let before = out.len();
+        out.resize(before + n, 0);
+        let mut stored = [0u8; HASH_LEN];
+        let path = &self.path;
+        let read = self
+            .file
+            .seek(SeekFrom::Start(pos))
+            .and_then(|_| self.file.read_exact(&mut out[before..]))
+            .and_then(|()| self.file.read_exact(&mut stored));
+        if let Err(e) = read {
+            out.truncate(before);
+            return Err(BlobError::io(
+                format!("read chunk {index} of {}", path.display()),
+                e,
+            ));
+        }
+        if blake3::hash(&out[before..]) != stored {
+            out.truncate(before);
+            return Err(BlobError::ChecksumMismatch {
+                path: self.path.clone(),
+                chunk: index,
+            });
+        }
+        Ok(())
     }
 
     /// Reads the verified bytes `[offset, offset + len)` in order, handing them to `sink`
@@ -430,6 +511,58 @@ mod tests {
 
     fn chunk_pos(index: usize) -> u64 {
         (HEADER_SIZE + index * (CS + HASH_LEN)) as u64
+    }
+
+    fn read_into(path: &Path, key: &str, offset: u64, len: u64) -> Result<Vec<u8>, BlobError> {
+        let mut r = ShardReader::open(path, key)?;
+        let mut out = bytes::BytesMut::from(&b"prefix"[..]);
+        r.read_range_into(offset, len, &mut out)?;
+        assert_eq!(&out[..6], b"prefix", "appends after what `out` held");
+        Ok(out[6..].to_vec())
+    }
+
+    #[test]
+    fn reads_into_a_buffer_match_piecewise_reads_and_fail_alike() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = pattern(3 * CS + 100);
+        let path = write_shard(dir.path(), "into", &data, 5000);
+        let size = data.len() as u64;
+        let cs = CS as u64;
+        for (offset, len) in [
+            (0, size),
+            (0, 0),
+            (1, cs),
+            (cs, cs),
+            (cs - 1, 2),
+            (cs, 2 * cs + 100),
+            (3 * cs, 100),
+            (size - 1, 1),
+        ] {
+            let want = &data[offset as usize..(offset + len) as usize];
+            assert_eq!(
+                read_into(&path, "into", offset, len).unwrap(),
+                want,
+                "{offset}+{len}"
+            );
+            assert_eq!(read_all(&path, "into", offset, len).unwrap(), want);
+        }
+        assert!(matches!(
+            read_into(&path, "into", size, 1),
+            Err(BlobError::OutOfRange { .. })
+        ));
+        // A flipped byte fails a whole-chunk read and a cut one, and leaves `out` as it was.
+        flip_byte(&path, chunk_pos(1) + 10);
+        for (offset, len) in [(cs, cs), (cs + 5, 10), (0, size)] {
+            let err = read_into(&path, "into", offset, len).unwrap_err();
+            assert!(
+                matches!(err, BlobError::ChecksumMismatch { chunk: 1, .. }),
+                "{err:?}"
+            );
+        }
+        let mut r = ShardReader::open(&path, "into").unwrap();
+        let mut out = bytes::BytesMut::from(&b"kept"[..]);
+        assert!(r.read_range_into(cs, cs, &mut out).is_err());
+        assert_eq!(&out[..], b"kept");
     }
 
     #[test]
