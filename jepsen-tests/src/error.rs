@@ -41,6 +41,9 @@ pub enum Error {
     /// A setting or argument cannot work.
     #[error("invalid setting: {0}")]
     Config(String),
+    /// The deterministic simulation could not set itself up (a store, the runtime).
+    #[error("simulation: {0}")]
+    Sim(String),
     /// A history file could not be parsed.
     #[error("bad history line {line}: {detail}")]
     History {

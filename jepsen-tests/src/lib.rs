@@ -16,6 +16,7 @@ pub mod node;
 pub mod plot;
 pub mod run;
 pub mod signal;
+pub mod sim;
 pub mod slot;
 pub mod workload;
 

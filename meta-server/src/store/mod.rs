@@ -88,10 +88,28 @@ pub enum StoreError {
     Snapshot(String),
 }
 
+/// How [`open_with`] opens the meta database.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OpenOptions {
+    /// Keep every write-ahead-log record in RocksDB's own buffer until the store calls
+    /// `flush_wal(true)` (RocksDB's `manual_wal_flush`). The store syncs the WAL before every
+    /// acknowledgement anyway, so this changes no guarantee; what it changes is that the
+    /// database's files then hold exactly what was synced. The deterministic simulation
+    /// (`jepsen-tests/src/sim`) copies them at a simulated power loss: what was written but
+    /// not synced is lost, as on a real machine.
+    pub manual_wal_flush: bool,
+}
+
 /// Opens (creating if needed) the meta database in `dir` and returns the log store and the
 /// state machine over it.
 pub fn open(dir: &Path) -> Result<(LogStore, StateMachine), StoreError> {
+    open_with(dir, OpenOptions::default())
+}
+
+/// [`open`] with options.
+pub fn open_with(dir: &Path, options: OpenOptions) -> Result<(LogStore, StateMachine), StoreError> {
     let mut opts = Options::default();
+    opts.set_manual_wal_flush(options.manual_wal_flush);
     opts.create_if_missing(true);
     opts.create_missing_column_families(true);
     let cfs = [CF_RAFT_LOG, CF_RAFT_STATE, CF_SM_STATE]

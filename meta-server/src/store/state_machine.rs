@@ -256,6 +256,12 @@ impl StateMachine {
         self.db.clone()
     }
 
+    /// A reader of the state this state machine has applied (not linearizable by itself:
+    /// see [`crate::group::Group::linearizable_reader`]).
+    pub fn reader(&self) -> super::MetaReader {
+        super::MetaReader::new(self.db.clone())
+    }
+
     fn get_json<T: serde::de::DeserializeOwned>(
         &self,
         key: &[u8],

@@ -1,0 +1,147 @@
+//! The simulated meta cluster: its nodes and network, and the handles clients take.
+
+use std::collections::BTreeMap;
+
+use cairn_meta::read_batch::ReadBatcher;
+use cairn_meta::store::MetaReader;
+use cairn_meta::types::{NodeId, Raft};
+use openraft::{BasicNode, ServerState};
+use rand::Rng;
+use tokio::sync::Mutex;
+
+use super::net::SimNet;
+use super::node::SimNode;
+use crate::{Error, Result};
+
+/// What a client needs of one running node.
+#[derive(Clone)]
+pub struct Handles {
+    /// The node.
+    pub id: NodeId,
+    /// Its Raft handle (writes).
+    pub raft: Raft,
+    /// Its read batcher (linearizable reads).
+    pub reads: ReadBatcher,
+    /// Its applied state.
+    pub reader: MetaReader,
+}
+
+/// The nodes and the network between them.
+pub struct SimCluster {
+    /// The network.
+    pub net: SimNet,
+    nodes: Mutex<Vec<SimNode>>,
+}
+
+impl SimCluster {
+    /// A cluster of `nodes` (not started).
+    pub fn new(net: SimNet, nodes: Vec<SimNode>) -> Self {
+        Self {
+            net,
+            nodes: Mutex::new(nodes),
+        }
+    }
+
+    /// Starts every node and makes the first one initialize the group of all.
+    pub async fn bootstrap(&self) -> Result<()> {
+        let mut nodes = self.nodes.lock().await;
+        for node in nodes.iter_mut() {
+            node.start(&self.net).await?;
+        }
+        let members: BTreeMap<NodeId, BasicNode> = nodes
+            .iter()
+            .map(|n| (n.id, BasicNode::new(format!("sim-{}", n.id))))
+            .collect();
+        let first = nodes
+            .first()
+            .and_then(|n| n.running.as_ref())
+            .ok_or_else(|| Error::Sim("no node to initialize".into()))?;
+        first
+            .raft
+            .initialize(members)
+            .await
+            .map_err(|e| Error::Sim(format!("initialize: {e}")))?;
+        Ok(())
+    }
+
+    /// Every node id, in order.
+    pub async fn ids(&self) -> Vec<NodeId> {
+        self.nodes.lock().await.iter().map(|n| n.id).collect()
+    }
+
+    /// Ids of the running nodes.
+    pub async fn running(&self) -> Vec<NodeId> {
+        let nodes = self.nodes.lock().await;
+        nodes
+            .iter()
+            .filter(|n| n.is_running())
+            .map(|n| n.id)
+            .collect()
+    }
+
+    /// The handles of one running node.
+    pub async fn handles(&self, id: NodeId) -> Option<Handles> {
+        let nodes = self.nodes.lock().await;
+        let node = nodes.iter().find(|n| n.id == id)?;
+        let running = node.running.as_ref()?;
+        Some(Handles {
+            id,
+            raft: running.raft.clone(),
+            reads: running.reads.clone(),
+            reader: running.reader.clone(),
+        })
+    }
+
+    /// The running nodes that believe they lead, as (term, id), highest term first.
+    pub async fn leaders(&self) -> Vec<(u64, NodeId)> {
+        let nodes = self.nodes.lock().await;
+        let mut leaders: Vec<(u64, NodeId)> = nodes
+            .iter()
+            .filter_map(|n| {
+                let running = n.running.as_ref()?;
+                let metrics = running.raft.metrics();
+                let m = metrics.borrow();
+                (m.state == ServerState::Leader).then_some((m.current_term, n.id))
+            })
+            .collect();
+        leaders.sort_by(|a, b| b.cmp(a));
+        leaders
+    }
+
+    /// The handles of a node that believes it leads (chosen with `rng` when several do, as
+    /// a client that heard of an old leader may still call it).
+    pub async fn some_leader(&self, rng: &mut impl Rng) -> Option<Handles> {
+        let leaders = self.leaders().await;
+        if leaders.is_empty() {
+            return None;
+        }
+        let (_, id) = leaders[rng.random_range(0..leaders.len())];
+        self.handles(id).await
+    }
+
+    /// Crashes node `id` (see [`SimNode::crash`]).
+    pub async fn crash(&self, id: NodeId, power_loss: bool) -> Result<()> {
+        let mut nodes = self.nodes.lock().await;
+        match nodes.iter_mut().find(|n| n.id == id) {
+            Some(node) => node.crash(&self.net, power_loss).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Starts every node that is down.
+    pub async fn restart_all(&self) -> Result<()> {
+        let mut nodes = self.nodes.lock().await;
+        for node in nodes.iter_mut().filter(|n| !n.is_running()) {
+            node.start(&self.net).await?;
+        }
+        Ok(())
+    }
+
+    /// Stops every node (a clean shutdown, at the end of a run).
+    pub async fn shutdown(&self) {
+        let mut nodes = self.nodes.lock().await;
+        for node in nodes.iter_mut() {
+            let _ = node.crash(&self.net, false).await;
+        }
+    }
+}

@@ -1,0 +1,32 @@
+//! Deterministic simulation of the meta cluster: the second layer beside the black-box
+//! harness (see docs/jepsen.md, "Deterministic simulation").
+//!
+//! The black-box runs test the real processes, but a run cannot be replayed: the scheduler,
+//! the network and the disks decide the interleaving. Here the meta service's own pieces
+//! (openraft with Cairn's RocksDB log store and state machine, the apply code and the
+//! linearizable read path) run in one process, on one thread, under a clock that only moves
+//! when every task waits ([`tokio`]'s paused time). Everything that chooses comes from the
+//! seed: message delays and losses ([`net`]), the faults ([`faults`]), the clients' operations
+//! ([`client`]) and even each node's election timeout ([`node`]). The same seed therefore
+//! produces the same run, event for event; [`run::SimReport::digest`] fingerprints it, and a
+//! test runs one seed twice to prove it.
+//!
+//! A run has two phases: a *safety* phase in which faults come and go (partitions, lossy and
+//! slow links, process crashes, power losses that drop what was not fsynced, several nodes at
+//! once) while clients read and write, then a *liveness* phase with every fault healed, which
+//! must make progress. Then every invariant (one per file in [`invariants`]) judges the run.
+//!
+//! What is *not* simulated: snapshots (they are built on tokio's blocking pool, whose
+//! timing is real, so `snapshot_logs` is set out of reach), the gRPC layers (the gateway's
+//! meta client, forwarding between processes) and membership changes.
+
+pub mod client;
+pub mod cluster;
+pub mod faults;
+pub mod invariants;
+pub mod net;
+pub mod node;
+pub mod run;
+pub mod trace;
+
+pub use run::{run_seed, Plant, SimConfig, SimReport};

@@ -1,0 +1,192 @@
+//! One simulated meta node: Cairn's real log store, state machine and read batcher under
+//! openraft, on a RocksDB directory of its own, reachable through the [`SimNet`].
+//!
+//! Two kinds of crash: a *process crash* keeps everything the node wrote (the operating
+//! system still has it), a *power loss* keeps only what was fsynced. The store is opened
+//! with RocksDB's manual WAL flush, so its files hold exactly what the store synced; a
+//! power loss copies them, as they are at that instant, to the directory the node restarts
+//! from, and the old directory (with whatever the dying process flushes on its way out) is
+//! abandoned.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use cairn_meta::read_batch::ReadBatcher;
+use cairn_meta::store::{self, MetaReader, OpenOptions};
+use cairn_meta::types::{NodeId, Raft};
+
+use super::net::SimNet;
+use crate::{Error, Result};
+
+/// Heartbeat interval of every simulated node, milliseconds.
+pub const HEARTBEAT_MS: u64 = 50;
+
+/// A node's parts while it runs.
+pub struct Running {
+    /// Its Raft handle.
+    pub raft: Raft,
+    /// Reads of its applied state.
+    pub reader: MetaReader,
+    /// Its linearizable-read batcher (the production read path on a leader).
+    pub reads: ReadBatcher,
+}
+
+/// One meta node of the simulation.
+pub struct SimNode {
+    /// Raft id.
+    pub id: NodeId,
+    /// Fixed election timeout (see [`raft_config`]).
+    pub election_timeout_ms: u64,
+    /// The directory it runs on (changes at each power loss).
+    dir: PathBuf,
+    /// Where power-loss copies go.
+    base: PathBuf,
+    /// Power losses so far (names the copies).
+    losses: u32,
+    /// Present while it runs.
+    pub running: Option<Running>,
+    /// A planted bug: the disk acknowledges fsyncs it has not done, so a power loss also
+    /// takes the last [`LIED_BYTES`] of the write-ahead log.
+    pub lying_disk: bool,
+}
+
+/// How much of the write-ahead log a lying disk loses at a power loss: a few of the last
+/// acknowledged log appends and applies.
+pub const LIED_BYTES: u64 = 4096;
+
+/// The Raft configuration of one node. openraft draws each election timeout at random from
+/// `election_timeout_min..election_timeout_max` with a generator the seed does not reach, so
+/// the simulation gives each node a range of one value, itself drawn from the seed: timeouts
+/// still differ between nodes (which is what breaks split votes), and a seed fixes them.
+/// Snapshots are out of reach (see the module comment of [`super`]).
+pub fn raft_config(election_timeout_ms: u64) -> Result<Arc<openraft::Config>> {
+    let config = openraft::Config {
+        cluster_name: "sim".into(),
+        heartbeat_interval: HEARTBEAT_MS,
+        election_timeout_min: election_timeout_ms,
+        election_timeout_max: election_timeout_ms + 1,
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(u64::MAX / 2),
+        ..Default::default()
+    };
+    Ok(Arc::new(
+        config
+            .validate()
+            .map_err(|e| Error::Sim(format!("raft config: {e}")))?,
+    ))
+}
+
+impl SimNode {
+    /// A node that is not running yet, with its data under `base`.
+    pub fn new(id: NodeId, election_timeout_ms: u64, base: &Path) -> Self {
+        Self {
+            id,
+            election_timeout_ms,
+            dir: base.join(format!("node-{id}")),
+            base: base.to_path_buf(),
+            losses: 0,
+            running: None,
+            lying_disk: false,
+        }
+    }
+
+    /// Opens the node's store and starts its Raft. A store still held by the previous
+    /// incarnation's last tasks (they end within a few scheduler turns) is retried.
+    pub async fn start(&mut self, net: &SimNet) -> Result<()> {
+        let mut attempts = 0;
+        let (log, sm) = loop {
+            let options = OpenOptions {
+                manual_wal_flush: true,
+            };
+            match store::open_with(&self.dir, options) {
+                Ok(opened) => break opened,
+                Err(e) if attempts < 100 => {
+                    attempts += 1;
+                    tracing::debug!(node = self.id, error = %e, "store still held; retrying");
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                Err(e) => return Err(Error::Sim(format!("node {}: open store: {e}", self.id))),
+            }
+        };
+        let reader = sm.reader();
+        let config = raft_config(self.election_timeout_ms)?;
+        let raft = Raft::new(self.id, config, net.factory(self.id), log, sm)
+            .await
+            .map_err(|e| Error::Sim(format!("node {}: raft: {e}", self.id)))?;
+        let reads = ReadBatcher::spawn(self.id, raft.clone());
+        net.attach(self.id, raft.clone());
+        self.running = Some(Running {
+            raft,
+            reader,
+            reads,
+        });
+        Ok(())
+    }
+
+    /// Stops the node at once. With `power_loss`, what the store had not fsynced is lost.
+    pub async fn crash(&mut self, net: &SimNet, power_loss: bool) -> Result<()> {
+        net.detach(self.id);
+        let Some(running) = self.running.take() else {
+            return Ok(());
+        };
+        if power_loss {
+            self.losses += 1;
+            let copy = self
+                .base
+                .join(format!("node-{}-loss-{}", self.id, self.losses));
+            copy_dir(&self.dir, &copy)?;
+            if self.lying_disk {
+                cut_wal_tail(&copy, LIED_BYTES)?;
+            }
+            self.dir = copy;
+        }
+        let _ = running.raft.shutdown().await;
+        drop(running);
+        Ok(())
+    }
+
+    /// Whether the node runs.
+    pub fn is_running(&self) -> bool {
+        self.running.is_some()
+    }
+}
+
+/// Copies the files of `from` (no subdirectories but the empty snapshot directory) to `to`.
+fn copy_dir(from: &Path, to: &Path) -> Result<()> {
+    let io = |e: std::io::Error| Error::Sim(format!("power-loss copy of {}: {e}", from.display()));
+    std::fs::create_dir_all(to).map_err(io)?;
+    let mut entries: Vec<_> = std::fs::read_dir(from)
+        .map_err(io)?
+        .collect::<std::result::Result<_, _>>()
+        .map_err(io)?;
+    entries.sort_by_key(|e| e.file_name());
+    for entry in entries {
+        let target = to.join(entry.file_name());
+        if entry.file_type().map_err(io)?.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), target).map_err(io)?;
+        }
+    }
+    Ok(())
+}
+
+/// Shortens the newest write-ahead log file in `dir` by `bytes` (the planted lying disk).
+fn cut_wal_tail(dir: &Path, bytes: u64) -> Result<()> {
+    let io = |e: std::io::Error| Error::io("cut the WAL in", dir, e);
+    let mut logs: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(io)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "log"))
+        .collect();
+    logs.sort();
+    if let Some(newest) = logs.last() {
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(newest)
+            .map_err(io)?;
+        let len = file.metadata().map_err(io)?.len();
+        file.set_len(len.saturating_sub(bytes)).map_err(io)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,352 @@
+//! One simulated run: build the cluster, run clients and faults, heal, read, judge.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use cairn_meta::types::{Command, NodeId, Request, Response};
+use cairn_proto::meta::Bucket;
+use prost::Message;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use tokio::time::Instant;
+
+use super::client::{self, ClientEnv, KeySpace, BUCKET};
+use super::cluster::SimCluster;
+use super::faults;
+use super::invariants::{self, Facts, Replica, Violation};
+use super::net::SimNet;
+use super::node::SimNode;
+use super::trace::{self, OpKind, Outcome, SimOp, Trace};
+use crate::{Error, Result};
+
+/// A bug planted on purpose, to show that the invariants catch it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Plant {
+    /// Clients read any node's applied state without a read index: stale reads.
+    StaleReads,
+    /// Disks acknowledge fsyncs they have not done: a power loss takes acknowledged writes.
+    LyingDisk,
+}
+
+/// The shape of a simulated run.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// Meta nodes.
+    pub nodes: usize,
+    /// Concurrent clients.
+    pub clients: usize,
+    /// Simulated time with faults.
+    pub safety: Duration,
+    /// Simulated time after the heal, clients still running.
+    pub liveness: Duration,
+    /// A planted bug, if any.
+    pub plant: Option<Plant>,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        Self {
+            nodes: 5,
+            clients: 4,
+            safety: Duration::from_secs(10),
+            liveness: Duration::from_secs(4),
+            plant: None,
+        }
+    }
+}
+
+/// How a simulated run went.
+#[derive(Debug, Clone)]
+pub struct SimReport {
+    /// The seed.
+    pub seed: u64,
+    /// The trace, line by line.
+    pub trace: Vec<String>,
+    /// Client operations by outcome: ok (answered, refusals included), fail, info.
+    pub ok: usize,
+    /// Operations that certainly had no effect.
+    pub fail: usize,
+    /// Operations of unknown outcome.
+    pub info: usize,
+    /// Faults injected.
+    pub faults: u32,
+    /// What the invariants found.
+    pub violations: Vec<Violation>,
+}
+
+impl SimReport {
+    /// Whether every invariant held.
+    pub fn valid(&self) -> bool {
+        self.violations.is_empty()
+    }
+
+    /// The fingerprint of the trace: equal for two runs of one seed.
+    pub fn digest(&self) -> u64 {
+        trace::digest(&self.trace)
+    }
+
+    /// `SIM seed=... ops=... ok=... fail=... info=... faults=... digest=... valid=...`.
+    pub fn summary(&self) -> String {
+        format!(
+            "SIM seed={} ops={} ok={} fail={} info={} faults={} digest={:016x} valid={}",
+            self.seed,
+            self.ok + self.fail + self.info,
+            self.ok,
+            self.fail,
+            self.info,
+            self.faults,
+            self.digest(),
+            self.valid()
+        )
+    }
+}
+
+/// Where the nodes' directories go: memory when the machine has a RAM disk (fsync is then
+/// free, and only the simulation's own bookkeeping of what was synced matters).
+fn scratch_dir() -> Result<tempfile::TempDir> {
+    let shm = Path::new("/dev/shm");
+    let builder = || {
+        let mut b = tempfile::Builder::new();
+        b.prefix("cairn-sim-");
+        b
+    };
+    let made = if shm.is_dir() {
+        builder().tempdir_in(shm).or_else(|_| builder().tempdir())
+    } else {
+        builder().tempdir()
+    };
+    made.map_err(|e| Error::io("create", std::env::temp_dir(), e))
+}
+
+/// Runs the simulation for `seed` on a runtime of its own (one thread, paused clock).
+pub fn run_seed(seed: u64, config: &SimConfig) -> Result<SimReport> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .map_err(|e| Error::Sim(format!("runtime: {e}")))?;
+    let scratch = scratch_dir()?;
+    let report = runtime.block_on(simulate(seed, config, scratch.path()));
+    // Node tasks still parked in the runtime hold their stores until it is gone.
+    drop(runtime);
+    report
+}
+
+async fn simulate(seed: u64, config: &SimConfig, dir: &Path) -> Result<SimReport> {
+    let mut seeds = StdRng::seed_from_u64(seed);
+    let trace = Trace::new();
+    let net = SimNet::new(seeds.random());
+    // Distinct election timeouts, 300-700 ms in steps of 25 (see node::raft_config).
+    let mut timeouts: Vec<u64> = (0..16).map(|i| 300 + 25 * i).collect();
+    timeouts.shuffle(&mut seeds);
+    let nodes = (0..config.nodes)
+        .map(|i| {
+            let mut node = SimNode::new(i as NodeId + 1, timeouts[i % timeouts.len()], dir);
+            node.lying_disk = config.plant == Some(Plant::LyingDisk);
+            node
+        })
+        .collect();
+    let cluster = Arc::new(SimCluster::new(net, nodes));
+    cluster.bootstrap().await?;
+    trace.note("bootstrapped");
+    let bucket_id = create_bucket(&cluster, &mut seeds).await?;
+    trace.note(format!("bucket {bucket_id}"));
+
+    let start = Instant::now();
+    let faults_end = start + config.safety;
+    let clients_end = faults_end + config.liveness;
+    let monitor_stop = Arc::new(AtomicU64::new(0));
+    let leaders = Arc::new(Mutex::new(BTreeMap::new()));
+    let monitor = tokio::spawn(watch_leaders(
+        cluster.clone(),
+        leaders.clone(),
+        monitor_stop.clone(),
+    ));
+    let env = ClientEnv {
+        cluster: cluster.clone(),
+        trace: trace.clone(),
+        bucket_id,
+        keys: KeySpace::default(),
+        values: Arc::new(AtomicU64::new(1)),
+        stale_reads: config.plant == Some(Plant::StaleReads),
+    };
+    let mut clients = Vec::new();
+    for i in 0..config.clients {
+        let rng = StdRng::seed_from_u64(seeds.random());
+        clients.push(tokio::spawn(client::run(
+            env.clone(),
+            i,
+            config.clients,
+            rng,
+            clients_end,
+        )));
+    }
+    let fault_rng = StdRng::seed_from_u64(seeds.random());
+    let injected = faults::run(&cluster, &trace, fault_rng, faults_end).await?;
+    let healed_at = trace.now_ns();
+    for c in clients {
+        let _ = c.await;
+    }
+    trace.note("clients done");
+
+    let unread_keys = final_reads(&env, &mut seeds).await;
+    let (replicas, replicas_not_level) = replica_states(&cluster, bucket_id, &env.keys).await;
+    monitor_stop.store(1, std::sync::atomic::Ordering::Relaxed);
+    let _ = monitor.await;
+    cluster.shutdown().await;
+
+    let ops = trace.ops();
+    let facts = Facts {
+        leaders: leaders.lock().map(|l| l.clone()).unwrap_or_default(),
+        healed_at,
+        unread_keys,
+        replicas,
+        replicas_not_level,
+        ops: ops.clone(),
+    };
+    let violations = invariants::check_all(&facts);
+    for v in &violations {
+        trace.note(format!("violation {}: {}", v.invariant, v.detail));
+    }
+    let count = |f: fn(&SimOp) -> bool| ops.iter().filter(|o| f(o)).count();
+    Ok(SimReport {
+        seed,
+        ok: count(|o| !matches!(o.outcome, Outcome::Fail | Outcome::Info)),
+        fail: count(|o| o.outcome == Outcome::Fail),
+        info: count(|o| o.outcome == Outcome::Info),
+        faults: injected,
+        violations,
+        trace: trace.lines(),
+    })
+}
+
+/// Creates [`BUCKET`] through whichever node leads, waiting for an election.
+async fn create_bucket(cluster: &SimCluster, rng: &mut StdRng) -> Result<u64> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if let Some(leader) = cluster.some_leader(rng).await {
+            let request = Request {
+                now_ms: 1_800_000_000_000,
+                command: Command::CreateBucket {
+                    name: BUCKET.into(),
+                    object_lock: false,
+                },
+            };
+            if let Ok(reply) = leader.raft.client_write(request).await {
+                if let Response::Bucket { bucket } = reply.data {
+                    let bucket = Bucket::decode(bucket.as_slice())
+                        .map_err(|e| Error::Sim(format!("bucket record: {e}")))?;
+                    return Ok(bucket.id);
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Err(Error::Sim("no leader created the bucket in 30 s".into()))
+}
+
+/// Records, every few milliseconds until told to stop, which node leads in which term.
+async fn watch_leaders(
+    cluster: Arc<SimCluster>,
+    seen: Arc<Mutex<BTreeMap<u64, BTreeSet<NodeId>>>>,
+    stop: Arc<AtomicU64>,
+) {
+    while stop.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+        for (term, id) in cluster.leaders().await {
+            if let Ok(mut seen) = seen.lock() {
+                seen.entry(term).or_default().insert(id);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Reads every key once more, retrying for up to 10 s each; returns the keys never read.
+async fn final_reads(env: &ClientEnv, rng: &mut StdRng) -> Vec<usize> {
+    let mut unread = Vec::new();
+    let process = 1_000_000;
+    for key in env.keys.all() {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut done = false;
+        while !done && Instant::now() < deadline {
+            if let Some(node) = env.cluster.some_leader(rng).await {
+                let call = env.trace.now_ns();
+                let outcome = client::perform(env, &node, key, OpKind::Read).await;
+                env.trace.op(SimOp {
+                    process,
+                    key,
+                    kind: OpKind::Read,
+                    call,
+                    ret: env.trace.now_ns(),
+                    outcome,
+                });
+                done = matches!(outcome, Outcome::Ok(_));
+            }
+            if !done {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        if !done {
+            unread.push(key);
+        }
+    }
+    unread
+}
+
+/// Waits (up to 10 s) until every node has applied the same index, then reads each key's
+/// value on every node.
+async fn replica_states(
+    cluster: &SimCluster,
+    bucket_id: u64,
+    keys: &KeySpace,
+) -> (Vec<Replica>, Option<String>) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut applied = BTreeMap::new();
+    loop {
+        applied.clear();
+        for id in cluster.ids().await {
+            let index = match cluster.handles(id).await {
+                Some(h) => h.raft.metrics().borrow().last_applied.map(|l| l.index),
+                None => None,
+            };
+            applied.insert(id, index);
+        }
+        let distinct: BTreeSet<_> = applied.values().collect();
+        if distinct.len() == 1 {
+            break;
+        }
+        if Instant::now() >= deadline {
+            return (
+                Vec::new(),
+                Some(format!(
+                    "replicas not level 10 s after the clients stopped: {applied:?}"
+                )),
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut replicas = Vec::new();
+    for (id, last_applied) in applied {
+        let Some(handles) = cluster.handles(id).await else {
+            continue;
+        };
+        let mut values = BTreeMap::new();
+        for key in keys.all() {
+            let value = match handles.reader.object(bucket_id, &client::key_name(key)) {
+                Ok(Some(o)) if !o.delete_marker => o.etag.parse().ok(),
+                _ => None,
+            };
+            values.insert(key, value);
+        }
+        replicas.push(Replica {
+            id,
+            last_applied,
+            values,
+        });
+    }
+    (replicas, None)
+}
