@@ -121,11 +121,16 @@ impl AdminService {
             })
     }
 
+    /// The cluster this node belongs to. A node that has not joined one answers
+    /// `Unavailable`, as a follower without a leader does: an admin client with several
+    /// endpoints then tries the next one. (It was `FailedPrecondition`, a final answer, and
+    /// `cairn admin meta add X` given every endpoint failed whenever X, still pristine, was
+    /// listed first.)
     fn joined(&self) -> Result<&Joined, Status> {
         self.ctx
             .joined
             .get()
-            .ok_or_else(|| Status::failed_precondition("this meta node has not joined a cluster"))
+            .ok_or_else(|| Status::unavailable("this meta node has not joined a cluster"))
     }
 
     fn group(&self) -> Result<&Group, Status> {

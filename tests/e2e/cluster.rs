@@ -200,7 +200,21 @@ async fn meta_membership_grows_shrinks_and_replaces_without_losing_data() {
     cluster.admin_ok(&["meta", "remove", &wiped_id.to_string()]);
     cluster.restart_meta(wiped);
     let addr = cluster.meta_addrs[wiped].clone();
-    cluster.admin_ok(&["meta", "add", &addr]);
+    // The pristine node is the first endpoint the admin client tries: it must move on to a
+    // member (a node that has not joined answers Unavailable, not a final error).
+    let endpoints = std::iter::once(format!("http://{addr}"))
+        .chain(
+            (0..cluster.metas.len())
+                .filter(|&i| i != wiped)
+                .map(|i| format!("http://{}", cluster.meta_addrs[i])),
+        )
+        .collect::<Vec<_>>()
+        .join(",");
+    let (ok, stdout, stderr) = cluster.admin_at(&endpoints, &["meta", "add", &addr]);
+    assert!(
+        ok,
+        "meta add via the pristine node first failed:\n{stdout}\n{stderr}"
+    );
     let status = cluster.status();
     let now = voters(&status);
     assert_eq!(now.len(), 4, "{status:#}");

@@ -198,10 +198,15 @@ impl Cluster {
 
     /// Runs `cairn admin --meta ALL args...`; returns (success, stdout, stderr).
     pub fn admin(&self, args: &[&str]) -> (bool, String, String) {
+        self.admin_at(&self.meta_endpoints(), args)
+    }
+
+    /// `cairn admin --meta <endpoints> args...`: (success, stdout, stderr).
+    pub fn admin_at(&self, endpoints: &str, args: &[&str]) -> (bool, String, String) {
         let out = Command::new(cairn_bin())
             .arg("admin")
             .arg("--meta")
-            .arg(self.meta_endpoints())
+            .arg(endpoints)
             .args(args)
             .env("CAIRN_ACCESS_KEY", ACCESS_KEY)
             .env("CAIRN_SECRET_KEY", SECRET_KEY)
