@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use cairn_meta::read_batch::ReadBatcher;
 use cairn_meta::store::MetaReader;
 use cairn_meta::types::{NodeId, Raft};
-use openraft::{BasicNode, ServerState};
+use openraft::{BasicNode, ServerState, Vote};
 use rand::Rng;
 use tokio::sync::Mutex;
 
@@ -92,7 +92,9 @@ impl SimCluster {
         })
     }
 
-    /// The running nodes that believe they lead, as (term, id), highest term first.
+    /// The running nodes that lead, as (term, id), highest term first: in the leader state
+    /// with a committed vote (one a quorum granted) for themselves. The vote is what makes
+    /// a leader; the state alone can lag a moment behind a vote just granted to another.
     pub async fn leaders(&self) -> Vec<(u64, NodeId)> {
         let nodes = self.nodes.lock().await;
         let mut leaders: Vec<(u64, NodeId)> = nodes
@@ -101,11 +103,27 @@ impl SimCluster {
                 let running = n.running.as_ref()?;
                 let metrics = running.raft.metrics();
                 let m = metrics.borrow();
-                (m.state == ServerState::Leader).then_some((m.current_term, n.id))
+                let leads = m.state == ServerState::Leader
+                    && m.vote.is_committed()
+                    && m.vote.leader_id().voted_for() == Some(n.id);
+                leads.then_some((m.vote.leader_id().term, n.id))
             })
             .collect();
         leaders.sort_by(|a, b| b.cmp(a));
         leaders
+    }
+
+    /// The current vote of every running node.
+    pub async fn votes(&self) -> Vec<(NodeId, Vote<NodeId>)> {
+        let nodes = self.nodes.lock().await;
+        nodes
+            .iter()
+            .filter_map(|n| {
+                let running = n.running.as_ref()?;
+                let vote = running.raft.metrics().borrow().vote;
+                Some((n.id, vote))
+            })
+            .collect()
     }
 
     /// The handles of a node that believes it leads (chosen with `rng` when several do, as

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use cairn_meta::types::{Command, NodeId, Request, Response};
 use cairn_proto::meta::Bucket;
+use openraft::Vote;
 use prost::Message;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -160,10 +161,11 @@ async fn simulate(seed: u64, config: &SimConfig, dir: &Path) -> Result<SimReport
     let faults_end = start + config.safety;
     let clients_end = faults_end + config.liveness;
     let monitor_stop = Arc::new(AtomicU64::new(0));
-    let leaders = Arc::new(Mutex::new(BTreeMap::new()));
-    let monitor = tokio::spawn(watch_leaders(
+    let watched = Arc::new(Mutex::new(Watched::default()));
+    let monitor = tokio::spawn(watch(
         cluster.clone(),
-        leaders.clone(),
+        trace.clone(),
+        watched.clone(),
         monitor_stop.clone(),
     ));
     let env = ClientEnv {
@@ -200,8 +202,13 @@ async fn simulate(seed: u64, config: &SimConfig, dir: &Path) -> Result<SimReport
     cluster.shutdown().await;
 
     let ops = trace.ops();
+    let (leaders, vote_regressions) = watched
+        .lock()
+        .map(|w| (w.leaders.clone(), w.regressions.clone()))
+        .unwrap_or_default();
     let facts = Facts {
-        leaders: leaders.lock().map(|l| l.clone()).unwrap_or_default(),
+        leaders,
+        vote_regressions,
         healed_at,
         unread_keys,
         replicas,
@@ -249,16 +256,45 @@ async fn create_bucket(cluster: &SimCluster, rng: &mut StdRng) -> Result<u64> {
     Err(Error::Sim("no leader created the bucket in 30 s".into()))
 }
 
-/// Records, every few milliseconds until told to stop, which node leads in which term.
-async fn watch_leaders(
+/// What the monitor saw: leaders by term, and votes that went back.
+#[derive(Default)]
+struct Watched {
+    leaders: BTreeMap<u64, BTreeSet<NodeId>>,
+    votes: BTreeMap<NodeId, Vote<NodeId>>,
+    regressions: Vec<String>,
+}
+
+/// Records, every few milliseconds until told to stop, which node leads in which term and
+/// whether any node's vote went back.
+async fn watch(
     cluster: Arc<SimCluster>,
-    seen: Arc<Mutex<BTreeMap<u64, BTreeSet<NodeId>>>>,
+    trace: Trace,
+    seen: Arc<Mutex<Watched>>,
     stop: Arc<AtomicU64>,
 ) {
     while stop.load(std::sync::atomic::Ordering::Relaxed) == 0 {
-        for (term, id) in cluster.leaders().await {
-            if let Ok(mut seen) = seen.lock() {
-                seen.entry(term).or_default().insert(id);
+        let leaders = cluster.leaders().await;
+        let votes = cluster.votes().await;
+        if let Ok(mut seen) = seen.lock() {
+            for (term, id) in leaders {
+                if seen.leaders.entry(term).or_default().insert(id) {
+                    trace.note(format!("leader term {term} node {id}"));
+                }
+            }
+            for (id, vote) in votes {
+                // A node that has just started reports the empty vote until its core has
+                // loaded the stored one; a vote really lost shows when the node next votes.
+                if vote == Vote::default() {
+                    continue;
+                }
+                if let Some(before) = seen.votes.get(&id) {
+                    if vote.partial_cmp(before) == Some(std::cmp::Ordering::Less) {
+                        let what = format!("node {id}: vote {before} then {vote}");
+                        trace.note(format!("vote regression {what}"));
+                        seen.regressions.push(what);
+                    }
+                }
+                seen.votes.insert(id, vote);
             }
         }
         tokio::time::sleep(Duration::from_millis(5)).await;

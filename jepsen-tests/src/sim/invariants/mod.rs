@@ -1,7 +1,7 @@
 //! The properties every simulated run must have, one per file. Each reads the [`Facts`] the
 //! run gathered and names what it found wrong.
 
-pub mod election_safety;
+pub mod durable_votes;
 pub mod linearizable;
 pub mod liveness;
 pub mod replicas_agree;
@@ -17,8 +17,11 @@ use super::trace::SimOp;
 pub struct Facts {
     /// Every client operation, final reads included.
     pub ops: Vec<SimOp>,
-    /// For each term, the nodes seen leading in it.
+    /// For each term, the nodes seen leading in it (several are possible: see
+    /// [`durable_votes`]).
     pub leaders: BTreeMap<u64, BTreeSet<NodeId>>,
+    /// Every time a node's vote was seen lower than before, described.
+    pub vote_regressions: Vec<String>,
     /// Simulated time (ns) at which every fault was healed.
     pub healed_at: u64,
     /// Keys whose final read never succeeded.
@@ -53,7 +56,7 @@ pub struct Violation {
 pub fn check_all(facts: &Facts) -> Vec<Violation> {
     let mut found = Vec::new();
     found.extend(linearizable::check(facts));
-    found.extend(election_safety::check(facts));
+    found.extend(durable_votes::check(facts));
     found.extend(liveness::check(facts));
     found.extend(replicas_agree::check(facts));
     found
