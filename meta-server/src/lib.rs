@@ -128,6 +128,9 @@ pub struct RunningMeta {
 /// Default for [`MetaConfig::node_lost_after`].
 pub const DEFAULT_NODE_LOST_AFTER: Duration = Duration::from_secs(600);
 
+/// How long one snapshot chunk may take to send and, for the last, to install.
+pub const INSTALL_SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Default for [`MetaConfig::snapshot_logs`].
 pub const DEFAULT_SNAPSHOT_LOGS: u64 = 10_000;
 
@@ -139,6 +142,13 @@ fn raft_config(cluster_id: &str, snapshot_logs: u64) -> Result<Arc<openraft::Con
         election_timeout_min: 500,
         election_timeout_max: 1000,
         snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(snapshot_logs),
+        // openraft bounds each snapshot chunk RPC, and the last one includes the receiver's
+        // install (replacing every column family and fsyncing), by this; its default of
+        // 200 ms is shorter than installing a snapshot of a few tens of thousands of
+        // records takes, so the leader gave up and resent the snapshot from the start
+        // forever and a member added after the first compaction never caught up (Jepsen
+        // finding 8, seen in every 10-minute run with membership changes).
+        install_snapshot_timeout: INSTALL_SNAPSHOT_TIMEOUT.as_millis() as u64,
         // Keep a tenth of a snapshot interval of log behind each snapshot, so that a slightly
         // lagging follower catches up from the log rather than by a whole snapshot.
         max_in_snapshot_log_to_keep: snapshot_logs / 10,
@@ -498,5 +508,18 @@ impl RunningMeta {
             Ok(result) => result.map_err(MetaError::from),
             Err(e) => Err(MetaError::Raft(format!("server task: {e}"))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Jepsen finding 8: with openraft's 200 ms default, installing a snapshot of a busy
+    /// cluster always outlasted the RPC and a new member never caught up.
+    #[test]
+    fn a_snapshot_chunk_may_take_as_long_as_a_large_install() {
+        let config = raft_config("cluster", 100).expect("config");
+        assert!(config.install_snapshot_timeout() >= Duration::from_secs(30));
     }
 }
