@@ -1,17 +1,22 @@
 //! The simulated meta cluster: its nodes and network, and the handles clients take.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
 use cairn_meta::read_batch::ReadBatcher;
 use cairn_meta::store::MetaReader;
 use cairn_meta::types::{NodeId, Raft};
-use openraft::{BasicNode, ServerState, Vote};
+use openraft::{BasicNode, ChangeMembers, ServerState, Vote};
 use rand::Rng;
 use tokio::sync::Mutex;
+use tokio::time::Instant;
 
 use super::net::SimNet;
 use super::node::SimNode;
 use crate::{Error, Result};
+
+/// How long one membership-change attempt may take.
+const ATTEMPT: Duration = Duration::from_secs(3);
 
 /// What a client needs of one running node.
 #[derive(Clone)]
@@ -135,6 +140,49 @@ impl SimCluster {
         }
         let (_, id) = leaders[rng.random_range(0..leaders.len())];
         self.handles(id).await
+    }
+
+    /// The voters of the group as the newest leader sees them (`None` without a leader).
+    pub async fn voters(&self) -> Option<BTreeSet<NodeId>> {
+        let (_, leader) = self.leaders().await.first().copied()?;
+        let handles = self.handles(leader).await?;
+        let metrics = handles.raft.metrics();
+        let voters = metrics
+            .borrow()
+            .membership_config
+            .membership()
+            .voter_ids()
+            .collect();
+        Some(voters)
+    }
+
+    /// Applies a membership change through the newest leader, retrying (each attempt
+    /// bounded) until `deadline`. With `add_learner`, that node is first added as a learner
+    /// and caught up. Returns whether it was done.
+    pub async fn change_membership(
+        &self,
+        change: ChangeMembers<NodeId, BasicNode>,
+        add_learner: Option<NodeId>,
+        deadline: Instant,
+    ) -> bool {
+        while Instant::now() < deadline {
+            if let Some(&(_, leader)) = self.leaders().await.first() {
+                if let Some(h) = self.handles(leader).await {
+                    let attempt = async {
+                        if let Some(id) = add_learner {
+                            let node = BasicNode::new(format!("sim-{id}"));
+                            h.raft.add_learner(id, node, true).await.ok()?;
+                        }
+                        h.raft.change_membership(change.clone(), false).await.ok()
+                    };
+                    if let Ok(Some(_)) = tokio::time::timeout(ATTEMPT, attempt).await {
+                        return true;
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        false
     }
 
     /// Crashes node `id` (see [`SimNode::crash`]).

@@ -1,9 +1,11 @@
 //! The simulated nemesis: a seeded schedule of faults, one at a time, each undone before
 //! the next.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use cairn_meta::types::NodeId;
+use openraft::ChangeMembers;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::Rng;
@@ -24,6 +26,9 @@ pub enum Fault {
     Lossy(f64),
     /// Every message delayed by tens to hundreds of milliseconds.
     Slow,
+    /// A voter removed from the group (it keeps running, cut off from the log); undone by
+    /// adding it back as a learner and then a voter.
+    Membership(NodeId),
     /// Nodes crash and later restart; with `power_loss`, losing what they had not fsynced.
     Crash {
         /// The nodes.
@@ -48,13 +53,13 @@ pub async fn run(
         }
         let fault = choose(cluster, &mut rng).await;
         trace.note(format!("fault start {fault:?}"));
-        inject(cluster, &fault).await?;
+        inject(cluster, trace, &fault).await?;
         injected += 1;
         tokio::time::sleep(Duration::from_millis(rng.random_range(200..2500))).await;
-        heal(cluster).await?;
+        heal(cluster, trace).await?;
         trace.note("fault stop");
     }
-    heal(cluster).await?;
+    heal(cluster, trace).await?;
     trace.note("healed");
     Ok(injected)
 }
@@ -63,19 +68,19 @@ async fn choose(cluster: &SimCluster, rng: &mut StdRng) -> Fault {
     let mut ids = cluster.ids().await;
     let n = ids.len();
     match rng.random_range(0..100) {
-        0..20 => {
+        0..18 => {
             ids.shuffle(rng);
             let cut = rng.random_range(1..=n / 2);
             let rest = ids.split_off(cut);
             Fault::Halves(ids, rest)
         }
-        20..35 => match cluster.leaders().await.first() {
+        18..32 => match cluster.leaders().await.first() {
             Some(&(_, leader)) => Fault::IsolateLeader(leader),
             None => Fault::Slow,
         },
-        35..45 => Fault::Lossy(rng.random_range(0.1..0.5)),
-        45..55 => Fault::Slow,
-        55..75 => {
+        32..42 => Fault::Lossy(rng.random_range(0.1..0.5)),
+        42..50 => Fault::Slow,
+        50..65 => {
             ids.shuffle(rng);
             ids.truncate(rng.random_range(1..=n.div_ceil(2)));
             Fault::Crash {
@@ -83,7 +88,7 @@ async fn choose(cluster: &SimCluster, rng: &mut StdRng) -> Fault {
                 power_loss: false,
             }
         }
-        75..95 => {
+        65..82 => {
             ids.shuffle(rng);
             ids.truncate(rng.random_range(1..=n.div_ceil(2)));
             Fault::Crash {
@@ -91,6 +96,7 @@ async fn choose(cluster: &SimCluster, rng: &mut StdRng) -> Fault {
                 power_loss: true,
             }
         }
+        82..94 => Fault::Membership(ids[rng.random_range(0..n)]),
         // Every node at once: only what was fsynced survives anywhere.
         _ => Fault::Crash {
             nodes: ids,
@@ -99,7 +105,7 @@ async fn choose(cluster: &SimCluster, rng: &mut StdRng) -> Fault {
     }
 }
 
-async fn inject(cluster: &SimCluster, fault: &Fault) -> Result<()> {
+async fn inject(cluster: &SimCluster, trace: &Trace, fault: &Fault) -> Result<()> {
     match fault {
         Fault::Halves(a, b) => cluster.net.partition(a, b),
         Fault::IsolateLeader(leader) => {
@@ -118,12 +124,39 @@ async fn inject(cluster: &SimCluster, fault: &Fault) -> Result<()> {
                 cluster.crash(id, *power_loss).await?;
             }
         }
+        Fault::Membership(id) => {
+            let change = ChangeMembers::RemoveVoters(BTreeSet::from([*id]));
+            let deadline = Instant::now() + Duration::from_secs(5);
+            if !cluster.change_membership(change, None, deadline).await {
+                trace.note(format!("could not remove voter {id}"));
+            }
+        }
     }
     Ok(())
 }
 
-/// Removes every fault: links restored, crashed nodes restarted.
-pub async fn heal(cluster: &SimCluster) -> Result<()> {
+/// Removes every fault: links restored, crashed nodes restarted, every node a voter again.
+pub async fn heal(cluster: &SimCluster, trace: &Trace) -> Result<()> {
     cluster.net.heal();
-    cluster.restart_all().await
+    cluster.restart_all().await?;
+    let all: BTreeSet<NodeId> = cluster.ids().await.into_iter().collect();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        let Some(voters) = cluster.voters().await else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let Some(&missing) = all.difference(&voters).next() else {
+            return Ok(());
+        };
+        let change = ChangeMembers::AddVoterIds(BTreeSet::from([missing]));
+        if cluster
+            .change_membership(change, Some(missing), deadline)
+            .await
+        {
+            trace.note(format!("voter {missing} added back"));
+        }
+    }
+    trace.note("could not restore every voter in 30 s");
+    Ok(())
 }
