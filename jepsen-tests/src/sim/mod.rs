@@ -13,12 +13,13 @@
 //!
 //! A run has two phases: a *safety* phase in which faults come and go (partitions, lossy and
 //! slow links, process crashes, power losses that drop what was not fsynced, several nodes at
-//! once) while clients read and write, then a *liveness* phase with every fault healed, which
-//! must make progress. Then every invariant (one per file in [`invariants`]) judges the run.
+//! once, voters removed and added back) while clients read and write, then a *liveness*
+//! phase with every fault healed, which must make progress. Then every invariant (one per
+//! file in [`invariants`]) judges the run.
 //!
 //! What is *not* simulated: snapshots (they are built on tokio's blocking pool, whose
-//! timing is real, so `snapshot_logs` is set out of reach), the gRPC layers (the gateway's
-//! meta client, forwarding between processes) and membership changes.
+//! timing is real, so the snapshot policy is set out of reach) and the gRPC layers (the
+//! gateway's meta client, forwarding between processes).
 
 pub mod client;
 pub mod cluster;
