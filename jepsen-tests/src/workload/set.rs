@@ -21,6 +21,8 @@ const PREFIX: &str = "s/";
 const FINAL_PROCESS: u64 = 2_000_000;
 /// Final reads in flight at once.
 const READ_CONCURRENCY: usize = 8;
+/// Final-read time budgeted per key (see [`final_reads`]).
+const PER_KEY_READ: Duration = Duration::from_millis(20);
 
 /// The object key of element `n`.
 pub fn key(n: u64) -> String {
@@ -132,6 +134,10 @@ pub async fn final_reads(ctx: Arc<Ctx>, deadline: Instant) {
             .filter_map(|o| o.invoke.key),
     );
     let total = to_read.len();
+    // A long run leaves tens of thousands of keys, more than the common final-read budget
+    // allows at the rate a debug build serves GETs: give each key its share of time.
+    let deadline =
+        deadline.max(Instant::now() + PER_KEY_READ * u32::try_from(total).unwrap_or(u32::MAX));
     futures::stream::iter(to_read.into_iter().enumerate())
         .for_each_concurrent(READ_CONCURRENCY, |(i, k)| {
             let ctx = Arc::clone(&ctx);
