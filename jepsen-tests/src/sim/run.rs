@@ -202,12 +202,11 @@ async fn simulate(seed: u64, config: &SimConfig, dir: &Path) -> Result<SimReport
     cluster.shutdown().await;
 
     let ops = trace.ops();
-    let (leaders, vote_regressions) = watched
+    let vote_regressions = watched
         .lock()
-        .map(|w| (w.leaders.clone(), w.regressions.clone()))
+        .map(|w| w.regressions.clone())
         .unwrap_or_default();
     let facts = Facts {
-        leaders,
         vote_regressions,
         healed_at,
         unread_keys,
@@ -256,7 +255,8 @@ async fn create_bucket(cluster: &SimCluster, rng: &mut StdRng) -> Result<u64> {
     Err(Error::Sim("no leader created the bucket in 30 s".into()))
 }
 
-/// What the monitor saw: leaders by term, and votes that went back.
+/// What the monitor saw: leaders by term (noted in the trace when first seen), and votes
+/// that went back.
 #[derive(Default)]
 struct Watched {
     leaders: BTreeMap<u64, BTreeSet<NodeId>>,

@@ -6,7 +6,7 @@ pub mod linearizable;
 pub mod liveness;
 pub mod replicas_agree;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use cairn_meta::types::NodeId;
 
@@ -17,9 +17,6 @@ use super::trace::SimOp;
 pub struct Facts {
     /// Every client operation, final reads included.
     pub ops: Vec<SimOp>,
-    /// For each term, the nodes seen leading in it (several are possible: see
-    /// [`durable_votes`]).
-    pub leaders: BTreeMap<u64, BTreeSet<NodeId>>,
     /// Every time a node's vote was seen lower than before, described.
     pub vote_regressions: Vec<String>,
     /// Simulated time (ns) at which every fault was healed.
