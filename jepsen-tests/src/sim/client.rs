@@ -13,7 +13,6 @@ use cairn_proto::meta::{MetaError, ObjectVersion};
 use prost::Message;
 use rand::rngs::StdRng;
 use rand::Rng;
-use tokio::time::Instant;
 
 use super::cluster::{Handles, SimCluster};
 use super::trace::{OpKind, Outcome, SimOp, Trace};
@@ -103,12 +102,19 @@ fn now_ms(trace: &Trace) -> i64 {
     1_800_000_000_000 + i64::try_from(trace.now_ns() / 1_000_000).unwrap_or(0)
 }
 
-/// Runs client `index` of `count` until `until`.
-pub async fn run(env: ClientEnv, index: usize, count: usize, mut rng: StdRng, until: Instant) {
+/// Runs client `index` of `count` until the trace's clock passes `until_ns` (set once the
+/// faults are healed: the liveness phase counts from the heal, however long it took).
+pub async fn run(
+    env: ClientEnv,
+    index: usize,
+    count: usize,
+    mut rng: StdRng,
+    until_ns: Arc<AtomicU64>,
+) {
     let mut process = index;
     // What this client last saw of each key: Some(None) = absent.
     let mut known: BTreeMap<usize, Option<u64>> = BTreeMap::new();
-    while Instant::now() < until {
+    while env.trace.now_ns() < until_ns.load(Ordering::Relaxed) {
         tokio::time::sleep(Duration::from_millis(rng.random_range(1..30))).await;
         let key = env.keys.pick(&mut rng);
         let kind = choose(&env, &mut rng, known.get(&key).copied());

@@ -42,7 +42,8 @@ pub struct SimConfig {
     pub clients: usize,
     /// Simulated time with faults.
     pub safety: Duration,
-    /// Simulated time after the heal, clients still running.
+    /// Simulated time after the heal (which may end a little after `safety`: a fault under
+    /// way is finished and undone first), clients still running.
     pub liveness: Duration,
     /// A planted bug, if any.
     pub plant: Option<Plant>,
@@ -159,7 +160,8 @@ async fn simulate(seed: u64, config: &SimConfig, dir: &Path) -> Result<SimReport
 
     let start = Instant::now();
     let faults_end = start + config.safety;
-    let clients_end = faults_end + config.liveness;
+    // Set once everything is healed: the liveness phase starts there.
+    let clients_end = Arc::new(AtomicU64::new(u64::MAX));
     let monitor_stop = Arc::new(AtomicU64::new(0));
     let watched = Arc::new(Mutex::new(Watched::default()));
     let monitor = tokio::spawn(watch(
@@ -184,12 +186,17 @@ async fn simulate(seed: u64, config: &SimConfig, dir: &Path) -> Result<SimReport
             i,
             config.clients,
             rng,
-            clients_end,
+            clients_end.clone(),
         )));
     }
     let fault_rng = StdRng::seed_from_u64(seeds.random());
     let injected = faults::run(&cluster, &trace, fault_rng, faults_end).await?;
     let healed_at = trace.now_ns();
+    let liveness_ns = u64::try_from(config.liveness.as_nanos()).unwrap_or(u64::MAX);
+    clients_end.store(
+        healed_at.saturating_add(liveness_ns),
+        std::sync::atomic::Ordering::Relaxed,
+    );
     for c in clients {
         let _ = c.await;
     }
