@@ -321,6 +321,20 @@ impl ShardReader {
         self.header.data_len
     }
 
+    /// Where chunk `index` (its data, then its hash) starts in the file.
+    fn chunk_offset(&self, index: u64) -> u64 {
+        HEADER_SIZE as u64 + index * (u64::from(self.header.chunk_size) + HASH_LEN as u64)
+    }
+
+    /// The end of the range `[offset, offset + len)`, which must lie inside the data.
+    fn range_end(&self, offset: u64, len: u64) -> Result<u64, BlobError> {
+        let size = self.header.data_len;
+        offset
+            .checked_add(len)
+            .filter(|&end| end <= size)
+            .ok_or(BlobError::OutOfRange { offset, size })
+    }
+
     /// Reads chunk `index`, verifies it and returns its data bytes.
     fn read_chunk(&mut self, index: u64) -> Result<&[u8], BlobError> {
         let cs = u64::from(self.header.chunk_size);
@@ -333,7 +347,7 @@ impl ShardReader {
         }
         // At most the chunk size (a u32), so it fits in usize.
         let n = (self.header.data_len - start).min(cs) as usize;
-        let pos = HEADER_SIZE as u64 + index * (cs + HASH_LEN as u64);
+        let pos = self.chunk_offset(index);
         self.buf.resize(n + HASH_LEN, 0);
         let path = &self.path;
         self.file
@@ -360,10 +374,7 @@ impl ShardReader {
         out: &mut bytes::BytesMut,
     ) -> Result<(), BlobError> {
         let size = self.header.data_len;
-        let end = offset
-            .checked_add(len)
-            .filter(|&end| end <= size)
-            .ok_or(BlobError::OutOfRange { offset, size })?;
+        let end = self.range_end(offset, len)?;
         if len == 0 {
             return Ok(());
         }
@@ -391,8 +402,7 @@ impl ShardReader {
         n: usize,
         out: &mut bytes::BytesMut,
     ) -> Result<(), BlobError> {
-        let cs = u64::from(self.header.chunk_size);
-        let pos = HEADER_SIZE as u64 + index * (cs + HASH_LEN as u64);
+        let pos = self.chunk_offset(index);
         let before = out.len();
         out.resize(before + n, 0);
         let mut stored = [0u8; HASH_LEN];
@@ -428,11 +438,7 @@ impl ShardReader {
         len: u64,
         mut sink: impl FnMut(&[u8]) -> ControlFlow<()>,
     ) -> Result<bool, BlobError> {
-        let size = self.header.data_len;
-        let end = offset
-            .checked_add(len)
-            .filter(|&end| end <= size)
-            .ok_or(BlobError::OutOfRange { offset, size })?;
+        let end = self.range_end(offset, len)?;
         if len == 0 {
             return Ok(true);
         }
