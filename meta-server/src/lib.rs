@@ -134,7 +134,12 @@ pub const INSTALL_SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(60);
 /// Default for [`MetaConfig::snapshot_logs`].
 pub const DEFAULT_SNAPSHOT_LOGS: u64 = 10_000;
 
-fn raft_config(cluster_id: &str, snapshot_logs: u64) -> Result<Arc<openraft::Config>, MetaError> {
+/// The Raft configuration of every meta node of cluster `cluster_id`, compacting the log into
+/// a snapshot every `snapshot_logs` entries. (The deterministic simulation starts from it too.)
+pub fn raft_config(
+    cluster_id: &str,
+    snapshot_logs: u64,
+) -> Result<Arc<openraft::Config>, MetaError> {
     let snapshot_logs = snapshot_logs.max(1);
     let config = openraft::Config {
         cluster_name: cluster_id.to_string(),

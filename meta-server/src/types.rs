@@ -18,7 +18,7 @@ openraft::declare_raft_types!(
         R = Response,
         NodeId = NodeId,
         Node = BasicNode,
-        SnapshotData = tokio::fs::File,
+        SnapshotData = crate::store::SnapshotFile,
 );
 
 /// Shorthand for openraft's handle with our types.

@@ -203,6 +203,15 @@ impl SimCluster {
         Ok(())
     }
 
+    /// Snapshots built and installed, summed over every node and all its starts.
+    pub async fn snapshots(&self) -> (u64, u64) {
+        let nodes = self.nodes.lock().await;
+        nodes
+            .iter()
+            .map(|n| n.snapshots())
+            .fold((0, 0), |(b, i), (nb, ni)| (b + nb, i + ni))
+    }
+
     /// Stops every node (a clean shutdown, at the end of a run).
     pub async fn shutdown(&self) {
         let mut nodes = self.nodes.lock().await;

@@ -17,9 +17,14 @@
 //! phase with every fault healed, which must make progress. Then every invariant (one per
 //! file in [`invariants`]) judges the run.
 //!
-//! What is *not* simulated: snapshots (they are built on tokio's blocking pool, whose
-//! timing is real, so the snapshot policy is set out of reach) and the gRPC layers (the
-//! gateway's meta client, forwarding between processes).
+//! Log compaction is on, at an interval drawn from the seed: nodes build snapshots, purge
+//! their logs, and a node that fell behind is caught up by a snapshot sent in chunks and
+//! installed. Snapshot I/O runs on the simulation's thread (the store's `inline_io`), not on
+//! tokio's blocking pool, whose real threads would make the interleaving depend on the
+//! machine.
+//!
+//! What is *not* simulated: the gRPC layers (the gateway's meta client, forwarding between
+//! processes) and the gateway and blob servers.
 
 pub mod client;
 pub mod cluster;

@@ -9,11 +9,12 @@
 //! abandoned.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use cairn_meta::read_batch::ReadBatcher;
-use cairn_meta::store::{self, MetaReader, OpenOptions};
+use cairn_meta::store::{self, MetaReader, OpenOptions, SnapshotCounts};
 use cairn_meta::types::{NodeId, Raft};
 
 use super::net::SimNet;
@@ -30,6 +31,8 @@ pub struct Running {
     pub reader: MetaReader,
     /// Its linearizable-read batcher (the production read path on a leader).
     pub reads: ReadBatcher,
+    /// Snapshots its state machine built and installed since this start.
+    snapshots: Arc<SnapshotCounts>,
 }
 
 /// One meta node of the simulation.
@@ -38,6 +41,10 @@ pub struct SimNode {
     pub id: NodeId,
     /// Fixed election timeout (see [`raft_config`]).
     pub election_timeout_ms: u64,
+    /// Log entries between snapshots (see [`raft_config`]).
+    pub snapshot_logs: u64,
+    /// Snapshots built and installed by earlier starts.
+    snapshots_before: (u64, u64),
     /// The directory it runs on (changes at each power loss).
     dir: PathBuf,
     /// Where power-loss copies go.
@@ -55,19 +62,20 @@ pub struct SimNode {
 /// acknowledged log appends and applies.
 pub const LIED_BYTES: u64 = 4096;
 
-/// The Raft configuration of one node. openraft draws each election timeout at random from
+/// The Raft configuration of one node: the production one (`cairn_meta::raft_config`,
+/// compacting every `snapshot_logs` entries and keeping a tenth of that behind each
+/// snapshot), with faster timers. openraft draws each election timeout at random from
 /// `election_timeout_min..election_timeout_max` with a generator the seed does not reach, so
 /// the simulation gives each node a range of one value, itself drawn from the seed: timeouts
 /// still differ between nodes (which is what breaks split votes), and a seed fixes them.
-/// Snapshots are out of reach (see the module comment of [`super`]).
-pub fn raft_config(election_timeout_ms: u64) -> Result<Arc<openraft::Config>> {
+pub fn raft_config(election_timeout_ms: u64, snapshot_logs: u64) -> Result<Arc<openraft::Config>> {
+    let production = cairn_meta::raft_config("sim", snapshot_logs)
+        .map_err(|e| Error::Sim(format!("raft config: {e}")))?;
     let config = openraft::Config {
-        cluster_name: "sim".into(),
         heartbeat_interval: HEARTBEAT_MS,
         election_timeout_min: election_timeout_ms,
         election_timeout_max: election_timeout_ms + 1,
-        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(u64::MAX / 2),
-        ..Default::default()
+        ..(*production).clone()
     };
     Ok(Arc::new(
         config
@@ -78,10 +86,12 @@ pub fn raft_config(election_timeout_ms: u64) -> Result<Arc<openraft::Config>> {
 
 impl SimNode {
     /// A node that is not running yet, with its data under `base`.
-    pub fn new(id: NodeId, election_timeout_ms: u64, base: &Path) -> Self {
+    pub fn new(id: NodeId, election_timeout_ms: u64, snapshot_logs: u64, base: &Path) -> Self {
         Self {
             id,
             election_timeout_ms,
+            snapshot_logs,
+            snapshots_before: (0, 0),
             dir: base.join(format!("node-{id}")),
             base: base.to_path_buf(),
             losses: 0,
@@ -97,6 +107,7 @@ impl SimNode {
         let (log, sm) = loop {
             let options = OpenOptions {
                 manual_wal_flush: true,
+                inline_io: true,
             };
             match store::open_with(&self.dir, options) {
                 Ok(opened) => break opened,
@@ -109,7 +120,8 @@ impl SimNode {
             }
         };
         let reader = sm.reader();
-        let config = raft_config(self.election_timeout_ms)?;
+        let snapshots = sm.snapshot_counts();
+        let config = raft_config(self.election_timeout_ms, self.snapshot_logs)?;
         let raft = Raft::new(self.id, config, net.factory(self.id), log, sm)
             .await
             .map_err(|e| Error::Sim(format!("node {}: raft: {e}", self.id)))?;
@@ -119,6 +131,7 @@ impl SimNode {
             raft,
             reader,
             reads,
+            snapshots,
         });
         Ok(())
     }
@@ -141,8 +154,25 @@ impl SimNode {
             self.dir = copy;
         }
         let _ = running.raft.shutdown().await;
+        let (built, installed) = self.snapshots_before;
+        self.snapshots_before = (
+            built + running.snapshots.built.load(Ordering::Relaxed),
+            installed + running.snapshots.installed.load(Ordering::Relaxed),
+        );
         drop(running);
         Ok(())
+    }
+
+    /// Snapshots this node has built and installed, over all its starts.
+    pub fn snapshots(&self) -> (u64, u64) {
+        let (built, installed) = self.snapshots_before;
+        match &self.running {
+            Some(r) => (
+                built + r.snapshots.built.load(Ordering::Relaxed),
+                installed + r.snapshots.installed.load(Ordering::Relaxed),
+            ),
+            None => (built, installed),
+        }
     }
 
     /// Whether the node runs.
@@ -151,7 +181,9 @@ impl SimNode {
     }
 }
 
-/// Copies the files of `from` (no subdirectories but the empty snapshot directory) to `to`.
+/// Copies the files of `from`, and of its subdirectories (snapshot files), to `to`. A
+/// snapshot file is copied as it is, synced or not; the store syncs each one before it names
+/// it, and a snapshot being received is an anonymous file, so no unsynced file is ever used.
 fn copy_dir(from: &Path, to: &Path) -> Result<()> {
     let io = |e: std::io::Error| Error::Sim(format!("power-loss copy of {}: {e}", from.display()));
     std::fs::create_dir_all(to).map_err(io)?;

@@ -76,6 +76,10 @@ pub struct SimReport {
     pub info: usize,
     /// Faults injected.
     pub faults: u32,
+    /// Snapshots built (log compactions), over all nodes.
+    pub snapshots_built: u64,
+    /// Snapshots installed from a leader, over all nodes.
+    pub snapshots_installed: u64,
     /// What the invariants found.
     pub violations: Vec<Violation>,
 }
@@ -91,16 +95,19 @@ impl SimReport {
         trace::digest(&self.trace)
     }
 
-    /// `SIM seed=... ops=... ok=... fail=... info=... faults=... digest=... valid=...`.
+    /// `SIM seed=... ops=... ok=... fail=... info=... faults=... snapshots=built/installed
+    /// digest=... valid=...`.
     pub fn summary(&self) -> String {
         format!(
-            "SIM seed={} ops={} ok={} fail={} info={} faults={} digest={:016x} valid={}",
+            "SIM seed={} ops={} ok={} fail={} info={} faults={} snapshots={}/{} digest={:016x} valid={}",
             self.seed,
             self.ok + self.fail + self.info,
             self.ok,
             self.fail,
             self.info,
             self.faults,
+            self.snapshots_built,
+            self.snapshots_installed,
             self.digest(),
             self.valid()
         )
@@ -145,9 +152,19 @@ async fn simulate(seed: u64, config: &SimConfig, dir: &Path) -> Result<SimReport
     // Distinct election timeouts, 300-700 ms in steps of 25 (see node::raft_config).
     let mut timeouts: Vec<u64> = (0..16).map(|i| 300 + 25 * i).collect();
     timeouts.shuffle(&mut seeds);
+    // Compact every 40-400 entries: a run commits a few thousand, so every run builds
+    // snapshots and purges its logs, and a node that was down or cut off for a while is
+    // brought back by a snapshot rather than the log.
+    let snapshot_logs = seeds.random_range(40..=400);
+    trace.note(format!("snapshot every {snapshot_logs} entries"));
     let nodes = (0..config.nodes)
         .map(|i| {
-            let mut node = SimNode::new(i as NodeId + 1, timeouts[i % timeouts.len()], dir);
+            let mut node = SimNode::new(
+                i as NodeId + 1,
+                timeouts[i % timeouts.len()],
+                snapshot_logs,
+                dir,
+            );
             node.lying_disk = config.plant == Some(Plant::LyingDisk);
             node
         })
@@ -207,6 +224,10 @@ async fn simulate(seed: u64, config: &SimConfig, dir: &Path) -> Result<SimReport
     monitor_stop.store(1, std::sync::atomic::Ordering::Relaxed);
     let _ = monitor.await;
     cluster.shutdown().await;
+    let (snapshots_built, snapshots_installed) = cluster.snapshots().await;
+    trace.note(format!(
+        "snapshots built {snapshots_built}, installed {snapshots_installed}"
+    ));
 
     let ops = trace.ops();
     let vote_regressions = watched
@@ -232,6 +253,8 @@ async fn simulate(seed: u64, config: &SimConfig, dir: &Path) -> Result<SimReport
         fail: count(|o| o.outcome == Outcome::Fail),
         info: count(|o| o.outcome == Outcome::Info),
         faults: injected,
+        snapshots_built,
+        snapshots_installed,
         violations,
         trace: trace.lines(),
     })

@@ -17,6 +17,7 @@
 mod log_store;
 mod reads;
 mod snapshot;
+mod snapshot_file;
 mod state_machine;
 
 use std::path::Path;
@@ -24,7 +25,8 @@ use std::sync::Arc;
 
 pub use log_store::LogStore;
 pub use reads::{ListPage, MetaReader, UploadsPage, VersionsPage, VersionsQuery};
-pub use state_machine::StateMachine;
+pub use snapshot_file::SnapshotFile;
+pub use state_machine::{SnapshotCounts, StateMachine};
 
 use rocksdb::{ColumnFamilyDescriptor, Options, DB};
 
@@ -98,6 +100,11 @@ pub struct OpenOptions {
     /// (`jepsen-tests/src/sim`) copies them at a simulated power loss: what was written but
     /// not synced is lost, as on a real machine.
     pub manual_wal_flush: bool,
+    /// Do snapshot I/O (building, receiving, installing, streaming) on the task that asks for
+    /// it instead of tokio's blocking pool, whose real threads would make a simulated run's
+    /// interleaving depend on the machine (see `snapshot_file`). It blocks the runtime thread
+    /// for the duration: for the simulation only, never a server.
+    pub inline_io: bool,
 }
 
 /// Opens (creating if needed) the meta database in `dir` and returns the log store and the
@@ -119,7 +126,7 @@ pub fn open_with(dir: &Path, options: OpenOptions) -> Result<(LogStore, StateMac
     let db = Arc::new(DB::open_cf_descriptors(&opts, dir, cfs)?);
     Ok((
         LogStore::new(db.clone()),
-        StateMachine::new(db, dir.join(SNAPSHOT_DIR))?,
+        StateMachine::new(db, dir.join(SNAPSHOT_DIR), options.inline_io)?,
     ))
 }
 

@@ -10,6 +10,7 @@
 //!   the same state.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::io::AsyncSeekExt;
@@ -22,6 +23,7 @@ use openraft::{
 use rocksdb::{WriteBatch, DB};
 
 use super::snapshot;
+use super::snapshot_file::SnapshotFile;
 use super::{cf, StoreError, CF_SM_STATE};
 use crate::apply;
 use crate::types::{NodeId, Response, TypeConfig};
@@ -57,6 +59,19 @@ pub struct StateMachine {
     /// Serializes the storing of snapshots: openraft builds snapshots in a task of their own,
     /// concurrently with installs, and an older build must never replace a newer snapshot.
     snapshot_store: Arc<Mutex<()>>,
+    /// Snapshot I/O on the calling task instead of tokio's blocking pool
+    /// ([`super::OpenOptions::inline_io`]).
+    inline_io: bool,
+    counts: Arc<SnapshotCounts>,
+}
+
+/// How many snapshots a state machine has built and installed since it was opened.
+#[derive(Debug, Default)]
+pub struct SnapshotCounts {
+    /// Snapshots built from the applied state (log compaction).
+    pub built: AtomicU64,
+    /// Snapshots received from a leader and installed as the state.
+    pub installed: AtomicU64,
 }
 
 type SnapMeta = SnapshotMeta<NodeId, openraft::BasicNode>;
@@ -84,19 +99,34 @@ fn sync_dir(dir: &Path) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn open_async(path: &Path) -> Result<tokio::fs::File, StoreError> {
-    Ok(tokio::fs::File::from_std(
-        std::fs::File::open(path).map_err(io_err)?,
-    ))
+/// Runs `work` (blocking file and database I/O) on tokio's blocking pool, or right here when
+/// `inline` is set (see [`super::OpenOptions::inline_io`]).
+async fn run_blocking<T: Send + 'static>(
+    inline: bool,
+    what: &'static str,
+    work: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    if inline {
+        return work();
+    }
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| StoreError::Snapshot(format!("{what} task: {e}")))?
 }
 
 impl StateMachine {
-    pub(crate) fn new(db: Arc<DB>, snapshot_dir: PathBuf) -> Result<Self, StoreError> {
+    pub(crate) fn new(
+        db: Arc<DB>,
+        snapshot_dir: PathBuf,
+        inline_io: bool,
+    ) -> Result<Self, StoreError> {
         std::fs::create_dir_all(&snapshot_dir).map_err(io_err)?;
         let sm = Self {
             db,
             snapshot_dir,
             snapshot_store: Arc::new(Mutex::new(())),
+            inline_io,
+            counts: Arc::default(),
         };
         sm.recover()?;
         Ok(sm)
@@ -166,6 +196,7 @@ impl StateMachine {
                 self.remove_stale_files(false)?;
             }
         }
+        self.counts.built.fetch_add(1, Ordering::Relaxed);
         tracing::info!(index, records, file = %record.file, "built a meta snapshot");
         Ok((record.meta, path))
     }
@@ -199,6 +230,7 @@ impl StateMachine {
         self.db.flush_wal(true)?;
         self.finish_install(&record)?;
         self.remove_stale_files(false)?;
+        self.counts.installed.fetch_add(1, Ordering::Relaxed);
         tracing::info!(index, file = %record.file, "installed a meta snapshot");
         Ok(())
     }
@@ -249,6 +281,18 @@ impl StateMachine {
             }
         }
         Ok(())
+    }
+
+    /// The snapshot counters of this state machine (shared: they keep counting once the
+    /// state machine is handed to Raft).
+    pub fn snapshot_counts(&self) -> Arc<SnapshotCounts> {
+        self.counts.clone()
+    }
+
+    /// Opens a snapshot file for openraft to stream.
+    fn open_snapshot(&self, path: &Path) -> Result<SnapshotFile, StoreError> {
+        let file = std::fs::File::open(path).map_err(io_err)?;
+        Ok(SnapshotFile::new(file, self.inline_io))
     }
 
     /// The database this state machine writes; readers share it.
@@ -307,13 +351,12 @@ impl StateMachine {
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
     async fn build_snapshot(&mut self) -> StorageResult<Snapshot<TypeConfig>> {
         let this = self.clone();
-        let (meta, path) = tokio::task::spawn_blocking(move || this.build_blocking())
+        let (meta, path) = run_blocking(self.inline_io, "build", move || this.build_blocking())
             .await
-            .map_err(|e| sm_read_err(StoreError::Snapshot(format!("build task: {e}"))))?
             .map_err(sm_read_err)?;
         Ok(Snapshot {
             meta,
-            snapshot: Box::new(open_async(&path).map_err(sm_read_err)?),
+            snapshot: Box::new(self.open_snapshot(&path).map_err(sm_read_err)?),
         })
     }
 }
@@ -356,17 +399,17 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.clone()
     }
 
-    async fn begin_receiving_snapshot(&mut self) -> StorageResult<Box<tokio::fs::File>> {
+    async fn begin_receiving_snapshot(&mut self) -> StorageResult<Box<SnapshotFile>> {
         // An anonymous file: chunks land on disk, not in memory, and a crash leaves nothing.
         let file = tempfile::tempfile_in(&self.snapshot_dir)
             .map_err(|e| sm_write_err(StoreError::Snapshot(format!("receive file: {e}"))))?;
-        Ok(Box::new(tokio::fs::File::from_std(file)))
+        Ok(Box::new(SnapshotFile::new(file, self.inline_io)))
     }
 
     async fn install_snapshot(
         &mut self,
         meta: &SnapshotMeta<NodeId, openraft::BasicNode>,
-        snapshot: Box<tokio::fs::File>,
+        snapshot: Box<SnapshotFile>,
     ) -> StorageResult<()> {
         let mut received = *snapshot;
         received
@@ -376,10 +419,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let received = received.into_std().await;
         let this = self.clone();
         let meta = meta.clone();
-        tokio::task::spawn_blocking(move || this.install_blocking(meta, received))
-            .await
-            .map_err(|e| sm_write_err(StoreError::Snapshot(format!("install task: {e}"))))?
-            .map_err(sm_write_err)
+        run_blocking(self.inline_io, "install", move || {
+            this.install_blocking(meta, received)
+        })
+        .await
+        .map_err(sm_write_err)
     }
 
     async fn get_current_snapshot(&mut self) -> StorageResult<Option<Snapshot<TypeConfig>>> {
@@ -390,7 +434,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             return Ok(None);
         };
         let path = self.snapshot_dir.join(&current.file);
-        match open_async(&path) {
+        match self.open_snapshot(&path) {
             Ok(file) => Ok(Some(Snapshot {
                 meta: current.meta,
                 snapshot: Box::new(file),
