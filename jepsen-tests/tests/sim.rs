@@ -2,7 +2,7 @@
 //! exactly from its seed, the real meta code keeps every invariant under faults, and the
 //! invariants catch bugs planted on purpose.
 
-use jepsen_tests::sim::{run_seed, Plant, SimConfig};
+use jepsen_tests::sim::{run_many, run_seed, Plant, SimConfig};
 
 /// Seeds every CI run checks; `SIM_SEEDS=<first>:<count>` picks others.
 fn seeds() -> std::ops::Range<u64> {
@@ -37,8 +37,8 @@ fn the_meta_cluster_keeps_every_invariant_under_faults() {
     let config = SimConfig::default();
     let mut invalid = Vec::new();
     let mut installed = 0;
-    for seed in seeds() {
-        let report = run_seed(seed, &config).expect("run");
+    let jobs = std::thread::available_parallelism().map_or(1, |n| n.get());
+    run_many(seeds(), jobs, &config, |report| {
         println!("{}", report.summary());
         assert!(report.ok > 200, "too little was done: {}", report.summary());
         assert!(
@@ -48,12 +48,13 @@ fn the_meta_cluster_keeps_every_invariant_under_faults() {
         );
         installed += report.snapshots_installed;
         for v in &report.violations {
-            println!("seed {seed}: {}: {}", v.invariant, v.detail);
+            println!("seed {}: {}: {}", report.seed, v.invariant, v.detail);
         }
         if !report.valid() {
-            invalid.push(seed);
+            invalid.push(report.seed);
         }
-    }
+    })
+    .expect("run");
     // Catching up by snapshot is the path the black-box runs found a bug in (finding 8).
     assert!(installed > 0, "no node was ever caught up by a snapshot");
     assert!(invalid.is_empty(), "invalid seeds (replay with `cargo run -p jepsen-tests -- --sim 1 --seed N --sim-trace`): {invalid:?}");
@@ -82,9 +83,14 @@ fn planted_lying_disk_is_caught() {
         plant: Some(Plant::LyingDisk),
         ..Default::default()
     };
-    let caught: Vec<u64> = (1..7)
-        .filter(|&seed| !run_seed(seed, &config).expect("run").valid())
-        .collect();
+    let mut caught = Vec::new();
+    let jobs = std::thread::available_parallelism().map_or(1, |n| n.get());
+    run_many(1..7, jobs, &config, |report| {
+        if !report.valid() {
+            caught.push(report.seed);
+        }
+    })
+    .expect("run");
     assert!(
         !caught.is_empty(),
         "a disk that loses acknowledged fsyncs went unnoticed in seeds 1-6"

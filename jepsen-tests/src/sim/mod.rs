@@ -35,4 +35,4 @@ pub mod node;
 pub mod run;
 pub mod trace;
 
-pub use run::{run_seed, Plant, SimConfig, SimReport};
+pub use run::{run_many, run_seed, Plant, SimConfig, SimReport};

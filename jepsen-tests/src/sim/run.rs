@@ -416,3 +416,68 @@ async fn replica_states(
     }
     (replicas, None)
 }
+
+/// Runs every seed of `seeds` on `jobs` threads (each seed on a runtime of its own, so the
+/// runs are as independent, and as deterministic, as one at a time), handing each report to
+/// `each` in seed order as soon as it and the ones before it are done. Stops handing out
+/// seeds after the first error, which it returns.
+pub fn run_many(
+    seeds: std::ops::Range<u64>,
+    jobs: usize,
+    config: &SimConfig,
+    mut each: impl FnMut(SimReport),
+) -> Result<()> {
+    use std::sync::atomic::Ordering;
+    let next = AtomicU64::new(seeds.start);
+    let failed = std::sync::atomic::AtomicBool::new(false);
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<(u64, Result<SimReport>)>();
+    std::thread::scope(|scope| {
+        for job in 0..jobs.max(1) {
+            let done_tx = done_tx.clone();
+            let (next, failed, end) = (&next, &failed, seeds.end);
+            let spawned = std::thread::Builder::new()
+                .name(format!("sim-job-{job}"))
+                .spawn_scoped(scope, move || loop {
+                    let seed = next.fetch_add(1, Ordering::Relaxed);
+                    if seed >= end || failed.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let outcome = run_seed(seed, config);
+                    if outcome.is_err() {
+                        failed.store(true, Ordering::Relaxed);
+                    }
+                    if done_tx.send((seed, outcome)).is_err() {
+                        break;
+                    }
+                });
+            if let Err(e) = spawned {
+                failed.store(true, Ordering::Relaxed);
+                tracing::error!(error = %e, "could not start a simulation thread");
+            }
+        }
+        drop(done_tx);
+        // Reports arrive in completion order; hand them on in seed order.
+        let mut waiting = BTreeMap::new();
+        let mut due = seeds.start;
+        let mut first_error = None;
+        for (seed, outcome) in done_rx {
+            waiting.insert(seed, outcome);
+            while let Some(outcome) = waiting.remove(&due) {
+                due += 1;
+                match outcome {
+                    Ok(report) => each(report),
+                    Err(e) => {
+                        first_error.get_or_insert(e);
+                    }
+                }
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None if failed.load(Ordering::Relaxed) && due < seeds.end => {
+                Err(Error::Sim(format!("simulation stopped before seed {due}")))
+            }
+            None => Ok(()),
+        }
+    })
+}
