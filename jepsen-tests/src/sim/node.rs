@@ -147,7 +147,7 @@ impl SimNode {
             let copy = self
                 .base
                 .join(format!("node-{}-loss-{}", self.id, self.losses));
-            copy_dir(&self.dir, &copy)?;
+            copy_stable(&self.dir, &copy)?;
             if self.lying_disk {
                 cut_wal_tail(&copy, LIED_BYTES)?;
             }
@@ -181,26 +181,78 @@ impl SimNode {
     }
 }
 
-/// Copies the files of `from`, and of its subdirectories (snapshot files), to `to`. A
-/// snapshot file is copied as it is, synced or not; the store syncs each one before it names
-/// it, and a snapshot being received is an anonymous file, so no unsynced file is ever used.
-fn copy_dir(from: &Path, to: &Path) -> Result<()> {
-    let io = |e: std::io::Error| Error::Sim(format!("power-loss copy of {}: {e}", from.display()));
-    std::fs::create_dir_all(to).map_err(io)?;
-    let mut entries: Vec<_> = std::fs::read_dir(from)
-        .map_err(io)?
-        .collect::<std::result::Result<_, _>>()
-        .map_err(io)?;
-    entries.sort_by_key(|e| e.file_name());
-    for entry in entries {
-        let target = to.join(entry.file_name());
-        if entry.file_type().map_err(io)?.is_dir() {
-            copy_dir(&entry.path(), &target)?;
+/// Copies the node's directory `from` to `to` as one consistent picture, retrying until one
+/// is taken.
+///
+/// Why retry: RocksDB's own background threads (memtable flushes, removal of obsolete files)
+/// run beside the simulation, so a file listed may be gone when it is read, or a new table
+/// file and the MANIFEST edit naming it may appear during the copy. A copy is kept only when
+/// every listed file was read and a second listing afterwards finds the same files; those
+/// threads change nothing a node sees (flushes move data between files, never its content),
+/// so the retries cost time, never determinism.
+fn copy_stable(from: &Path, to: &Path) -> Result<()> {
+    let mut last = String::new();
+    for _ in 0..100 {
+        let _ = std::fs::remove_dir_all(to);
+        match copy_dir(from, to) {
+            Ok(listed) if listed == list_tree(from).unwrap_or_default() => return Ok(()),
+            Ok(_) => last = "the files changed during the copy".into(),
+            Err(e) => last = e.to_string(),
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    Err(Error::Sim(format!(
+        "power-loss copy of {}: no stable copy after 100 attempts: {last}",
+        from.display()
+    )))
+}
+
+/// Copies the files of `from`, and of its subdirectories (snapshot files), to `to`; returns
+/// the relative paths copied, sorted. A snapshot file is copied as it is, synced or not; the
+/// store syncs each one before it names it, and a snapshot being received is an anonymous
+/// file, so no unsynced file is ever used.
+fn copy_dir(from: &Path, to: &Path) -> std::io::Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(to)?;
+    let mut copied = Vec::new();
+    for name in list_dir(from)? {
+        let (source, target) = (from.join(&name), to.join(&name));
+        if source.is_dir() {
+            copied.extend(
+                copy_dir(&source, &target)?
+                    .into_iter()
+                    .map(|p| name.join(p)),
+            );
         } else {
-            std::fs::copy(entry.path(), target).map_err(io)?;
+            std::fs::copy(&source, &target)?;
+            copied.push(name);
         }
     }
-    Ok(())
+    copied.sort();
+    Ok(copied)
+}
+
+/// The relative paths of the files under `dir`, sorted.
+fn list_tree(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for name in list_dir(dir)? {
+        let path = dir.join(&name);
+        if path.is_dir() {
+            files.extend(list_tree(&path)?.into_iter().map(|p| name.join(p)));
+        } else {
+            files.push(name);
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// The names in `dir`, sorted.
+fn list_dir(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut names: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .map(|e| e.map(|e| PathBuf::from(e.file_name())))
+        .collect::<std::io::Result<_>>()?;
+    names.sort();
+    Ok(names)
 }
 
 /// Shortens the newest write-ahead log file in `dir` by `bytes` (the planted lying disk).
