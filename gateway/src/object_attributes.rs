@@ -125,6 +125,53 @@ fn parts_page(
     }))
 }
 
+/// Whether a request is GetObjectAttributes (`GET /bucket/key?attributes`).
+pub(crate) fn is_get_object_attributes(method: &http::Method, query: Option<&str>) -> bool {
+    method == http::Method::GET
+        && query.is_some_and(|q| {
+            q.split('&')
+                .any(|pair| pair.split('=').next() == Some("attributes"))
+        })
+}
+
+/// Removes the quotes around the `<ETag>` of a GetObjectAttributes answer.
+///
+/// Why: S3 writes this one ETag bare (`<ETag>d41d8...</ETag>`), unlike the quoted ETags of
+/// every other XML answer and header, and clients compare it with a computed MD5 as it is.
+/// s3s quotes every ETag it serializes, so the answer is fixed after it. The body is the
+/// small XML document s3s built in memory; anything else is left alone.
+pub(crate) fn unquote_etag(resp: &mut http::Response<s3s::Body>) {
+    let Some(bytes) = resp.body().bytes() else {
+        return;
+    };
+    let Some(fixed) = unquote_etag_element(&bytes) else {
+        return;
+    };
+    if resp.headers().contains_key(http::header::CONTENT_LENGTH) {
+        resp.headers_mut()
+            .insert(http::header::CONTENT_LENGTH, fixed.len().into());
+    }
+    *resp.body_mut() = s3s::Body::from(fixed);
+}
+
+/// `xml` with `<ETag>"v"</ETag>` made `<ETag>v</ETag>`; `None` when there is nothing to do.
+fn unquote_etag_element(xml: &[u8]) -> Option<Vec<u8>> {
+    const OPEN: &[u8] = b"<ETag>\"";
+    const CLOSE: &[u8] = b"\"</ETag>";
+    let start = xml.windows(OPEN.len()).position(|w| w == OPEN)?;
+    let value_start = start + OPEN.len();
+    let value_len = xml[value_start..]
+        .windows(CLOSE.len())
+        .position(|w| w == CLOSE)?;
+    let value_end = value_start + value_len;
+    let mut fixed = Vec::with_capacity(xml.len() - 2);
+    fixed.extend_from_slice(&xml[..start]);
+    fixed.extend_from_slice(b"<ETag>");
+    fixed.extend_from_slice(&xml[value_start..value_end]);
+    fixed.extend_from_slice(&xml[value_end + 1..]);
+    Some(fixed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -159,5 +206,33 @@ mod tests {
         assert_eq!(last.is_truncated, Some(false));
         assert_eq!(last.parts.unwrap().len(), 1);
         assert!(parts_page(&obj, Some(-1), None).is_err());
+    }
+
+    #[test]
+    fn only_the_etag_element_loses_its_quotes() {
+        let xml = br#"<?xml version="1.0"?><GetObjectAttributesResponse><ETag>"abc-2"</ETag><ObjectSize>3</ObjectSize></GetObjectAttributesResponse>"#;
+        let fixed = unquote_etag_element(xml).expect("fixed");
+        assert_eq!(
+            std::str::from_utf8(&fixed).expect("utf8"),
+            r#"<?xml version="1.0"?><GetObjectAttributesResponse><ETag>abc-2</ETag><ObjectSize>3</ObjectSize></GetObjectAttributesResponse>"#
+        );
+        assert!(unquote_etag_element(b"<ObjectSize>3</ObjectSize>").is_none());
+        assert!(unquote_etag_element(&fixed).is_none(), "already bare");
+    }
+
+    #[test]
+    fn get_object_attributes_requests_are_recognised() {
+        let get = http::Method::GET;
+        assert!(is_get_object_attributes(&get, Some("attributes")));
+        assert!(is_get_object_attributes(
+            &get,
+            Some("versionId=x&attributes=")
+        ));
+        assert!(!is_get_object_attributes(&get, Some("attributes-x=1")));
+        assert!(!is_get_object_attributes(&get, None));
+        assert!(!is_get_object_attributes(
+            &http::Method::PUT,
+            Some("attributes")
+        ));
     }
 }

@@ -19,7 +19,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tracing::{debug, info, info_span, warn, Instrument};
 
-use crate::{body_digest, cors, presign, request_id, Gateway};
+use crate::{body_digest, cors, object_attributes, presign, request_id, Gateway};
 
 /// How long in-flight requests may run on after shutdown was asked for.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
@@ -60,7 +60,8 @@ impl S3Route for HealthRoute {
 /// Calls s3s, then fixes what it cannot express: s3s ignores `S3Response::status`, so a
 /// ranged HEAD would be 200 where S3 says 206. A DeleteObjects body is read first and its
 /// digests checked ([`body_digest`]), since s3s checks none; so is a presigned URL's validity
-/// ([`presign`]). `OPTIONS` (a CORS preflight, unsigned) is answered here from the bucket's
+/// ([`presign`]). GetObjectAttributes' ETag loses the quotes s3s gives it
+/// ([`object_attributes::unquote_etag`]). `OPTIONS` (a CORS preflight, unsigned) is answered here from the bucket's
 /// CORS rules; a request with an `Origin` gets the `Access-Control-*` headers of the rule that
 /// allows it ([`cors`]). Every response gets a request id ([`request_id`]).
 async fn handle(
@@ -87,6 +88,8 @@ async fn call_s3(
         return Ok(cors::preflight(&gw, req.uri(), req.headers()).await);
     }
     let is_head = req.method() == Method::HEAD;
+    let is_attributes =
+        object_attributes::is_get_object_attributes(req.method(), req.uri().query());
     let cors_request = req
         .headers()
         .get(http::header::ORIGIN)
@@ -106,6 +109,9 @@ async fn call_s3(
         && resp.headers().contains_key(http::header::CONTENT_RANGE)
     {
         *resp.status_mut() = StatusCode::PARTIAL_CONTENT;
+    }
+    if is_attributes && resp.status() == StatusCode::OK {
+        object_attributes::unquote_etag(&mut resp);
     }
     if let Some((origin, bucket, method)) = cors_request {
         cors::decorate(&gw, &bucket, &origin, &method, resp.headers_mut()).await;
