@@ -154,9 +154,14 @@ pub fn raft_config(
         // forever and a member added after the first compaction never caught up (Jepsen
         // finding 8, seen in every 10-minute run with membership changes).
         install_snapshot_timeout: INSTALL_SNAPSHOT_TIMEOUT.as_millis() as u64,
-        // Keep a tenth of a snapshot interval of log behind each snapshot, so that a slightly
-        // lagging follower catches up from the log rather than by a whole snapshot.
-        max_in_snapshot_log_to_keep: snapshot_logs / 10,
+        // Keep a whole snapshot interval of log behind each snapshot (it costs only disk).
+        // A member that has just installed snapshot S then finds every entry after S in the
+        // leader's log until the leader has moved two intervals on, not a tenth of one: with
+        // a tenth, a member re-added under a heavy write load installed a snapshot, fell
+        // behind the next compaction before it had caught up from the log, and needed
+        // another snapshot, over and over (Jepsen finding 11). A slightly lagging follower
+        // also catches up from the log rather than by a whole snapshot.
+        max_in_snapshot_log_to_keep: snapshot_logs,
         ..Default::default()
     };
     Ok(Arc::new(
@@ -526,5 +531,17 @@ mod tests {
     fn a_snapshot_chunk_may_take_as_long_as_a_large_install() {
         let config = raft_config("cluster", 100).expect("config");
         assert!(config.install_snapshot_timeout() >= Duration::from_secs(30));
+    }
+
+    /// Jepsen finding 11: a member that has just installed a snapshot must find the entries
+    /// after it in the leader's log until the next compaction but one.
+    #[test]
+    fn a_whole_snapshot_interval_of_log_stays_behind_each_snapshot() {
+        let config = raft_config("cluster", 10_000).expect("config");
+        assert_eq!(config.max_in_snapshot_log_to_keep, 10_000);
+        assert_eq!(
+            config.snapshot_policy,
+            openraft::SnapshotPolicy::LogsSinceLast(10_000)
+        );
     }
 }

@@ -41,8 +41,9 @@ pub struct SimNode {
     pub id: NodeId,
     /// Fixed election timeout (see [`raft_config`]).
     pub election_timeout_ms: u64,
-    /// Log entries between snapshots (see [`raft_config`]).
-    pub snapshot_logs: u64,
+    /// Log entries between snapshots, and how many are kept behind each (see
+    /// [`raft_config`]).
+    pub snapshot_logs: (u64, u64),
     /// Snapshots built and installed by earlier starts.
     snapshots_before: (u64, u64),
     /// The directory it runs on (changes at each power loss).
@@ -63,18 +64,23 @@ pub struct SimNode {
 pub const LIED_BYTES: u64 = 4096;
 
 /// The Raft configuration of one node: the production one (`cairn_meta::raft_config`,
-/// compacting every `snapshot_logs` entries and keeping a tenth of that behind each
-/// snapshot), with faster timers. openraft draws each election timeout at random from
+/// compacting every `interval` entries), with faster timers and `keep` entries of log left
+/// behind each snapshot (production keeps a whole interval; the simulation draws less too,
+/// so that lagging nodes are often caught up by a snapshot). openraft draws each election timeout at random from
 /// `election_timeout_min..election_timeout_max` with a generator the seed does not reach, so
 /// the simulation gives each node a range of one value, itself drawn from the seed: timeouts
 /// still differ between nodes (which is what breaks split votes), and a seed fixes them.
-pub fn raft_config(election_timeout_ms: u64, snapshot_logs: u64) -> Result<Arc<openraft::Config>> {
-    let production = cairn_meta::raft_config("sim", snapshot_logs)
+pub fn raft_config(
+    election_timeout_ms: u64,
+    (interval, keep): (u64, u64),
+) -> Result<Arc<openraft::Config>> {
+    let production = cairn_meta::raft_config("sim", interval)
         .map_err(|e| Error::Sim(format!("raft config: {e}")))?;
     let config = openraft::Config {
         heartbeat_interval: HEARTBEAT_MS,
         election_timeout_min: election_timeout_ms,
         election_timeout_max: election_timeout_ms + 1,
+        max_in_snapshot_log_to_keep: keep,
         ..(*production).clone()
     };
     Ok(Arc::new(
@@ -86,7 +92,12 @@ pub fn raft_config(election_timeout_ms: u64, snapshot_logs: u64) -> Result<Arc<o
 
 impl SimNode {
     /// A node that is not running yet, with its data under `base`.
-    pub fn new(id: NodeId, election_timeout_ms: u64, snapshot_logs: u64, base: &Path) -> Self {
+    pub fn new(
+        id: NodeId,
+        election_timeout_ms: u64,
+        snapshot_logs: (u64, u64),
+        base: &Path,
+    ) -> Self {
         Self {
             id,
             election_timeout_ms,

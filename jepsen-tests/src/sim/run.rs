@@ -152,11 +152,14 @@ async fn simulate(seed: u64, config: &SimConfig, dir: &Path) -> Result<SimReport
     // Distinct election timeouts, 300-700 ms in steps of 25 (see node::raft_config).
     let mut timeouts: Vec<u64> = (0..16).map(|i| 300 + 25 * i).collect();
     timeouts.shuffle(&mut seeds);
-    // Compact every 40-400 entries: a run commits a few thousand, so every run builds
-    // snapshots and purges its logs, and a node that was down or cut off for a while is
-    // brought back by a snapshot rather than the log.
-    let snapshot_logs = seeds.random_range(40..=400);
-    trace.note(format!("snapshot every {snapshot_logs} entries"));
+    // Compact every 40-400 entries, keeping 0 to a whole interval of log behind each
+    // snapshot (production keeps a whole one): a run commits a few thousand, so every run
+    // builds snapshots and purges its logs, and a node that was down or cut off for a while
+    // is often brought back by a snapshot rather than the log.
+    let interval = seeds.random_range(40..=400);
+    let keep = seeds.random_range(0..=interval);
+    let snapshot_logs = (interval, keep);
+    trace.note(format!("snapshot every {interval} entries, keep {keep}"));
     let nodes = (0..config.nodes)
         .map(|i| {
             let mut node = SimNode::new(
