@@ -61,8 +61,8 @@ impl S3Route for HealthRoute {
 /// ranged HEAD would be 200 where S3 says 206. A DeleteObjects body is read first and its
 /// digests checked ([`body_digest`]), since s3s checks none; so is a presigned URL's validity
 /// ([`presign`]). GetObjectAttributes' ETag loses the quotes s3s gives it
-/// ([`object_attributes::unquote_etag`]). `OPTIONS` (a CORS preflight, unsigned) is answered here from the bucket's
-/// CORS rules; a request with an `Origin` gets the `Access-Control-*` headers of the rule that
+/// ([`object_attributes::unquote_etag`]). `OPTIONS` (a CORS preflight, unsigned) is
+/// answered here from the bucket's CORS rules; a request with an `Origin` gets the `Access-Control-*` headers of the rule that
 /// allows it ([`cors`]). Every response gets a request id ([`request_id`]).
 async fn handle(
     s3: S3Service,

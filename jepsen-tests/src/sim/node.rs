@@ -66,8 +66,8 @@ pub const LIED_BYTES: u64 = 4096;
 /// The Raft configuration of one node: the production one (`cairn_meta::raft_config`,
 /// compacting every `interval` entries), with faster timers and `keep` entries of log left
 /// behind each snapshot (production keeps a whole interval; the simulation draws less too,
-/// so that lagging nodes are often caught up by a snapshot). openraft draws each election timeout at random from
-/// `election_timeout_min..election_timeout_max` with a generator the seed does not reach, so
+/// so that lagging nodes are often caught up by a snapshot). openraft draws each election
+/// timeout at random from `election_timeout_min..election_timeout_max` with a generator the seed does not reach, so
 /// the simulation gives each node a range of one value, itself drawn from the seed: timeouts
 /// still differ between nodes (which is what breaks split votes), and a seed fixes them.
 pub fn raft_config(
@@ -165,24 +165,16 @@ impl SimNode {
             self.dir = copy;
         }
         let _ = running.raft.shutdown().await;
-        let (built, installed) = self.snapshots_before;
-        self.snapshots_before = (
-            built + running.snapshots.built.load(Ordering::Relaxed),
-            installed + running.snapshots.installed.load(Ordering::Relaxed),
-        );
+        self.snapshots_before = counted(self.snapshots_before, &running.snapshots);
         drop(running);
         Ok(())
     }
 
     /// Snapshots this node has built and installed, over all its starts.
     pub fn snapshots(&self) -> (u64, u64) {
-        let (built, installed) = self.snapshots_before;
         match &self.running {
-            Some(r) => (
-                built + r.snapshots.built.load(Ordering::Relaxed),
-                installed + r.snapshots.installed.load(Ordering::Relaxed),
-            ),
-            None => (built, installed),
+            Some(r) => counted(self.snapshots_before, &r.snapshots),
+            None => self.snapshots_before,
         }
     }
 
@@ -190,6 +182,14 @@ impl SimNode {
     pub fn is_running(&self) -> bool {
         self.running.is_some()
     }
+}
+
+/// `(built, installed)` earlier plus what `counts` has counted since.
+fn counted((built, installed): (u64, u64), counts: &SnapshotCounts) -> (u64, u64) {
+    (
+        built + counts.built.load(Ordering::Relaxed),
+        installed + counts.installed.load(Ordering::Relaxed),
+    )
 }
 
 /// Copies the node's directory `from` to `to` as one consistent picture, retrying until one
@@ -223,23 +223,16 @@ fn copy_stable(from: &Path, to: &Path) -> Result<()> {
 /// store syncs each one before it names it, and a snapshot being received is an anonymous
 /// file, so no unsynced file is ever used.
 fn copy_dir(from: &Path, to: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let files = list_tree(from)?;
     std::fs::create_dir_all(to)?;
-    let mut copied = Vec::new();
-    for name in list_dir(from)? {
-        let (source, target) = (from.join(&name), to.join(&name));
-        if source.is_dir() {
-            copied.extend(
-                copy_dir(&source, &target)?
-                    .into_iter()
-                    .map(|p| name.join(p)),
-            );
-        } else {
-            std::fs::copy(&source, &target)?;
-            copied.push(name);
+    for file in &files {
+        let target = to.join(file);
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent)?;
         }
+        std::fs::copy(from.join(file), target)?;
     }
-    copied.sort();
-    Ok(copied)
+    Ok(files)
 }
 
 /// The relative paths of the files under `dir`, sorted.
