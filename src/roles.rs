@@ -104,19 +104,34 @@ async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
-/// Waits until the meta service lists blob node `node_id`, so that the first PUT finds disks.
-async fn wait_for_blob_registration(meta_endpoint: &str, node_id: &str) -> anyhow::Result<()> {
+/// Waits until the meta service lists blob node `node_id` at `address`, so that the first PUT
+/// finds disks and the first GET finds shards.
+///
+/// Why the address matters: the embedded blob server listens on a fresh port at every start,
+/// but keeps its node id, so after a restart the registry still lists the node, at the old
+/// port, until the new registration commits. The meta service names shard locations by the
+/// registered address, so a GET served in that window would dial a dead port and find none of
+/// its shards (docs/jepsen.md, finding 12).
+async fn wait_for_blob_registration(
+    meta_endpoint: &str,
+    node_id: &str,
+    address: &str,
+) -> anyhow::Result<()> {
     let deadline = tokio::time::Instant::now() + STARTUP_TIMEOUT;
     loop {
         if let Ok(mut client) = MetaClient::connect(meta_endpoint.to_string()).await {
             if let Ok(reply) = client.list_blob_nodes(ListBlobNodesRequest {}).await {
-                if reply.get_ref().nodes.iter().any(|n| n.node_id == node_id) {
+                let listed = reply.get_ref().nodes.iter();
+                if listed
+                    .filter(|n| n.node_id == node_id)
+                    .any(|n| n.address == address)
+                {
                     return Ok(());
                 }
             }
         }
         if tokio::time::Instant::now() >= deadline {
-            bail!("blob server {node_id} did not register with the meta service in time");
+            bail!("blob server {node_id} did not register its address {address} with the meta service in time");
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -183,7 +198,7 @@ pub async fn run_embedded(
     })
     .await
     .context("starting the blob server")?;
-    wait_for_blob_registration(&meta.endpoint(), blob.node_id()).await?;
+    wait_for_blob_registration(&meta.endpoint(), blob.node_id(), blob.advertised_address()).await?;
 
     // The gateway hands shards to this process's blob server without a socket, unless
     // CAIRN_BLOB_IN_PROCESS is 0, false or off (a diagnostic switch: it measures what the
