@@ -161,7 +161,11 @@ async fn a_vanished_or_read_only_disk_is_marked_faulty_and_writes_go_elsewhere()
         .collect();
 
     // Pull disk 2 out from under the server, and turn disk 3 read-only.
-    std::fs::remove_dir_all(disk(2)).expect("remove disk 2");
+    // Renamed away first: the rename is atomic, whereas removing the tree in place raced the
+    // server, which may create a file in it meanwhile ("Directory not empty").
+    let pulled = format!("{}.pulled", disk(2));
+    std::fs::rename(disk(2), &pulled).expect("pull disk 2");
+    let _ = std::fs::remove_dir_all(&pulled); // only tidying: the disk is gone already
     if let Some(t) = &tmpfs {
         t.remount_read_only();
     }
