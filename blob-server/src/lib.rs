@@ -28,6 +28,9 @@
 
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
+// No unwrap()/expect() outside tests: input, the network and the disks must get an error,
+// never a panic (the developers' guide). Tests may unwrap.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 mod body_end;
 mod disk;

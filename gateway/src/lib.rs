@@ -29,6 +29,9 @@
 //! ```
 
 #![deny(missing_docs)]
+// No unwrap()/expect() outside tests: input, the network and the disks must get an error,
+// never a panic (the developers' guide). Tests may unwrap.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 mod access;
 mod attrs;

@@ -61,14 +61,20 @@ impl WaitingNode {
     }
 
     /// Takes the stores out, once: the first Initialize or Join wins.
+    /// (A poisoned lock is taken over here and in `put_back`: the slot is a plain `Option`,
+    /// never half-written, and skipping it would lose the stores or read as "initialized".)
     fn take(&self) -> Option<(LogStore, StateMachine)> {
-        self.inner.lock().ok().and_then(|mut slot| slot.take())
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
     }
 
     fn put_back(&self, log: LogStore, sm: StateMachine) {
-        if let Ok(mut slot) = self.inner.lock() {
-            *slot = Some((log, sm));
-        }
+        *self
+            .inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some((log, sm));
     }
 }
 
