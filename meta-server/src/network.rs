@@ -7,7 +7,7 @@
 //! openraft messages, so the protocol is the same in every deployment mode.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, PoisonError, RwLock};
 
 use cairn_proto::meta::meta_raft_client::MetaRaftClient;
 use cairn_proto::meta::RaftMessage;
@@ -34,15 +34,18 @@ pub struct LocalNodes {
 
 impl LocalNodes {
     /// Makes `raft` reachable in-process as node `id`.
+    ///
+    /// A poisoned lock is taken over: a panic elsewhere cannot leave a half-made map entry,
+    /// and ignoring the node instead would make it silently unreachable.
     pub fn insert(&self, id: NodeId, raft: Raft) {
-        if let Ok(mut nodes) = self.nodes.write() {
-            nodes.insert(id, raft);
-        }
+        let mut nodes = self.nodes.write().unwrap_or_else(PoisonError::into_inner);
+        nodes.insert(id, raft);
     }
 
     /// The in-process node `id`, if there is one.
     pub fn get(&self, id: NodeId) -> Option<Raft> {
-        self.nodes.read().ok().and_then(|n| n.get(&id).cloned())
+        let nodes = self.nodes.read().unwrap_or_else(PoisonError::into_inner);
+        nodes.get(&id).cloned()
     }
 }
 
@@ -123,7 +126,13 @@ impl Peer {
     }
 
     /// Sends one message over gRPC; the reply payload is the remote `Result` in JSON.
-    async fn call<Req, Resp, E>(&mut self, method: Method, req: &Req) -> RpcResult<Resp, E>
+    /// `snapshot_chunk` travels beside the JSON (InstallSnapshot's data; empty otherwise).
+    async fn call<Req, Resp, E>(
+        &mut self,
+        method: Method,
+        req: &Req,
+        snapshot_chunk: Vec<u8>,
+    ) -> RpcResult<Resp, E>
     where
         Req: Serialize,
         Resp: DeserializeOwned,
@@ -135,6 +144,7 @@ impl Peer {
             cluster_id: self.cluster_id.to_string(),
             payload,
             target: self.target,
+            snapshot_chunk,
         };
         let mut client = self.client().map_err(RPCError::Unreachable)?;
         let reply = match method {
@@ -168,12 +178,12 @@ impl RaftNetwork<TypeConfig> for Peer {
                 .await
                 .map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)));
         }
-        self.call(Method::AppendEntries, &rpc).await
+        self.call(Method::AppendEntries, &rpc, Vec::new()).await
     }
 
     async fn install_snapshot(
         &mut self,
-        rpc: InstallSnapshotRequest<TypeConfig>,
+        mut rpc: InstallSnapshotRequest<TypeConfig>,
         _option: RPCOption,
     ) -> RpcResult<InstallSnapshotResponse<NodeId>, InstallSnapshotError> {
         if let Some(raft) = self.local.get(self.target) {
@@ -182,7 +192,10 @@ impl RaftNetwork<TypeConfig> for Peer {
                 .await
                 .map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)));
         }
-        self.call(Method::InstallSnapshot, &rpc).await
+        // The chunk goes as protobuf bytes: as JSON it was 3.6 times its size and cost about
+        // 0.9 s of CPU per 3 MiB chunk to write and read in a debug build (Jepsen finding 11).
+        let chunk = std::mem::take(&mut rpc.data);
+        self.call(Method::InstallSnapshot, &rpc, chunk).await
     }
 
     async fn vote(
@@ -196,6 +209,6 @@ impl RaftNetwork<TypeConfig> for Peer {
                 .await
                 .map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)));
         }
-        self.call(Method::Vote, &rpc).await
+        self.call(Method::Vote, &rpc, Vec::new()).await
     }
 }

@@ -2,6 +2,7 @@
 
 use cairn_proto::meta::meta_raft_server::MetaRaft;
 use cairn_proto::meta::RaftMessage;
+use openraft::raft::InstallSnapshotRequest;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tonic::{Request, Response, Status};
@@ -10,7 +11,7 @@ use crate::forward::ForwardReply;
 use crate::group::{self, GroupError};
 use crate::joined::JoinState;
 use crate::network::LocalNodes;
-use crate::types::Raft;
+use crate::types::{Raft, TypeConfig};
 
 /// Serves `MetaRaft` for the nodes of this process.
 pub struct RaftService {
@@ -56,6 +57,7 @@ impl RaftService {
             cluster_id: self.cluster_id()?.to_string(),
             payload,
             target: 0,
+            snapshot_chunk: Vec::new(),
         }))
     }
 }
@@ -81,7 +83,14 @@ impl MetaRaft for RaftService {
         &self,
         request: Request<RaftMessage>,
     ) -> Result<Response<RaftMessage>, Status> {
-        let (raft, rpc) = self.open(request.get_ref())?;
+        let (raft, mut rpc): (Raft, InstallSnapshotRequest<TypeConfig>) =
+            self.open(request.get_ref())?;
+        // The chunk's bytes come beside the JSON; a sender that still writes them in the JSON
+        // sends this field empty.
+        let chunk = request.into_inner().snapshot_chunk;
+        if !chunk.is_empty() {
+            rpc.data = chunk;
+        }
         let result = raft.install_snapshot(rpc).await;
         self.reply(&result)
     }
