@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_sdk_s3::Client;
+use futures::StreamExt;
 use serde_json::Value;
 
 use crate::client::{classify, Failure, Kind};
@@ -272,6 +273,56 @@ pub(crate) async fn delete(client: &Client, bucket: &str, key: &str) -> Result<V
         .await
         .map(|_| Value::Null)
         .map_err(|e| classify(&e, Kind::Write))
+}
+
+/// Final reads in flight at once ([`read_each`]).
+const FINAL_READ_CONCURRENCY: usize = 8;
+/// Final-read time budgeted per key ([`read_each`]).
+const PER_KEY_READ: Duration = Duration::from_millis(20);
+
+/// GETs every key until it answers (ok, or a definite "no such key"), `f` naming the
+/// operation in the history, several keys at a time, each reader its own process numbered
+/// from `first_process`. Gives up on a key at `deadline`, or later when there are many keys:
+/// a long run leaves tens of thousands of them, more than the common final-read budget
+/// allows at the rate a debug build serves GETs, so each key gets its share of time (a
+/// multipart run under kills once left 411 completions unread after 120 s of reading one
+/// key at a time, and its verdict was "unknown").
+pub async fn read_each(
+    ctx: &Arc<Ctx>,
+    keys: Vec<String>,
+    f: &'static str,
+    first_process: u64,
+    deadline: Instant,
+) {
+    let total = keys.len();
+    let deadline =
+        deadline.max(Instant::now() + PER_KEY_READ * u32::try_from(total).unwrap_or(u32::MAX));
+    futures::stream::iter(keys.into_iter().enumerate())
+        .for_each_concurrent(FINAL_READ_CONCURRENCY, |(i, k)| {
+            let ctx = Arc::clone(ctx);
+            async move {
+                let client = ctx.client(i);
+                let mut w = Worker::new(i, total);
+                w.process += first_process;
+                while Instant::now() < deadline {
+                    let got = w
+                        .perform(
+                            &ctx.recorder,
+                            ctx.op_timeout,
+                            f,
+                            Some(&k),
+                            Value::Null,
+                            register::get(&client, &ctx.bucket, &k),
+                        )
+                        .await;
+                    if got.is_ok() {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        })
+        .await;
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use aws_sdk_s3::Client;
@@ -177,28 +177,9 @@ async fn abort(client: &Client, bucket: &str, u: &Upload) -> Result<Value, Failu
         .map_err(|e| classify(&e, Kind::Write))
 }
 
-/// After the heal: one answered GET of every upload's key, retried until `deadline`.
+/// After the heal: one answered GET of every upload's key (several at a time; see
+/// [`super::read_each`] for the time each may take).
 pub async fn final_reads(ctx: Arc<Ctx>, uploads: u64, deadline: Instant) {
-    let mut w = Worker::new(0, 1);
-    w.process = FINAL_PROCESS;
-    for n in 1..uploads {
-        let client = ctx.client(n as usize);
-        let k = key(n);
-        while Instant::now() < deadline {
-            let got = w
-                .perform(
-                    &ctx.recorder,
-                    ctx.op_timeout,
-                    "read",
-                    Some(&k),
-                    Value::Null,
-                    get(&client, &ctx.bucket, &k),
-                )
-                .await;
-            if got.is_ok() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-    }
+    let keys = (1..uploads).map(key).collect();
+    super::read_each(&ctx, keys, "read", FINAL_PROCESS, deadline).await;
 }

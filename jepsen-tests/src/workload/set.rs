@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_sdk_s3::Client;
-use futures::StreamExt;
 use serde_json::Value;
 
 use super::{payload, Ctx, Worker};
@@ -19,10 +18,6 @@ use crate::history::{operations, EventType};
 const PREFIX: &str = "s/";
 /// Process numbers of the final listing and reads start here.
 const FINAL_PROCESS: u64 = 2_000_000;
-/// Final reads in flight at once.
-const READ_CONCURRENCY: usize = 8;
-/// Final-read time budgeted per key (see [`final_reads`]).
-const PER_KEY_READ: Duration = Duration::from_millis(20);
 
 /// The object key of element `n`.
 pub fn key(n: u64) -> String {
@@ -133,35 +128,12 @@ pub async fn final_reads(ctx: Arc<Ctx>, deadline: Instant) {
             .filter(|o| o.invoke.f == "add" && o.outcome() == EventType::Ok)
             .filter_map(|o| o.invoke.key),
     );
-    let total = to_read.len();
-    // A long run leaves tens of thousands of keys, more than the common final-read budget
-    // allows at the rate a debug build serves GETs: give each key its share of time.
-    let deadline =
-        deadline.max(Instant::now() + PER_KEY_READ * u32::try_from(total).unwrap_or(u32::MAX));
-    futures::stream::iter(to_read.into_iter().enumerate())
-        .for_each_concurrent(READ_CONCURRENCY, |(i, k)| {
-            let ctx = Arc::clone(&ctx);
-            async move {
-                let client = ctx.client(i);
-                let mut w = Worker::new(i, total);
-                w.process += FINAL_PROCESS + 1;
-                while Instant::now() < deadline {
-                    let got = w
-                        .perform(
-                            &ctx.recorder,
-                            ctx.op_timeout,
-                            FINAL_READ,
-                            Some(&k),
-                            Value::Null,
-                            super::register::get(&client, &ctx.bucket, &k),
-                        )
-                        .await;
-                    if got.is_ok() {
-                        break;
-                    }
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                }
-            }
-        })
-        .await;
+    super::read_each(
+        &ctx,
+        to_read.into_iter().collect(),
+        FINAL_READ,
+        FINAL_PROCESS + 1,
+        deadline,
+    )
+    .await;
 }
