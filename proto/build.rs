@@ -12,6 +12,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .bytes(".cairn.blob.v1.PutShardRequest.data")
         .bytes(".cairn.blob.v1.GetShardResponse.data")
         .bytes(".cairn.meta.v1.ObjectVersion.inline_data")
+        .bytes(".cairn.meta.v1.RaftMessage.snapshot_chunk")
         .compile_fds(fds)?;
     Ok(())
 }

@@ -105,7 +105,7 @@ impl Forwarder {
             payload: serde_json::to_vec(payload)
                 .map_err(|e| GroupError::Raft(format!("encode forwarded request: {e}")))?,
             target,
-            snapshot_chunk: Vec::new(),
+            snapshot_chunk: Default::default(),
         })
     }
 

@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
 
+use bytes::Bytes;
 use cairn_proto::meta::meta_raft_client::MetaRaftClient;
 use cairn_proto::meta::RaftMessage;
 use openraft::error::{
@@ -92,6 +93,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             local: self.local.clone(),
             cluster_id: self.cluster_id.clone(),
             client: None,
+            json_snapshot_chunks: false,
         }
     }
 }
@@ -103,6 +105,8 @@ pub struct Peer {
     local: LocalNodes,
     cluster_id: Arc<str>,
     client: Option<MetaRaftClient<Channel>>,
+    /// The target answered UNIMPLEMENTED to InstallSnapshotChunk: send it InstallSnapshot.
+    json_snapshot_chunks: bool,
 }
 
 type RpcResult<T, E = openraft::error::Infallible> =
@@ -112,7 +116,17 @@ type RpcResult<T, E = openraft::error::Infallible> =
 enum Method {
     AppendEntries,
     Vote,
+    /// The chunk's bytes in the JSON request (for peers without `InstallSnapshotChunk`).
     InstallSnapshot,
+    /// The chunk's bytes in `RaftMessage.snapshot_chunk`, beside the JSON.
+    InstallSnapshotChunk,
+}
+
+/// Why a message got no reply payload.
+enum SendError {
+    Encode(serde_json::Error),
+    Unreachable(Unreachable),
+    Status(tonic::Status),
 }
 
 impl Peer {
@@ -125,44 +139,71 @@ impl Peer {
         Ok(client)
     }
 
-    /// Sends one message over gRPC; the reply payload is the remote `Result` in JSON.
-    /// `snapshot_chunk` travels beside the JSON (InstallSnapshot's data; empty otherwise).
-    async fn call<Req, Resp, E>(
+    /// Sends one message over gRPC and returns the reply. `snapshot_chunk` travels beside
+    /// the JSON of `req` (InstallSnapshotChunk's bytes; empty otherwise).
+    async fn send<Req: Serialize>(
         &mut self,
         method: Method,
         req: &Req,
-        snapshot_chunk: Vec<u8>,
-    ) -> RpcResult<Resp, E>
-    where
-        Req: Serialize,
-        Resp: DeserializeOwned,
-        E: std::error::Error + DeserializeOwned,
-    {
-        let payload =
-            serde_json::to_vec(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        snapshot_chunk: Bytes,
+    ) -> Result<RaftMessage, SendError> {
+        let payload = serde_json::to_vec(req).map_err(SendError::Encode)?;
         let message = RaftMessage {
             cluster_id: self.cluster_id.to_string(),
             payload,
             target: self.target,
             snapshot_chunk,
         };
-        let mut client = self.client().map_err(RPCError::Unreachable)?;
+        let mut client = self.client().map_err(SendError::Unreachable)?;
         let reply = match method {
             Method::AppendEntries => client.append_entries(message).await,
             Method::Vote => client.vote(message).await,
             Method::InstallSnapshot => client.install_snapshot(message).await,
+            Method::InstallSnapshotChunk => client.install_snapshot_chunk(message).await,
         };
-        let reply = match reply {
-            Ok(r) => r.into_inner(),
-            Err(status) if status.code() == tonic::Code::Unavailable => {
-                self.client = None;
-                return Err(RPCError::Unreachable(Unreachable::new(&status)));
+        match reply {
+            Ok(r) => Ok(r.into_inner()),
+            Err(status) => {
+                if status.code() == tonic::Code::Unavailable {
+                    self.client = None;
+                }
+                Err(SendError::Status(status))
             }
-            Err(status) => return Err(RPCError::Network(NetworkError::new(&status))),
+        }
+    }
+
+    /// The remote `Result` in a reply's JSON payload, or why there is none.
+    #[allow(clippy::result_large_err)] // openraft's error type, which `RaftNetwork` returns
+    fn read_reply<Resp, E>(&self, sent: Result<RaftMessage, SendError>) -> RpcResult<Resp, E>
+    where
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        let reply = match sent {
+            Ok(reply) => reply,
+            Err(SendError::Encode(e)) => return Err(RPCError::Network(NetworkError::new(&e))),
+            Err(SendError::Unreachable(e)) => return Err(RPCError::Unreachable(e)),
+            Err(SendError::Status(status)) if status.code() == tonic::Code::Unavailable => {
+                return Err(RPCError::Unreachable(Unreachable::new(&status)))
+            }
+            Err(SendError::Status(status)) => {
+                return Err(RPCError::Network(NetworkError::new(&status)))
+            }
         };
         let result: Result<Resp, RaftError<NodeId, E>> = serde_json::from_slice(&reply.payload)
             .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+
+    /// Sends one message over gRPC; the reply payload is the remote `Result` in JSON.
+    async fn call<Req, Resp, E>(&mut self, method: Method, req: &Req) -> RpcResult<Resp, E>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        let sent = self.send(method, req, Bytes::new()).await;
+        self.read_reply(sent)
     }
 }
 
@@ -178,7 +219,7 @@ impl RaftNetwork<TypeConfig> for Peer {
                 .await
                 .map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)));
         }
-        self.call(Method::AppendEntries, &rpc, Vec::new()).await
+        self.call(Method::AppendEntries, &rpc).await
     }
 
     async fn install_snapshot(
@@ -194,8 +235,26 @@ impl RaftNetwork<TypeConfig> for Peer {
         }
         // The chunk goes as protobuf bytes: as JSON it was 3.6 times its size and cost about
         // 0.9 s of CPU per 3 MiB chunk to write and read in a debug build (Jepsen finding 11).
-        let chunk = std::mem::take(&mut rpc.data);
-        self.call(Method::InstallSnapshot, &rpc, chunk).await
+        // A peer running a version without InstallSnapshotChunk answers UNIMPLEMENTED (a
+        // rolling upgrade): it then gets the JSON form, as before, from here on.
+        let chunk = Bytes::from(std::mem::take(&mut rpc.data));
+        if !self.json_snapshot_chunks {
+            let sent = self
+                .send(Method::InstallSnapshotChunk, &rpc, chunk.clone())
+                .await;
+            match sent {
+                Err(SendError::Status(s)) if s.code() == tonic::Code::Unimplemented => {
+                    tracing::info!(
+                        target_node = self.target,
+                        "peer has no InstallSnapshotChunk (an older version): sending snapshot chunks as JSON"
+                    );
+                    self.json_snapshot_chunks = true;
+                }
+                sent => return self.read_reply(sent),
+            }
+        }
+        rpc.data = Vec::from(chunk);
+        self.call(Method::InstallSnapshot, &rpc).await
     }
 
     async fn vote(
@@ -209,6 +268,73 @@ impl RaftNetwork<TypeConfig> for Peer {
                 .await
                 .map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)));
         }
-        self.call(Method::Vote, &rpc, Vec::new()).await
+        self.call(Method::Vote, &rpc).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use cairn_proto::meta::meta_raft_server::{MetaRaft, MetaRaftServer};
+
+    use super::*;
+
+    /// A meta node of a version without InstallSnapshotChunk: it serves InstallSnapshot
+    /// only, with the chunk's bytes in the JSON, and keeps the chunks it got.
+    #[derive(Default, Clone)]
+    struct OlderPeer {
+        chunks: Arc<Mutex<Vec<Vec<u8>>>>,
+    }
+
+    #[tonic::async_trait]
+    impl MetaRaft for OlderPeer {
+        async fn install_snapshot(
+            &self,
+            request: tonic::Request<RaftMessage>,
+        ) -> Result<tonic::Response<RaftMessage>, tonic::Status> {
+            let rpc: InstallSnapshotRequest<TypeConfig> =
+                serde_json::from_slice(&request.get_ref().payload)
+                    .map_err(|e| tonic::Status::invalid_argument(e.to_string()))?;
+            self.chunks.lock().unwrap().push(rpc.data);
+            let reply: Result<_, RaftError<NodeId, InstallSnapshotError>> =
+                Ok(InstallSnapshotResponse::<NodeId> { vote: rpc.vote });
+            Ok(tonic::Response::new(RaftMessage {
+                payload: serde_json::to_vec(&reply).unwrap(),
+                ..Default::default()
+            }))
+        }
+    }
+
+    #[tokio::test]
+    async fn an_older_peer_gets_snapshot_chunks_as_json() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let older = OlderPeer::default();
+        let incoming = tonic::transport::server::TcpIncoming::from(listener);
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(MetaRaftServer::new(older.clone()))
+                .serve_with_incoming(incoming),
+        );
+        let mut peer = Network::new(LocalNodes::default(), "cluster")
+            .new_client(7, &BasicNode::new(addr.to_string()))
+            .await;
+        let sent = [b"first chunk".to_vec(), b"second chunk".to_vec()];
+        for (i, data) in sent.iter().enumerate() {
+            let rpc = InstallSnapshotRequest::<TypeConfig> {
+                vote: Default::default(),
+                meta: Default::default(),
+                offset: i as u64,
+                data: data.clone(),
+                done: false,
+            };
+            peer.install_snapshot(rpc, RPCOption::new(Duration::from_secs(5)))
+                .await
+                .unwrap();
+        }
+        assert_eq!(*older.chunks.lock().unwrap(), sent.to_vec());
+        assert!(peer.json_snapshot_chunks, "the fallback is remembered");
     }
 }

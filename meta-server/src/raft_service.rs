@@ -57,7 +57,7 @@ impl RaftService {
             cluster_id: self.cluster_id()?.to_string(),
             payload,
             target: 0,
-            snapshot_chunk: Vec::new(),
+            snapshot_chunk: Default::default(),
         }))
     }
 }
@@ -83,14 +83,24 @@ impl MetaRaft for RaftService {
         &self,
         request: Request<RaftMessage>,
     ) -> Result<Response<RaftMessage>, Status> {
+        let (raft, rpc) = self.open(request.get_ref())?;
+        let result = raft.install_snapshot(rpc).await;
+        self.reply(&result)
+    }
+
+    async fn install_snapshot_chunk(
+        &self,
+        request: Request<RaftMessage>,
+    ) -> Result<Response<RaftMessage>, Status> {
         let (raft, mut rpc): (Raft, InstallSnapshotRequest<TypeConfig>) =
             self.open(request.get_ref())?;
-        // The chunk's bytes come beside the JSON; a sender that still writes them in the JSON
-        // sends this field empty.
-        let chunk = request.into_inner().snapshot_chunk;
-        if !chunk.is_empty() {
-            rpc.data = chunk;
+        // The chunk's bytes come beside the JSON, whose own `data` must then be empty.
+        if !rpc.data.is_empty() {
+            return Err(Status::invalid_argument(
+                "InstallSnapshotChunk with bytes in the JSON request too",
+            ));
         }
+        rpc.data = Vec::from(request.into_inner().snapshot_chunk);
         let result = raft.install_snapshot(rpc).await;
         self.reply(&result)
     }
