@@ -4,8 +4,8 @@
 //! `cairn meta`, `cairn blob` and `cairn gateway` run one role each; `cairn bench` is the S3
 //! load tool. This file only parses flags and composes the three server libraries; everything
 //! else lives in them, in `roles` and in `bench`.
-// No unwrap()/expect() outside tests: input, the network and the disks must get an error,
-// never a panic (the developers' guide). Tests may unwrap.
+// No unwrap()/expect() outside tests: what input, the network or a disk can reach must
+// return an error, never panic. Tests may unwrap.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 mod admin;

@@ -131,7 +131,10 @@ async fn wait_for_blob_registration(
             }
         }
         if tokio::time::Instant::now() >= deadline {
-            bail!("blob server {node_id} did not register its address {address} with the meta service in time");
+            bail!(
+                "blob server {node_id} did not register its address {address} with the meta \
+                 service in time"
+            );
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

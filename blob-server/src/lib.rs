@@ -28,8 +28,8 @@
 
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
-// No unwrap()/expect() outside tests: input, the network and the disks must get an error,
-// never a panic (the developers' guide). Tests may unwrap.
+// No unwrap()/expect() outside tests: what input, the network or a disk can reach must
+// return an error, never panic. Tests may unwrap.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 mod body_end;

@@ -10,8 +10,8 @@
 //! - [`group`]: one Raft group seen from this process (leader, linearizable reads);
 //! - [`service`]: the `Meta` gRPC API;
 //! - [`placement`]: erasure scheme and disk choice for new objects.
-// No unwrap()/expect() outside tests: input, the network and the disks must get an error,
-// never a panic (the developers' guide). Tests may unwrap.
+// No unwrap()/expect() outside tests: what input, the network or a disk can reach must
+// return an error, never panic. Tests may unwrap.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod admin;

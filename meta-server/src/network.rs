@@ -246,7 +246,8 @@ impl RaftNetwork<TypeConfig> for Peer {
                 Err(SendError::Status(s)) if s.code() == tonic::Code::Unimplemented => {
                     tracing::info!(
                         target_node = self.target,
-                        "peer has no InstallSnapshotChunk (an older version): sending snapshot chunks as JSON"
+                        "peer has no InstallSnapshotChunk (an older version): sending \
+                         snapshot chunks as JSON"
                     );
                     self.json_snapshot_chunks = true;
                 }

@@ -3,8 +3,8 @@
 //! The three server crates (`cairn-meta`, `cairn-blob`, `cairn-gateway`) never import one
 //! another; this crate is where they meet. Modules mirror the protobuf packages so that
 //! cross-package references in generated code resolve; use the short re-exports below.
-// No unwrap()/expect() outside tests: input, the network and the disks must get an error,
-// never a panic (the developers' guide). Tests may unwrap.
+// No unwrap()/expect() outside tests: what input, the network or a disk can reach must
+// return an error, never panic. Tests may unwrap.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 #[allow(missing_docs, clippy::all, clippy::pedantic)]

@@ -281,8 +281,9 @@ const FINAL_READ_CONCURRENCY: usize = 8;
 const PER_KEY_READ: Duration = Duration::from_millis(20);
 
 /// GETs every key until it answers (ok, or a definite "no such key"), `f` naming the
-/// operation in the history, several keys at a time, each reader its own process numbered
-/// from `first_process`. Gives up on a key at `deadline`, or later when there are many keys:
+/// operation in the history, several keys at a time; key `i` is read by process
+/// `first_process + i` (a new number after each unknown outcome, as for every worker).
+/// Gives up on a key at `deadline`, or later when there are many keys:
 /// a long run leaves tens of thousands of them, more than the common final-read budget
 /// allows at the rate a debug build serves GETs, so each key gets its share of time (a
 /// multipart run under kills once left 411 completions unread after 120 s of reading one

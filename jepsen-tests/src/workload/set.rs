@@ -128,11 +128,13 @@ pub async fn final_reads(ctx: Arc<Ctx>, deadline: Instant) {
             .filter(|o| o.invoke.f == "add" && o.outcome() == EventType::Ok)
             .filter_map(|o| o.invoke.key),
     );
+    // The listing above takes a new process number after each unknown outcome (up to a few
+    // hundred before the deadline): the readers' numbers start well clear of them.
     super::read_each(
         &ctx,
         to_read.into_iter().collect(),
         FINAL_READ,
-        FINAL_PROCESS + 1,
+        FINAL_PROCESS + 100_000,
         deadline,
     )
     .await;

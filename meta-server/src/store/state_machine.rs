@@ -198,9 +198,16 @@ impl StateMachine {
             }
         }
         self.counts.built.fetch_add(1, Ordering::Relaxed);
-        let bytes = std::fs::metadata(&path).map_or(0, |m| m.len());
+        let bytes = file.metadata().map_or(0, |m| m.len());
         let elapsed_ms = started.elapsed().as_millis() as u64;
-        tracing::info!(index, records, bytes, elapsed_ms, file = %record.file, "built a meta snapshot");
+        tracing::info!(
+            index,
+            records,
+            bytes,
+            elapsed_ms,
+            file = %record.file,
+            "built a meta snapshot"
+        );
         Ok((record.meta, path))
     }
 
@@ -237,7 +244,13 @@ impl StateMachine {
         self.remove_stale_files(false)?;
         self.counts.installed.fetch_add(1, Ordering::Relaxed);
         let elapsed_ms = started.elapsed().as_millis() as u64;
-        tracing::info!(index, verified_ms, elapsed_ms, file = %record.file, "installed a meta snapshot");
+        tracing::info!(
+            index,
+            verified_ms,
+            elapsed_ms,
+            file = %record.file,
+            "installed a meta snapshot"
+        );
         Ok(())
     }
 
