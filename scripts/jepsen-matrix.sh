@@ -16,7 +16,9 @@ workloads=${3:-register set list bucket multipart}
 nemeses=${4:-partition kill pause membership all}
 seed=${5:-900}
 
-cargo build -q --workspace --bins
+# The same build as the test command's: `--bins` alone resolves features differently, and
+# alternating the two rebuilds several crates each time.
+cargo build -q --workspace --bins --tests
 target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
 bin="$target_dir/debug/jepsen-tests"
 mkdir -p "$target_dir/jepsen"
