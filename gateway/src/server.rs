@@ -62,8 +62,9 @@ impl S3Route for HealthRoute {
 /// digests checked ([`body_digest`]), since s3s checks none; so is a presigned URL's validity
 /// ([`presign`]). GetObjectAttributes' ETag loses the quotes s3s gives it
 /// ([`object_attributes::unquote_etag`]). `OPTIONS` (a CORS preflight, unsigned) is
-/// answered here from the bucket's CORS rules; a request with an `Origin` gets the `Access-Control-*` headers of the rule that
-/// allows it ([`cors`]). Every response gets a request id ([`request_id`]).
+/// answered here from the bucket's CORS rules; a request with an `Origin` gets the
+/// `Access-Control-*` headers of the rule that allows it ([`cors`]). Every response gets a
+/// request id ([`request_id`]).
 async fn handle(
     s3: S3Service,
     gw: Arc<Gateway>,

@@ -67,9 +67,10 @@ pub const LIED_BYTES: u64 = 4096;
 /// compacting every `interval` entries), with faster timers and `keep` entries of log left
 /// behind each snapshot (production keeps a whole interval; the simulation draws less too,
 /// so that lagging nodes are often caught up by a snapshot). openraft draws each election
-/// timeout at random from `election_timeout_min..election_timeout_max` with a generator the seed does not reach, so
-/// the simulation gives each node a range of one value, itself drawn from the seed: timeouts
-/// still differ between nodes (which is what breaks split votes), and a seed fixes them.
+/// timeout at random from `election_timeout_min..election_timeout_max` with a generator the
+/// seed does not reach, so the simulation gives each node a range of one value, itself drawn
+/// from the seed: timeouts still differ between nodes (which is what breaks split votes),
+/// and a seed fixes them.
 pub fn raft_config(
     election_timeout_ms: u64,
     (interval, keep): (u64, u64),
