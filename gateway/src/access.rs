@@ -23,8 +23,8 @@ use std::sync::Arc;
 use s3s::access::{S3Access, S3AccessContext};
 use s3s::dto::{
     CopyObjectInput, CopySource, CreateMultipartUploadInput, DeleteObjectInput, DeleteObjectsInput,
-    ObjectLockLegalHoldStatus, ObjectLockMode, PutObjectInput, PutObjectRetentionInput, Timestamp,
-    UploadPartCopyInput,
+    ObjectLockLegalHoldStatus, ObjectLockMode, PutObjectInput, PutObjectRetentionInput,
+    PutObjectTaggingInput, Timestamp, UploadPartCopyInput,
 };
 use s3s::path::S3Path;
 use s3s::{S3Request, S3Result};
@@ -32,7 +32,8 @@ use tracing::{debug, warn};
 
 use crate::error::{ApiError, ApiResult};
 use crate::iam::{Caller, Users};
-use crate::policy::{action, Decision, Policy, PolicyKind, RequestContext};
+use crate::policy::{action, ConditionValues, Decision, Policy, PolicyKind, RequestContext};
+use crate::request_values;
 use crate::Gateway;
 
 /// The access hook handed to s3s.
@@ -51,8 +52,9 @@ struct Question<'a> {
     operation: &'a str,
     bucket: Option<&'a str>,
     key: Option<&'a str>,
-    prefix: Option<&'a str>,
-    source_ip: Option<std::net::IpAddr>,
+    /// The request's condition-key values (the caller's and the object's tags are added
+    /// while deciding).
+    values: &'a ConditionValues,
 }
 
 impl Access {
@@ -118,16 +120,28 @@ impl Access {
             Some(bucket) => self.bucket_policy(bucket, q.operation).await?,
             None => BucketPolicy::None,
         };
+        let mut values = q.values.clone();
+        request_values::add_caller(&mut values, &caller);
+        // Only read the object's tags when some policy that could apply tests them.
+        let tests_tags = bucket_policy.tests_existing_object_tags()
+            || user.is_some_and(|u| u.tests_existing_object_tags());
         let action = action::for_operation(q.operation);
         let mut verdicts = Vec::with_capacity(keys.len());
         for key in keys {
             let resource = action::resource(q.bucket, key);
+            let with_tags;
+            let values = match (tests_tags, q.bucket, key) {
+                (true, Some(bucket), Some(key)) => {
+                    with_tags = self.with_existing_tags(&values, bucket, key).await?;
+                    &with_tags
+                }
+                _ => &values,
+            };
             let cx = RequestContext {
                 action: &action,
                 resource: &resource,
                 principal,
-                prefix: q.prefix,
-                source_ip: q.source_ip,
+                values,
             };
             let decision = user
                 .map_or(Decision::NotApplicable, |u| u.decide(&cx))
@@ -136,6 +150,37 @@ impl Access {
             verdicts.push(decision.allowed());
         }
         Ok(Some(verdicts))
+    }
+
+    /// `values` with the tags of `bucket/key` as stored (of the version the request names,
+    /// else the current one) as `s3:ExistingObjectTag/...`; unchanged when there is no such
+    /// object.
+    async fn with_existing_tags(
+        &self,
+        values: &ConditionValues,
+        bucket: &str,
+        key: &str,
+    ) -> ApiResult<ConditionValues> {
+        let version = values
+            .get("s3:versionid")
+            .and_then(|v| v.first())
+            .map(String::as_str);
+        let mut out = values.clone();
+        match crate::tagging::get(&self.gw, bucket, key, version).await {
+            Ok((tags, _)) => request_values::add_existing_tags(&mut out, &tags),
+            // No such object (or a delete marker, or a version id that cannot exist): it has
+            // no tags. The operation itself answers the error, if the caller may ask.
+            Err(
+                ApiError::NoSuchKey
+                | ApiError::NoSuchBucket
+                | ApiError::NoSuchVersion
+                | ApiError::InvalidVersionId
+                | ApiError::DeleteMarker { .. }
+                | ApiError::MethodNotAllowed,
+            ) => {}
+            Err(e) => return Err(e),
+        }
+        Ok(out)
     }
 }
 
@@ -154,6 +199,10 @@ enum BucketPolicy {
 }
 
 impl BucketPolicy {
+    fn tests_existing_object_tags(&self) -> bool {
+        matches!(self, BucketPolicy::Some(p) if p.tests_existing_object_tags())
+    }
+
     fn decide(&self, cx: &RequestContext<'_>) -> Decision {
         match self {
             BucketPolicy::None => Decision::NotApplicable,
@@ -167,35 +216,14 @@ fn denied(operation: &str) -> ApiError {
     ApiError::AccessDenied(format!("Access Denied ({operation})"))
 }
 
-/// The `prefix` query parameter, decoded; empty when absent (as MinIO has it).
-fn prefix_param(query: Option<&str>) -> String {
-    query
-        .unwrap_or("")
-        .split('&')
-        .filter_map(|pair| pair.split_once('=').or(Some((pair, ""))))
-        .find(|(name, _)| *name == "prefix")
-        .map(|(_, value)| {
-            percent_encoding::percent_decode_str(&value.replace('+', " "))
-                .decode_utf8_lossy()
-                .into_owned()
-        })
-        .unwrap_or_default()
-}
-
-fn source_ip<T>(req: &S3Request<T>) -> Option<std::net::IpAddr> {
-    req.extensions.get::<PeerAddr>().map(|p| p.0.ip())
+/// The condition-key values of a request that reached an operation's own hook.
+fn values_of<T>(req: &S3Request<T>, operation: &str) -> ConditionValues {
+    let source_ip = req.extensions.get::<PeerAddr>().map(|p| p.0.ip());
+    request_values::from_request(operation, &req.uri, &req.headers, source_ip)
 }
 
 fn access_key<T>(req: &S3Request<T>) -> Option<&str> {
     req.credentials.as_ref().map(|c| c.access_key.as_str())
-}
-
-/// The bucket and key a copy reads.
-fn copy_source(source: &CopySource) -> Option<(&str, &str)> {
-    match source {
-        CopySource::Bucket { bucket, key, .. } => Some((bucket, key)),
-        _ => None,
-    }
 }
 
 /// The lock headers a write carries.
@@ -221,19 +249,43 @@ impl Access {
             operations.push("PutObjectLegalHold");
         }
         for operation in operations {
+            let values = values_of(req, operation);
             self.decide(
                 access_key(req),
                 Question {
                     operation,
                     bucket: Some(bucket),
                     key: Some(key),
-                    prefix: None,
-                    source_ip: source_ip(req),
+                    values: &values,
                 },
             )
             .await?;
         }
         Ok(())
+    }
+
+    /// Refuses a copy whose caller may not read its source (`s3:GetObject` on the source
+    /// object, as the version it names).
+    async fn check_copy_source<T>(&self, req: &S3Request<T>, source: &CopySource) -> S3Result<()> {
+        let CopySource::Bucket {
+            bucket,
+            key,
+            version_id,
+        } = source
+        else {
+            return Ok(());
+        };
+        let mut values = values_of(req, "GetObject");
+        if let Some(version) = version_id {
+            values.set("s3:VersionId", &**version);
+        }
+        let question = Question {
+            operation: "GetObject",
+            bucket: Some(&**bucket),
+            key: Some(&**key),
+            values: &values,
+        };
+        Ok(self.decide(access_key(req), question).await?)
     }
 
     /// Whether the caller may bypass GOVERNANCE retentions on `key` (or, with `keys`, on
@@ -251,8 +303,7 @@ impl Access {
                     operation: "BypassGovernanceRetention",
                     bucket: Some(bucket),
                     key: None,
-                    prefix: None,
-                    source_ip: source_ip(req),
+                    values: &values_of(req, "BypassGovernanceRetention"),
                 },
                 Some(keys),
             )
@@ -267,8 +318,9 @@ impl S3Access for Access {
         let source_ip = cx.extensions_mut().get::<PeerAddr>().map(|p| p.0.ip());
         let operation = cx.s3_op().name();
         // Decided per key in `delete_objects`, once the body is parsed (for anonymous
-        // callers too: a bucket policy may let everyone delete under a prefix).
-        if operation == "DeleteObjects" {
+        // callers too: a bucket policy may let everyone delete under a prefix); and in
+        // `put_object_tagging`, where the tags it sets (`s3:RequestObjectTag/...`) are known.
+        if operation == "DeleteObjects" || operation == "PutObjectTagging" {
             return Ok(());
         }
         let (bucket, key) = match cx.s3_path() {
@@ -276,7 +328,7 @@ impl S3Access for Access {
             S3Path::Bucket { bucket } => (Some(&**bucket), None),
             S3Path::Object { bucket, key } => (Some(&**bucket), Some(&**key)),
         };
-        let prefix = action::is_listing(operation).then(|| prefix_param(cx.uri().query()));
+        let values = request_values::from_request(operation, cx.uri(), cx.headers(), source_ip);
         let access_key = cx.credentials().map(|c| c.access_key.clone());
         self.decide(
             access_key.as_deref(),
@@ -284,8 +336,7 @@ impl S3Access for Access {
                 operation,
                 bucket,
                 key,
-                prefix: prefix.as_deref(),
-                source_ip,
+                values: &values,
             },
         )
         .await?;
@@ -328,37 +379,33 @@ impl S3Access for Access {
         };
         self.check_lock_headers(req, (&input.bucket, &input.key), headers)
             .await?;
-        if let Some((bucket, key)) = copy_source(&req.input.copy_source) {
-            self.decide(
-                access_key(req),
-                Question {
-                    operation: "GetObject",
-                    bucket: Some(bucket),
-                    key: Some(key),
-                    prefix: None,
-                    source_ip: source_ip(req),
-                },
-            )
-            .await?;
-        }
-        Ok(())
+        self.check_copy_source(req, &req.input.copy_source).await
     }
 
     async fn upload_part_copy(&self, req: &mut S3Request<UploadPartCopyInput>) -> S3Result<()> {
-        if let Some((bucket, key)) = copy_source(&req.input.copy_source) {
-            self.decide(
-                access_key(req),
-                Question {
-                    operation: "GetObject",
-                    bucket: Some(bucket),
-                    key: Some(key),
-                    prefix: None,
-                    source_ip: source_ip(req),
-                },
-            )
-            .await?;
-        }
-        Ok(())
+        self.check_copy_source(req, &req.input.copy_source).await
+    }
+
+    async fn put_object_tagging(&self, req: &mut S3Request<PutObjectTaggingInput>) -> S3Result<()> {
+        let mut values = values_of(req, "PutObjectTagging");
+        let tags: Vec<_> = req
+            .input
+            .tagging
+            .tag_set
+            .iter()
+            .map(|t| cairn_proto::meta::ObjectTag {
+                key: t.key.clone().unwrap_or_default(),
+                value: t.value.clone().unwrap_or_default(),
+            })
+            .collect();
+        request_values::add_request_tags(&mut values, &tags);
+        let question = Question {
+            operation: "PutObjectTagging",
+            bucket: Some(req.input.bucket.as_str()),
+            key: Some(req.input.key.as_str()),
+            values: &values,
+        };
+        Ok(self.decide(access_key(req), question).await?)
     }
 
     async fn delete_object(&self, req: &mut S3Request<DeleteObjectInput>) -> S3Result<()> {
@@ -406,6 +453,7 @@ impl S3Access for Access {
             .iter()
             .map(|o| o.key.as_str())
             .collect();
+        let values = values_of(req, "DeleteObjects");
         let verdicts = self
             .allowed(
                 access_key(req),
@@ -413,8 +461,7 @@ impl S3Access for Access {
                     operation: "DeleteObjects",
                     bucket: Some(req.input.bucket.as_str()),
                     key: None,
-                    prefix: None,
-                    source_ip: source_ip(req),
+                    values: &values,
                 },
                 Some(&keys),
             )
@@ -437,21 +484,5 @@ impl S3Access for Access {
             req.extensions.insert(DeniedKeys(refused));
         }
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::prefix_param;
-
-    #[test]
-    fn prefix_is_decoded_and_empty_when_absent() {
-        assert_eq!(
-            prefix_param(Some("list-type=2&prefix=a%2Fb%20c&max-keys=2")),
-            "a/b c"
-        );
-        assert_eq!(prefix_param(Some("list-type=2")), "");
-        assert_eq!(prefix_param(Some("prefix")), "");
-        assert_eq!(prefix_param(None), "");
     }
 }

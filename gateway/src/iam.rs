@@ -51,6 +51,11 @@ pub(crate) struct User {
 }
 
 impl User {
+    /// Whether one of the user's policies tests the object's stored tags.
+    pub fn tests_existing_object_tags(&self) -> bool {
+        self.policies.iter().any(|p| p.tests_existing_object_tags())
+    }
+
     /// What the user's own policies say about `cx` (a policy that did not parse denies).
     pub fn decide(&self, cx: &RequestContext<'_>) -> Decision {
         if !self.broken.is_empty() {
@@ -271,8 +276,7 @@ mod tests {
             action,
             resource: "arn:aws:s3:::b/k",
             principal: Some("alice"),
-            prefix: None,
-            source_ip: None,
+            values: &crate::policy::NO_VALUES,
         }
     }
 

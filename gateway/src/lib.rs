@@ -67,6 +67,7 @@ mod put;
 mod put_budget;
 mod range;
 mod request_id;
+mod request_values;
 mod s3;
 mod server;
 mod shard_feed;

@@ -386,18 +386,18 @@ async fn a_custom_policy_limits_a_user_to_its_prefix() {
     // A condition the evaluator does not support is refused when the policy is added.
     std::fs::write(
         &file,
-        r#"{"Statement":{"Effect":"Allow","Action":"s3:*","Resource":"*","Condition":{"DateLessThan":{"aws:CurrentTime":"2030-01-01T00:00:00Z"}}}}"#,
+        r#"{"Statement":{"Effect":"Allow","Action":"s3:*","Resource":"*","Condition":{"ArnLike":{"aws:SourceArn":"arn:aws:s3:::x"}}}}"#,
     )
     .expect("write policy");
     let (ok, _, err) = admin(
         &server,
-        &["policy", "add", "until-2030", file.to_str().expect("path")],
+        &["policy", "add", "by-arn", file.to_str().expect("path")],
     );
     assert!(
-        !ok && err.contains("DateLessThan") && err.contains("not supported"),
+        !ok && err.contains("ArnLike") && err.contains("not supported"),
         "{err}"
     );
-    assert!(!admin_ok(&server, &["policy", "list"]).contains("until-2030"));
+    assert!(!admin_ok(&server, &["policy", "list"]).contains("by-arn"));
 }
 
 #[tokio::test]
@@ -456,10 +456,25 @@ async fn a_disabled_or_removed_user_is_refused_within_the_cache_bound() {
 
 /// An unsigned HTTP/1.1 request; returns the status and the body.
 async fn unsigned(endpoint: &str, method: &str, path: &str, body: &[u8]) -> (u16, String) {
+    unsigned_with(endpoint, method, path, &[], body).await
+}
+
+/// [`unsigned`] with extra `headers`.
+async fn unsigned_with(
+    endpoint: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String) {
     let host = endpoint.trim_start_matches("http://").trim_end_matches('/');
     let mut stream = tokio::net::TcpStream::connect(host).await.expect("connect");
+    let extra: String = headers
+        .iter()
+        .map(|(name, value)| format!("{name}: {value}\r\n"))
+        .collect();
     let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n{extra}Content-Length: {}\r\n\r\n",
         body.len()
     );
     stream.write_all(head.as_bytes()).await.expect("write");
@@ -540,7 +555,8 @@ async fn a_bucket_policy_opens_get_object_to_anonymous_requests() {
         "{not json",
         r#"{"Statement":[{"Effect":"Permit","Principal":"*","Action":"s3:GetObject","Resource":"arn:aws:s3:::site/*"}]}"#,
         r#"{"Statement":[{"Effect":"Allow","Principal":"*","Action":"s3:GetObject","Resource":"arn:aws:s3:::other/*"}]}"#,
-        r#"{"Statement":[{"Effect":"Allow","Principal":"*","Action":"s3:GetObject","Resource":"arn:aws:s3:::site/*","Condition":{"DateGreaterThan":{"aws:CurrentTime":"2020-01-01T00:00:00Z"}}}]}"#,
+        r#"{"Statement":[{"Effect":"Allow","Principal":"*","Action":"s3:GetObject","Resource":"arn:aws:s3:::site/*","Condition":{"ArnLike":{"aws:SourceArn":"arn:aws:s3:::x"}}}]}"#,
+        r#"{"Statement":[{"Effect":"Allow","Principal":"*","Action":"s3:GetObject","Resource":"arn:aws:s3:::site/*","Condition":{"NumericLessThan":{"s3:max-keys":"ten"}}}]}"#,
     ] {
         let err = root
             .put_bucket_policy()
@@ -703,6 +719,139 @@ async fn a_bucket_policy_opens_get_object_to_anonymous_requests() {
     assert_eq!(
         try_get(&root, "site", "index.html").await.unwrap(),
         b"<h1>hi</h1>"
+    );
+}
+
+/// Puts `bucket/key` as `s3` with the `x-amz-tagging` header `tagging` (if any).
+async fn try_put_tagged(
+    s3: &Client,
+    bucket: &str,
+    key: &str,
+    tagging: Option<&str>,
+) -> Result<(), String> {
+    s3.put_object()
+        .bucket(bucket)
+        .key(key)
+        .set_tagging(tagging.map(str::to_string))
+        .body(ByteStream::from_static(b"data"))
+        .send()
+        .await
+        .map(|_| ())
+        .map_err(|e| format!("{} {}", status(&e), code(&e)))
+}
+
+/// Replaces the tags of `bucket/key` with `key=value`, as `s3`.
+async fn try_tag(s3: &Client, bucket: &str, key: &str, tag: (&str, &str)) -> Result<(), String> {
+    use aws_sdk_s3::types::{Tag, Tagging};
+    let tag = Tag::builder().key(tag.0).value(tag.1).build().expect("tag");
+    s3.put_object_tagging()
+        .bucket(bucket)
+        .key(key)
+        .tagging(Tagging::builder().tag_set(tag).build().expect("tagging"))
+        .send()
+        .await
+        .map(|_| ())
+        .map_err(|e| format!("{} {}", status(&e), code(&e)))
+}
+
+#[tokio::test]
+async fn bucket_policy_conditions_test_tags_headers_listing_parameters_and_time() {
+    let server = Server::start(1);
+    let root = server.client();
+    let ep = &server.endpoint;
+    root.create_bucket()
+        .bucket("cond")
+        .send()
+        .await
+        .expect("create");
+    try_put_tagged(&root, "cond", "open", Some("security=public"))
+        .await
+        .expect("put open");
+    try_put_tagged(&root, "cond", "closed", Some("security=private"))
+        .await
+        .expect("put closed");
+    let set_policy = |policy: String| {
+        let root = root.clone();
+        async move {
+            root.put_bucket_policy()
+                .bucket("cond")
+                .policy(policy.as_str())
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("put policy {policy}: {e:?}"));
+        }
+    };
+
+    // s3:ExistingObjectTag: the object's tags as stored, read at each request.
+    set_policy(r#"{"Statement":{"Effect":"Allow","Principal":"*","Action":"s3:GetObject","Resource":"arn:aws:s3:::cond/*","Condition":{"StringEquals":{"s3:ExistingObjectTag/security":"public"}}}}"#.into()).await;
+    assert_eq!(unsigned(ep, "GET", "/cond/open", b"").await.0, 200);
+    assert_eq!(unsigned(ep, "GET", "/cond/closed", b"").await.0, 403);
+    assert_eq!(unsigned(ep, "GET", "/cond/missing", b"").await.0, 403);
+    try_tag(&root, "cond", "closed", ("security", "public"))
+        .await
+        .expect("retag");
+    assert_eq!(unsigned(ep, "GET", "/cond/closed", b"").await.0, 200);
+
+    // aws:Referer with IfExists: absent passes, present must match.
+    set_policy(r#"{"Statement":{"Effect":"Allow","Principal":"*","Action":"s3:GetObject","Resource":"arn:aws:s3:::cond/*","Condition":{"StringLikeIfExists":{"aws:Referer":"http://www.example.com/*"}}}}"#.into()).await;
+    assert_eq!(unsigned(ep, "GET", "/cond/open", b"").await.0, 200);
+    for (referer, expected) in [
+        ("http://www.example.com/page", 200),
+        ("http://evil.example.net/", 403),
+    ] {
+        let (code_, body) =
+            unsigned_with(ep, "GET", "/cond/open", &[("Referer", referer)], b"").await;
+        assert_eq!(code_, expected, "{referer}: {body}");
+    }
+
+    // aws:CurrentTime: a grant that expired, and one that has not.
+    for (date, expected) in [("2001-01-01T00:00:00Z", 403), ("2999-01-01T00:00:00Z", 200)] {
+        set_policy(format!(r#"{{"Statement":{{"Effect":"Allow","Principal":"*","Action":"s3:GetObject","Resource":"arn:aws:s3:::cond/*","Condition":{{"DateLessThan":{{"aws:CurrentTime":"{date}"}}}}}}}}"#)).await;
+        assert_eq!(
+            unsigned(ep, "GET", "/cond/open", b"").await.0,
+            expected,
+            "{date}"
+        );
+    }
+
+    // A user with no policy of its own: what the bucket grants, under conditions on the tags
+    // it sets (header or PutObjectTagging body) and on its listings' max-keys.
+    let tagger = add_user(&server, "tagger", &[]);
+    set_policy(r#"{"Statement":[
+        {"Effect":"Allow","Principal":{"AWS":"tagger"},"Action":["s3:PutObject","s3:PutObjectTagging"],"Resource":"arn:aws:s3:::cond/*","Condition":{"StringEquals":{"s3:RequestObjectTag/team":"blue"}}},
+        {"Effect":"Allow","Principal":{"AWS":"tagger"},"Action":"s3:ListBucket","Resource":"arn:aws:s3:::cond"},
+        {"Effect":"Deny","Principal":{"AWS":"tagger"},"Action":"s3:ListBucket","Resource":"arn:aws:s3:::cond","Condition":{"NumericGreaterThan":{"s3:max-keys":100}}}]}"#.into()).await;
+    try_put_tagged(&tagger, "cond", "blue", Some("team=blue"))
+        .await
+        .expect("tagged blue: allowed");
+    assert_eq!(
+        try_put_tagged(&tagger, "cond", "red", Some("team=red"))
+            .await
+            .unwrap_err(),
+        DENIED
+    );
+    assert_eq!(
+        try_put_tagged(&tagger, "cond", "none", None)
+            .await
+            .unwrap_err(),
+        DENIED
+    );
+    try_tag(&tagger, "cond", "blue", ("team", "blue"))
+        .await
+        .expect("retag blue: allowed");
+    assert_eq!(
+        try_tag(&tagger, "cond", "blue", ("team", "red"))
+            .await
+            .unwrap_err(),
+        DENIED
+    );
+    let list = |max: i32| tagger.list_objects_v2().bucket("cond").max_keys(max).send();
+    assert!(list(10).await.is_ok(), "max-keys 10 is allowed");
+    let err = list(500).await.expect_err("max-keys 500 is denied");
+    assert_eq!(code(&err), "AccessDenied");
+    assert!(
+        try_list(&tagger, "cond", None).await.is_ok(),
+        "no max-keys: the Deny's key is absent"
     );
 }
 

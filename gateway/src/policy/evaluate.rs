@@ -1,8 +1,8 @@
 //! Deciding a request against policies: an explicit Deny wins, then an Allow, else the
 //! request is implicitly denied.
 
-use super::cidr::Block;
-use super::document::{Condition, ConditionKey, Effect, Operator, Patterns, Policy, Principals};
+use super::condition::ConditionValues;
+use super::document::{Effect, Patterns, Policy, Principals};
 use super::pattern::matches;
 
 /// What a request is, as the policies see it.
@@ -15,10 +15,8 @@ pub struct RequestContext<'a> {
     pub resource: &'a str,
     /// The caller's access key; `None` for an anonymous (unsigned) request.
     pub principal: Option<&'a str>,
-    /// `s3:prefix`: a listing's prefix (empty without one); `None` for other operations.
-    pub prefix: Option<&'a str>,
-    /// `aws:SourceIp`: the client's address, when known.
-    pub source_ip: Option<std::net::IpAddr>,
+    /// The values of the condition keys the request carries.
+    pub values: &'a ConditionValues,
 }
 
 /// The outcome of one policy, or of several combined.
@@ -58,7 +56,7 @@ impl Policy {
             let applies = principal_matches(s.principal.as_ref(), cx.principal)
                 && patterns_match(&s.actions, cx.action, true)
                 && patterns_match(&s.resources, cx.resource, false)
-                && s.conditions.iter().all(|c| condition_holds(c, cx));
+                && s.conditions.iter().all(|c| c.holds(cx.values));
             if applies {
                 match s.effect {
                     Effect::Deny => return Decision::Deny,
@@ -92,34 +90,6 @@ fn principal_matches(principal: Option<&Principals>, caller: Option<&str>) -> bo
     }
 }
 
-/// A key the request does not carry makes the positive operators false and the negated ones
-/// true, as in IAM.
-fn condition_holds(c: &Condition, cx: &RequestContext<'_>) -> bool {
-    let negated = matches!(
-        c.operator,
-        Operator::StringNotEquals | Operator::StringNotLike | Operator::NotIpAddress
-    );
-    let found = match c.key {
-        ConditionKey::Prefix => cx.prefix.map(|value| match c.operator {
-            Operator::StringEquals | Operator::StringNotEquals => {
-                c.values.iter().any(|v| v == value)
-            }
-            _ => c.values.iter().any(|v| matches(v, value, false)),
-        }),
-        ConditionKey::SourceIp => cx.source_ip.map(|ip| {
-            c.values
-                .iter()
-                .filter_map(|v| Block::parse(v))
-                .any(|block| block.contains(ip))
-        }),
-    };
-    match found {
-        // The key is absent: only a negated operator holds.
-        None => negated,
-        Some(found) => found != negated,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -135,9 +105,20 @@ mod tests {
             action,
             resource,
             principal: Some("alice"),
-            prefix: None,
-            source_ip: None,
+            values: &crate::policy::NO_VALUES,
         }
+    }
+
+    /// `p`'s decision on `cx` carrying the condition key `key` with `value` (if any).
+    fn with(p: &Policy, cx: RequestContext<'_>, key: &str, value: Option<&str>) -> Decision {
+        let mut values = ConditionValues::default();
+        if let Some(v) = value {
+            values.set(key, v);
+        }
+        p.evaluate(&RequestContext {
+            values: &values,
+            ..cx
+        })
     }
 
     #[test]
@@ -226,37 +207,32 @@ mod tests {
                 {"Effect":"Allow","Action":"s3:ListBucket","Resource":"arn:aws:s3:::b","Condition":{"StringLike":{"s3:prefix":["home/alice/*","home/alice/"]}}},
                 {"Effect":"Deny","Action":"s3:ListBucket","Resource":"arn:aws:s3:::b","Condition":{"StringEquals":{"s3:prefix":"home/alice/private/"}}}]}"#,
         );
-        let list = |prefix| RequestContext {
-            prefix,
-            ..cx("s3:ListBucket", "arn:aws:s3:::b")
+        let list = |p: &Policy, prefix| {
+            with(
+                p,
+                cx("s3:ListBucket", "arn:aws:s3:::b"),
+                "s3:prefix",
+                prefix,
+            )
         };
-        assert_eq!(p.evaluate(&list(Some("home/alice/docs"))), Decision::Allow);
-        assert_eq!(p.evaluate(&list(Some("home/alice/"))), Decision::Allow);
-        assert_eq!(
-            p.evaluate(&list(Some("home/bob/"))),
-            Decision::NotApplicable
-        );
-        assert_eq!(p.evaluate(&list(Some(""))), Decision::NotApplicable);
-        assert_eq!(p.evaluate(&list(None)), Decision::NotApplicable);
-        assert_eq!(
-            p.evaluate(&list(Some("home/alice/private/"))),
-            Decision::Deny
-        );
+        assert_eq!(list(&p, Some("home/alice/docs")), Decision::Allow);
+        assert_eq!(list(&p, Some("home/alice/")), Decision::Allow);
+        assert_eq!(list(&p, Some("home/bob/")), Decision::NotApplicable);
+        assert_eq!(list(&p, Some("")), Decision::NotApplicable);
+        assert_eq!(list(&p, None), Decision::NotApplicable);
+        assert_eq!(list(&p, Some("home/alice/private/")), Decision::Deny);
         let not = user(
             r#"{"Statement":{"Effect":"Allow","Action":"s3:ListBucket","Resource":"*","Condition":{"StringNotLike":{"s3:prefix":"private/*"}}}}"#,
         );
-        assert_eq!(not.evaluate(&list(Some("public/"))), Decision::Allow);
-        assert_eq!(
-            not.evaluate(&list(Some("private/x"))),
-            Decision::NotApplicable
-        );
+        assert_eq!(list(&not, Some("public/")), Decision::Allow);
+        assert_eq!(list(&not, Some("private/x")), Decision::NotApplicable);
         // A request without the key: the negated operator holds.
-        assert_eq!(not.evaluate(&list(None)), Decision::Allow);
+        assert_eq!(list(&not, None), Decision::Allow);
         let ne = user(
             r#"{"Statement":{"Effect":"Allow","Action":"s3:ListBucket","Resource":"*","Condition":{"StringNotEquals":{"s3:prefix":"x"}}}}"#,
         );
-        assert_eq!(ne.evaluate(&list(Some("x"))), Decision::NotApplicable);
-        assert_eq!(ne.evaluate(&list(Some("y"))), Decision::Allow);
+        assert_eq!(list(&ne, Some("x")), Decision::NotApplicable);
+        assert_eq!(list(&ne, Some("y")), Decision::Allow);
     }
 
     #[test]
@@ -268,32 +244,30 @@ mod tests {
             &PolicyKind::Bucket("b".into()),
         )
         .expect("parses");
-        let from = |ip: Option<&str>| RequestContext {
+        let anonymous = RequestContext {
             principal: None,
-            source_ip: ip.map(|i| i.parse().expect("ip")),
             ..cx("s3:GetObject", "arn:aws:s3:::b/k")
         };
-        assert_eq!(p.evaluate(&from(Some("10.1.2.3"))), Decision::Allow);
-        assert_eq!(p.evaluate(&from(Some("192.0.2.7"))), Decision::Allow);
-        assert_eq!(
-            p.evaluate(&from(Some("192.0.2.8"))),
-            Decision::NotApplicable
-        );
-        assert_eq!(p.evaluate(&from(Some("10.66.1.1"))), Decision::Deny);
-        assert_eq!(p.evaluate(&from(None)), Decision::NotApplicable);
+        let from = |p: &Policy, ip| with(p, anonymous, "aws:SourceIp", ip);
+        assert_eq!(from(&p, Some("10.1.2.3")), Decision::Allow);
+        assert_eq!(from(&p, Some("192.0.2.7")), Decision::Allow);
+        assert_eq!(from(&p, Some("192.0.2.8")), Decision::NotApplicable);
+        assert_eq!(from(&p, Some("10.66.1.1")), Decision::Deny);
+        assert_eq!(from(&p, None), Decision::NotApplicable);
         let outside = user(
             r#"{"Statement":{"Effect":"Deny","Action":"s3:*","Resource":"*","Condition":{"NotIpAddress":{"aws:SourceIp":"127.0.0.0/8"}}}}"#,
         );
-        let at = |ip: &str| RequestContext {
-            source_ip: Some(ip.parse().expect("ip")),
-            ..cx("s3:GetObject", "arn:aws:s3:::b/k")
+        let at = |p: &Policy, ip| {
+            with(
+                p,
+                cx("s3:GetObject", "arn:aws:s3:::b/k"),
+                "aws:SourceIp",
+                Some(ip),
+            )
         };
-        assert_eq!(outside.evaluate(&at("127.0.0.1")), Decision::NotApplicable);
-        assert_eq!(
-            outside.evaluate(&at("::ffff:127.0.0.1")),
-            Decision::NotApplicable
-        );
-        assert_eq!(outside.evaluate(&at("10.0.0.1")), Decision::Deny);
+        assert_eq!(at(&outside, "127.0.0.1"), Decision::NotApplicable);
+        assert_eq!(at(&outside, "::ffff:127.0.0.1"), Decision::NotApplicable);
+        assert_eq!(at(&outside, "10.0.0.1"), Decision::Deny);
     }
 
     #[test]

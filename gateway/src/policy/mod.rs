@@ -11,9 +11,11 @@
 pub mod action;
 pub mod canned;
 mod cidr;
+pub mod condition;
 pub mod document;
 pub mod evaluate;
 mod pattern;
 
+pub use condition::{ConditionValues, NO_VALUES};
 pub use document::{Effect, Policy, PolicyError, PolicyKind};
 pub use evaluate::{Decision, RequestContext};
