@@ -266,17 +266,28 @@ async fn a_custom_policy_limits_a_user_to_its_prefix() {
     std::fs::write(
         &file,
         r#"{"Version":"2012-10-17","Statement":[
-            {"Effect":"Allow","Action":["s3:GetObject","s3:PutObject","s3:DeleteObject"],"Resource":"arn:aws:s3:::home/alice/*"},
-            {"Effect":"Allow","Action":"s3:ListBucket","Resource":"arn:aws:s3:::home","Condition":{"StringLike":{"s3:prefix":"alice/*"}}},
-            {"Effect":"Deny","Action":"s3:DeleteObject","Resource":"arn:aws:s3:::home/alice/keep*"}]}"#,
+            {"Effect":"Allow","Action":["s3:GetObject","s3:PutObject","s3:DeleteObject"],"Resource":"arn:aws:s3:::home/${aws:username}/*"},
+            {"Effect":"Allow","Action":"s3:ListBucket","Resource":"arn:aws:s3:::home","Condition":{"StringLike":{"s3:prefix":"${aws:username}/*"}}},
+            {"Effect":"Deny","Action":"s3:DeleteObject","Resource":"arn:aws:s3:::home/${aws:username}/keep*"}]}"#,
     )
     .expect("write policy");
     admin_ok(
         &server,
-        &["policy", "add", "alice-home", file.to_str().expect("path")],
+        &["policy", "add", "home-dirs", file.to_str().expect("path")],
     );
-    assert!(admin_ok(&server, &["policy", "list"]).contains("alice-home"));
-    let alice = add_user(&server, "alice", &["alice-home"]);
+    assert!(admin_ok(&server, &["policy", "list"]).contains("home-dirs"));
+    let alice = add_user(&server, "alice", &["home-dirs"]);
+    // The same policy gives every user its own prefix (`${aws:username}`).
+    let bob = add_user(&server, "bob", &["home-dirs"]);
+    assert_eq!(try_get(&bob, "home", "bob/notes").await.unwrap(), b"b");
+    assert_eq!(
+        try_get(&bob, "home", "alice/notes").await.unwrap_err(),
+        DENIED
+    );
+    assert_eq!(
+        try_list(&bob, "home", Some("bob/")).await.unwrap(),
+        vec!["bob/notes"]
+    );
 
     assert_eq!(try_get(&alice, "home", "alice/notes").await.unwrap(), b"a");
     assert_eq!(
@@ -378,10 +389,11 @@ async fn a_custom_policy_limits_a_user_to_its_prefix() {
     );
 
     // A policy in use cannot be removed; detached, it can.
-    let (ok, _, err) = admin(&server, &["policy", "remove", "alice-home"]);
+    let (ok, _, err) = admin(&server, &["policy", "remove", "home-dirs"]);
     assert!(!ok && err.contains("attached"), "{err}");
-    admin_ok(&server, &["user", "detach", "alice", "alice-home"]);
-    admin_ok(&server, &["policy", "remove", "alice-home"]);
+    admin_ok(&server, &["user", "detach", "alice", "home-dirs"]);
+    admin_ok(&server, &["user", "detach", "bob", "home-dirs"]);
+    admin_ok(&server, &["policy", "remove", "home-dirs"]);
 
     // A condition the evaluator does not support is refused when the policy is added.
     std::fs::write(

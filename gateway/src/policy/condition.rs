@@ -392,7 +392,12 @@ impl Condition {
 }
 
 /// Parses a statement's `Condition` block.
-pub fn parse_block(block: &Map<String, Value>) -> Result<Vec<Condition>, PolicyError> {
+/// `variables`: whether the policy's version substitutes policy variables (see
+/// [`super::variables`]), which string operators' values may then hold.
+pub fn parse_block(
+    block: &Map<String, Value>,
+    variables: bool,
+) -> Result<Vec<Condition>, PolicyError> {
     let mut out = Vec::new();
     for (name, tests) in block {
         let (qualifier, rest) = if let Some(rest) = name.strip_prefix("ForAnyValue:") {
@@ -440,7 +445,8 @@ pub fn parse_block(block: &Map<String, Value>) -> Result<Vec<Condition>, PolicyE
             }
             let values = values_of(values, name)?;
             for v in &values {
-                check_value(operator, v).map_err(|why| bad(format!("condition {name}: {why}")))?;
+                check_value(operator, v, variables)
+                    .map_err(|why| bad(format!("condition {name}: {why}")))?;
             }
             out.push(Condition {
                 operator,
@@ -472,10 +478,12 @@ fn values_of(value: &Value, what: &str) -> Result<Vec<String>, PolicyError> {
 
 /// Refuses a policy value the operator could never compare, so that a typo is an error when
 /// the policy is stored instead of a condition that silently never holds.
-fn check_value(operator: Operator, v: &str) -> Result<(), String> {
-    if v.contains("${") {
+fn check_value(operator: Operator, v: &str, variables: bool) -> Result<(), String> {
+    if operator.key_type() == Some(KeyType::String) {
+        super::variables::check(v, variables)?;
+    } else if v.contains("${") {
         return Err(format!(
-            "{v:?}: policy variables (${{...}}) are not supported"
+            "{v:?}: policy variables (${{...}}) are only substituted in string conditions"
         ));
     }
     let ok = match operator.key_type() {
@@ -508,7 +516,7 @@ mod tests {
         let Value::Object(map) = serde_json::from_str(json).expect("json") else {
             panic!("not an object");
         };
-        parse_block(&map)
+        parse_block(&map, true)
     }
 
     fn holds(json: &str, request: &[(&str, &str)]) -> bool {
@@ -666,8 +674,12 @@ mod tests {
             ),
             (r#"{"Bool":{"aws:SecureTransport":"yes"}}"#, "true or false"),
             (
-                r#"{"StringLike":{"s3:prefix":"home/${aws:username}/*"}}"#,
-                "policy variables",
+                r#"{"StringLike":{"s3:prefix":"home/${aws:Referer}/*"}}"#,
+                "not supported",
+            ),
+            (
+                r#"{"NumericLessThan":{"s3:max-keys":"${aws:username}"}}"#,
+                "string conditions",
             ),
             (
                 r#"{"StringEquals":{"s3:ExistingObjectTag/":"x"}}"#,

@@ -68,6 +68,38 @@ pub struct Statement {
     pub resources: Patterns,
     /// Every one must hold for the statement to apply.
     pub conditions: Vec<super::condition::Condition>,
+    /// Whether a resource or condition value holds a policy variable (see
+    /// [`Statement::expand`]).
+    pub has_variables: bool,
+}
+
+impl Statement {
+    /// The statement with its policy variables replaced by the request's values; `None`
+    /// when the request lacks one of them.
+    pub fn expand(&self, values: &super::ConditionValues) -> Option<Statement> {
+        use super::variables::expand;
+        let resources = self
+            .resources
+            .patterns
+            .iter()
+            .map(|r| expand(r, values).map(|r| r.into_owned()))
+            .collect::<Option<Vec<_>>>()?;
+        let mut conditions = self.conditions.clone();
+        for c in &mut conditions {
+            for v in &mut c.values {
+                *v = expand(v, values)?.into_owned();
+            }
+        }
+        Some(Statement {
+            resources: Patterns {
+                negated: self.resources.negated,
+                patterns: resources,
+            },
+            conditions,
+            has_variables: false,
+            ..self.clone()
+        })
+    }
 }
 
 /// A parsed, checked policy.
@@ -110,11 +142,14 @@ impl Policy {
                 ))
             }
         };
+        // Policy variables are substituted in this version only (see `super::variables`).
+        let variables = matches!(top.get("Version"), Some(Value::String(v)) if v == "2012-10-17");
         let statements = statements
             .into_iter()
             .enumerate()
             .map(|(i, s)| {
-                statement(s, kind).map_err(|e| bad(format!("Statement {}: {}", i + 1, e.0)))
+                statement(s, kind, variables)
+                    .map_err(|e| bad(format!("Statement {}: {}", i + 1, e.0)))
             })
             .collect::<Result<_, _>>()?;
         Ok(Self { statements })
@@ -141,7 +176,7 @@ impl Policy {
     }
 }
 
-fn statement(value: &Value, kind: &PolicyKind) -> Result<Statement, PolicyError> {
+fn statement(value: &Value, kind: &PolicyKind, variables: bool) -> Result<Statement, PolicyError> {
     let Value::Object(s) = value else {
         return Err(bad("a statement is a JSON object"));
     };
@@ -185,18 +220,24 @@ fn statement(value: &Value, kind: &PolicyKind) -> Result<Statement, PolicyError>
     let resources = one_of(s, "Resource", "NotResource")?;
     for r in &resources.patterns {
         check_resource(r, kind)?;
+        super::variables::check(r, variables).map_err(bad)?;
     }
     let conditions = match s.get("Condition") {
         None => Vec::new(),
-        Some(Value::Object(block)) => super::condition::parse_block(block)?,
+        Some(Value::Object(block)) => super::condition::parse_block(block, variables)?,
         Some(_) => return Err(bad("Condition is a JSON object")),
     };
+    let has_variables = resources.patterns.iter().any(|r| r.contains("${"))
+        || conditions
+            .iter()
+            .any(|c| c.values.iter().any(|v| v.contains("${")));
     Ok(Statement {
         effect,
         principal,
         actions,
         resources,
         conditions,
+        has_variables,
     })
 }
 
@@ -271,13 +312,6 @@ fn principals(value: &Value) -> Result<Principals, PolicyError> {
 }
 
 fn check_resource(r: &str, kind: &PolicyKind) -> Result<(), PolicyError> {
-    // `${aws:username}` and the like would be matched as literal text: a Deny that protects
-    // nothing. Refused until policy variables are substituted.
-    if r.contains("${") {
-        return Err(bad(format!(
-            "resource {r:?}: policy variables (${{...}}) are not supported"
-        )));
-    }
     match kind {
         PolicyKind::User => {
             if r != "*" && !r.starts_with(S3_ARN) {
@@ -382,7 +416,7 @@ mod tests {
             ),
             (
                 r#"{"Statement":{"Effect":"Allow","Action":"s3:*","Resource":"arn:aws:s3:::b/${aws:username}/*"}}"#,
-                "policy variables",
+                "2012-10-17",
             ),
             (
                 r#"{"Statement":{"Effect":"Allow","Action":"s3:*","Resource":"*","Whatever":1}}"#,

@@ -53,6 +53,29 @@ impl Policy {
     pub fn evaluate(&self, cx: &RequestContext<'_>) -> Decision {
         let mut decision = Decision::NotApplicable;
         for s in &self.statements {
+            let expanded;
+            let s = if s.has_variables {
+                match s.expand(cx.values) {
+                    Some(e) => {
+                        expanded = e;
+                        &expanded
+                    }
+                    // A variable the request cannot fill (no `aws:username` for an anonymous
+                    // request): fail closed. An Allow does not apply; a Deny applies to
+                    // whatever its principal and actions cover.
+                    None => {
+                        if s.effect == Effect::Deny
+                            && principal_matches(s.principal.as_ref(), cx.principal)
+                            && patterns_match(&s.actions, cx.action, true)
+                        {
+                            return Decision::Deny;
+                        }
+                        continue;
+                    }
+                }
+            } else {
+                s
+            };
             let applies = principal_matches(s.principal.as_ref(), cx.principal)
                 && patterns_match(&s.actions, cx.action, true)
                 && patterns_match(&s.resources, cx.resource, false)
@@ -233,6 +256,51 @@ mod tests {
         );
         assert_eq!(list(&ne, Some("x")), Decision::NotApplicable);
         assert_eq!(list(&ne, Some("y")), Decision::Allow);
+    }
+
+    #[test]
+    fn policy_variables_are_the_caller_and_fail_closed_without_one() {
+        let p = Policy::parse(
+            r#"{"Version":"2012-10-17","Statement":[
+                {"Effect":"Allow","Principal":"*","Action":"s3:*","Resource":"arn:aws:s3:::b/home/${aws:username}/*"},
+                {"Effect":"Deny","Principal":"*","Action":"s3:DeleteObject","Resource":"arn:aws:s3:::b/home/${aws:username}/keep/*"}]}"#,
+            &PolicyKind::Bucket("b".into()),
+        )
+        .expect("parses");
+        let as_user = |who: Option<&str>, action, resource| {
+            let mut values = ConditionValues::default();
+            if let Some(who) = who {
+                values.set("aws:username", who);
+            }
+            p.evaluate(&RequestContext {
+                principal: who,
+                values: &values,
+                ..cx(action, resource)
+            })
+        };
+        let alice_obj = "arn:aws:s3:::b/home/alice/x";
+        assert_eq!(
+            as_user(Some("alice"), "s3:GetObject", alice_obj),
+            Decision::Allow
+        );
+        assert_eq!(
+            as_user(Some("bob"), "s3:GetObject", alice_obj),
+            Decision::NotApplicable
+        );
+        assert_eq!(
+            as_user(
+                Some("alice"),
+                "s3:DeleteObject",
+                "arn:aws:s3:::b/home/alice/keep/x"
+            ),
+            Decision::Deny
+        );
+        // Anonymous: no aws:username. The Allow does not apply; the Deny does.
+        assert_eq!(
+            as_user(None, "s3:GetObject", alice_obj),
+            Decision::NotApplicable
+        );
+        assert_eq!(as_user(None, "s3:DeleteObject", alice_obj), Decision::Deny);
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod condition;
 pub mod document;
 pub mod evaluate;
 mod pattern;
+mod variables;
 
 pub use condition::{ConditionValues, NO_VALUES};
 pub use document::{Effect, Policy, PolicyError, PolicyKind};
