@@ -184,6 +184,57 @@ impl Access {
     }
 }
 
+/// Put in a GetObject's or HeadObject's extensions for callers other than the root: S3
+/// answers a missing key with 404 only to callers who may list the bucket (`s3:ListBucket`
+/// with `s3:prefix` = the key), and with 403 `AccessDenied` to the others, so that a caller
+/// allowed to read some keys cannot probe which other keys exist. Asked only when the key
+/// turns out missing ([`hide_missing`]).
+#[derive(Clone)]
+pub(crate) struct MissingKeyCheck {
+    access: Arc<Access>,
+    access_key: Option<String>,
+    bucket: String,
+    key: String,
+    values: ConditionValues,
+}
+
+impl MissingKeyCheck {
+    /// Whether the caller may list the bucket at the key's prefix.
+    async fn may_list(&self) -> ApiResult<bool> {
+        let mut values = self.values.clone();
+        values.set("s3:prefix", self.key.as_str());
+        let question = Question {
+            operation: "ListObjects",
+            bucket: Some(&self.bucket),
+            key: None,
+            values: &values,
+        };
+        let verdicts = self
+            .access
+            .allowed(self.access_key.as_deref(), question, None)
+            .await?;
+        Ok(verdicts.is_none_or(|v| !v.contains(&false)))
+    }
+}
+
+/// `err`, a GetObject's or HeadObject's error, as the caller may see it: a missing key (or
+/// a current delete marker) becomes 403 `AccessDenied` for a caller who may not list it
+/// (see [`MissingKeyCheck`]).
+pub(crate) async fn hide_missing(err: ApiError, extensions: &http::Extensions) -> ApiError {
+    let missing = matches!(
+        err,
+        ApiError::NoSuchKey | ApiError::DeleteMarker { by_id: false, .. }
+    );
+    let Some(check) = extensions.get::<MissingKeyCheck>().filter(|_| missing) else {
+        return err;
+    };
+    match check.may_list().await {
+        Ok(true) => err,
+        Ok(false) => denied("GetObject"),
+        Err(e) => e,
+    }
+}
+
 /// The keys of a DeleteObjects request its caller may not delete, put in the request's
 /// extensions by the access hook: the handler answers each with an `AccessDenied` result
 /// and deletes the others, as S3 does.
@@ -330,6 +381,17 @@ impl S3Access for Access {
         };
         let values = request_values::from_request(operation, cx.uri(), cx.headers(), source_ip);
         let access_key = cx.credentials().map(|c| c.access_key.clone());
+        let is_root = access_key.as_deref().is_some_and(|k| self.users.is_root(k));
+        let missing_key_check = match (is_root, operation, bucket, key) {
+            (false, "GetObject" | "HeadObject", Some(bucket), Some(key)) => Some(MissingKeyCheck {
+                access: Arc::new(Access::new(self.users.clone(), self.gw.clone())),
+                access_key: access_key.clone(),
+                bucket: bucket.to_string(),
+                key: key.to_string(),
+                values: values.clone(),
+            }),
+            _ => None,
+        };
         self.decide(
             access_key.as_deref(),
             Question {
@@ -340,6 +402,9 @@ impl S3Access for Access {
             },
         )
         .await?;
+        if let Some(check) = missing_key_check {
+            cx.extensions_mut().insert(check);
+        }
         Ok(())
     }
 

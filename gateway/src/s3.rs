@@ -47,7 +47,10 @@ impl CairnS3 {
             version_id,
             expiry,
             ..
-        } = versioning::read_full(&self.gw, t.bucket, t.key, t.version_id).await?;
+        } = match versioning::read_full(&self.gw, t.bucket, t.key, t.version_id).await {
+            Ok(read) => read,
+            Err(e) => return Err(crate::access::hide_missing(e, t.extensions).await.into()),
+        };
         match conditions::evaluate(&t.conds, &obj.etag, obj.last_modified_ms.div_euclid(1000)) {
             Verdict::Proceed => {}
             Verdict::PreconditionFailed => return Err(ApiError::PreconditionFailed.into()),
@@ -114,6 +117,9 @@ struct ReadTarget<'a> {
     conds: Conditions,
     range: Option<&'a s3s::dto::Range>,
     part_number: Option<i32>,
+    /// The request's extensions: whether a missing key may be told apart from a forbidden
+    /// one (`crate::access::MissingKeyCheck`).
+    extensions: &'a http::Extensions,
 }
 
 fn conditions_of(
@@ -506,6 +512,7 @@ impl S3 for CairnS3 {
                 ),
                 range: input.range.as_ref(),
                 part_number: input.part_number,
+                extensions: &req.extensions,
             })
             .await?;
         let body = get::open_body(Arc::clone(&self.gw.reads), &obj, span.clone()).await?;
@@ -575,6 +582,7 @@ impl S3 for CairnS3 {
                 ),
                 range: input.range.as_ref(),
                 part_number: input.part_number,
+                extensions: &req.extensions,
             })
             .await?;
         let served = attrs::served(&obj);

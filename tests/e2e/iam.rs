@@ -620,6 +620,34 @@ async fn a_bucket_policy_opens_get_object_to_anonymous_requests() {
     let (code_, body) = unsigned_delete_objects(ep, "site", &["index.html"]).await;
     assert_eq!(code_, 403, "{body}");
     assert!(try_get(&root, "site", "evil.html").await.is_err());
+    // A missing key is 403 to a caller who may not list the bucket (no probing for which
+    // keys exist), 404 to one who may, as in S3; the root always gets 404.
+    let (code_, body) = unsigned(ep, "GET", "/site/missing.html", b"").await;
+    assert_eq!(code_, 403, "{body}");
+    assert!(body.contains("AccessDenied"), "{body}");
+    assert_eq!(unsigned(ep, "HEAD", "/site/missing.html", b"").await.0, 403);
+    assert_eq!(
+        try_get(&root, "site", "missing.html").await.unwrap_err(),
+        "404 NoSuchKey"
+    );
+    let lister = r#"{"Statement":[{"Effect":"Allow","Principal":"*","Action":"s3:GetObject","Resource":"arn:aws:s3:::site/*"},
+        {"Effect":"Allow","Principal":"*","Action":"s3:ListBucket","Resource":"arn:aws:s3:::site","Condition":{"StringLike":{"s3:prefix":"pub/*"}}}]}"#;
+    root.put_bucket_policy()
+        .bucket("site")
+        .policy(lister)
+        .send()
+        .await
+        .expect("put lister policy");
+    let (code_, body) = unsigned(ep, "GET", "/site/pub/missing.html", b"").await;
+    assert_eq!(code_, 404, "{body}");
+    assert!(body.contains("NoSuchKey"), "{body}");
+    assert_eq!(unsigned(ep, "GET", "/site/missing.html", b"").await.0, 403);
+    root.put_bucket_policy()
+        .bucket("site")
+        .policy(policy)
+        .send()
+        .await
+        .expect("put policy back");
 
     // A user without policies of its own gets what the bucket policy grants everyone, and
     // may not touch the bucket policy (the owner's, the root's).
