@@ -109,7 +109,7 @@ bucket prefix = s3t-{random}-
 
 CONF
   user_section "s3 main" main; echo "api_name ="; echo "lc_debug_interval = $lc_day"; echo
-  user_section "s3 alt" alt "${alt_keys[@]}"; echo
+  user_section "s3 alt" alt ${alt_keys[@]+"${alt_keys[@]}"}; echo
   user_section "s3 tenant" tenant; echo "tenant = tenant"; echo
   user_section "iam" iam; echo
   user_section "iam root" iamroot; echo

@@ -23,8 +23,8 @@ use std::sync::Arc;
 use s3s::access::{S3Access, S3AccessContext};
 use s3s::dto::{
     CopyObjectInput, CopySource, CreateMultipartUploadInput, DeleteObjectInput, DeleteObjectsInput,
-    ObjectLockLegalHoldStatus, ObjectLockMode, PutObjectInput, PutObjectRetentionInput,
-    PutObjectTaggingInput, Timestamp, UploadPartCopyInput,
+    ObjectLockLegalHoldStatus, ObjectLockMode, PostObjectInput, PutObjectInput,
+    PutObjectRetentionInput, PutObjectTaggingInput, Timestamp, UploadPartCopyInput,
 };
 use s3s::path::S3Path;
 use s3s::{S3Request, S3Result};
@@ -122,9 +122,11 @@ impl Access {
         };
         let mut values = q.values.clone();
         request_values::add_caller(&mut values, &caller);
-        // Only read the object's tags when some policy that could apply tests them.
-        let tests_tags = bucket_policy.tests_existing_object_tags()
-            || user.is_some_and(|u| u.tests_existing_object_tags());
+        // Only read the object's tags for the operations that offer them, and when some
+        // policy that could apply tests them.
+        let tests_tags = action::offers_existing_object_tags(q.operation)
+            && (bucket_policy.tests_existing_object_tags()
+                || user.is_some_and(|u| u.tests_existing_object_tags()));
         let action = action::for_operation(q.operation);
         let mut verdicts = Vec::with_capacity(keys.len());
         for key in keys {
@@ -369,9 +371,14 @@ impl S3Access for Access {
         let source_ip = cx.extensions_mut().get::<PeerAddr>().map(|p| p.0.ip());
         let operation = cx.s3_op().name();
         // Decided per key in `delete_objects`, once the body is parsed (for anonymous
-        // callers too: a bucket policy may let everyone delete under a prefix); and in
+        // callers too: a bucket policy may let everyone delete under a prefix); in
         // `put_object_tagging`, where the tags it sets (`s3:RequestObjectTag/...`) are known.
-        if operation == "DeleteObjects" || operation == "PutObjectTagging" {
+        // A browser-form upload (PostObject) is decided in `post_object` as the PutObject of
+        // its key, once the form is parsed: its path names only the bucket.
+        if matches!(
+            operation,
+            "DeleteObjects" | "PutObjectTagging" | "PostObject"
+        ) {
             return Ok(());
         }
         let (bucket, key) = match cx.s3_path() {
@@ -468,6 +475,32 @@ impl S3Access for Access {
             operation: "PutObjectTagging",
             bucket: Some(req.input.bucket.as_str()),
             key: Some(req.input.key.as_str()),
+            values: &values,
+        };
+        Ok(self.decide(access_key(req), question).await?)
+    }
+
+    async fn post_object(&self, req: &mut S3Request<PostObjectInput>) -> S3Result<()> {
+        let input = &req.input;
+        let mut values = values_of(req, "PutObject");
+        // The form's fields stand for the headers a PUT would carry.
+        if let Some(tags) = input
+            .tagging
+            .as_deref()
+            .and_then(|t| crate::tagging::from_header(t).ok())
+        {
+            request_values::add_request_tags(&mut values, &tags);
+        }
+        if let Some(acl) = &input.acl {
+            values.set("s3:x-amz-acl", acl.as_str());
+        }
+        if let Some(sse) = &input.server_side_encryption {
+            values.set("s3:x-amz-server-side-encryption", sse.as_str());
+        }
+        let question = Question {
+            operation: "PutObject",
+            bucket: Some(input.bucket.as_str()),
+            key: Some(input.key.as_str()),
             values: &values,
         };
         Ok(self.decide(access_key(req), question).await?)

@@ -36,11 +36,18 @@ pub(crate) fn from_request(
         values.set("aws:CurrentTime", text);
     }
     values.set("aws:EpochTime", now.unix_timestamp().to_string());
+    // Bytes that are not UTF-8 are replaced rather than dropping the key, so that a Deny on
+    // a header cannot be escaped by one odd byte; a repeated header counts as its first.
+    let lossy = |name: &str| {
+        headers
+            .get(name)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+    };
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    if let Some(referer) = header("referer") {
+    if let Some(referer) = lossy("referer") {
         values.set("aws:Referer", referer);
     }
-    if let Some(agent) = header("user-agent") {
+    if let Some(agent) = lossy("user-agent") {
         values.set("aws:UserAgent", agent);
     }
 
@@ -60,11 +67,11 @@ pub(crate) fn from_request(
         values.set("s3:VersionId", version);
     }
     for name in HEADER_KEYS {
-        if let Some(v) = header(name) {
+        if let Some(v) = lossy(name) {
             let v = if name == "x-amz-copy-source" {
-                copy_source_value(v)
+                copy_source_value(&v)
             } else {
-                v.to_string()
+                v
             };
             values.set(&format!("s3:{name}"), v);
         }
@@ -77,7 +84,7 @@ pub(crate) fn from_request(
         ),
         ("x-amz-object-lock-legal-hold", "s3:object-lock-legal-hold"),
     ] {
-        if let Some(v) = header(name) {
+        if let Some(v) = lossy(name) {
             values.set(key, v);
         }
     }
@@ -160,18 +167,14 @@ fn signature(
     None
 }
 
-/// The query parameter `name`, decoded (`+` is a space); `None` when absent, `""` when it
-/// has no value.
+/// The query parameter `name`, decoded; `None` when absent, `""` when it has no value.
+///
+/// Names are decoded too (`pre%66ix` is `prefix`), as s3s decodes them: a condition must see
+/// the parameter the operation will act on, whatever its spelling.
 pub(crate) fn query_param(query: Option<&str>, name: &str) -> Option<String> {
-    query?
-        .split('&')
-        .map(|pair| pair.split_once('=').unwrap_or((pair, "")))
-        .find(|(n, _)| *n == name)
-        .map(|(_, value)| {
-            percent_encoding::percent_decode_str(&value.replace('+', " "))
-                .decode_utf8_lossy()
-                .into_owned()
-        })
+    form_urlencoded::parse(query?.as_bytes())
+        .find(|(n, _)| n == name)
+        .map(|(_, value)| value.into_owned())
 }
 
 #[cfg(test)]
@@ -204,6 +207,17 @@ mod tests {
         assert_eq!(one(&v, "s3:prefix"), Some("a/b c"));
         assert_eq!(one(&v, "s3:delimiter"), Some("/"));
         assert_eq!(one(&v, "s3:max-keys"), Some("5"));
+        let v = values(
+            "/b?pre%66ix=home%2Fbob%2F&max%2Dkeys=5000",
+            &[],
+            "ListObjects",
+        );
+        assert_eq!(
+            one(&v, "s3:prefix"),
+            Some("home/bob/"),
+            "encoded names count"
+        );
+        assert_eq!(one(&v, "s3:max-keys"), Some("5000"));
         let v = values("/b", &[], "ListObjects");
         assert_eq!(one(&v, "s3:prefix"), Some(""), "empty when absent");
         assert_eq!(v.get("s3:delimiter"), None);

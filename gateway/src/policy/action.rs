@@ -22,6 +22,22 @@ pub fn is_listing(operation: &str) -> bool {
     )
 }
 
+/// Operations whose requests carry `s3:ExistingObjectTag/...` (the object's stored tags), as
+/// AWS offers the key: reading an object and its tags or ACL, and changing its tags or ACL.
+/// Not writes or deletes, so that a policy testing tags costs no metadata read on them.
+pub fn offers_existing_object_tags(operation: &str) -> bool {
+    matches!(
+        operation,
+        "GetObject"
+            | "HeadObject"
+            | "GetObjectTagging"
+            | "PutObjectTagging"
+            | "DeleteObjectTagging"
+            | "GetObjectAcl"
+            | "PutObjectAcl"
+    )
+}
+
 /// Operations on a bucket's policy, which only the root may call (the owner in S3).
 pub fn is_bucket_policy_operation(operation: &str) -> bool {
     matches!(

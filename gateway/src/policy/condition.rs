@@ -97,7 +97,8 @@ pub enum KeyType {
 ///   `s3:object-lock-retain-until-date`, `s3:object-lock-legal-hold`: the
 ///   `x-amz-object-lock-*` headers. `s3:signatureversion`: `AWS4-HMAC-SHA256` or `AWS`
 ///   (SigV2). `s3:authType`: `REST-HEADER`, `REST-QUERY-STRING` (presigned) or `POST`.
-/// - `s3:ExistingObjectTag/<tag>`: that tag of the object as stored; `s3:RequestObjectTag/<tag>`
+/// - `s3:ExistingObjectTag/<tag>`: that tag of the object as stored (for the operations
+///   AWS offers it on: reads, the tagging operations and the ACL ones); `s3:RequestObjectTag/<tag>`
 ///   and `s3:RequestObjectTagKeys`: the tags a request sets (`x-amz-tagging`, or
 ///   PutObjectTagging's body).
 pub fn key_type(key: &str) -> Option<KeyType> {
@@ -368,10 +369,13 @@ impl Condition {
                 .any(|v| v.eq_ignore_ascii_case("true") == absent);
         }
         let Some(actual) = actual else {
+            if self.if_exists {
+                return true;
+            }
             return match self.qualifier {
                 Some(SetQualifier::ForAllValues) => true,
                 Some(SetQualifier::ForAnyValue) => false,
-                None => self.if_exists || self.operator.is_negated(),
+                None => self.operator.is_negated(),
             };
         };
         // One request value against the policy's: any may match; a `Not` operator holds
@@ -646,6 +650,11 @@ mod tests {
         ));
         assert!(!holds(any, &[("s3:requestobjecttagkeys", "x")]));
         assert!(!holds(any, &[]), "ForAnyValue needs a value");
+        let any_if = r#"{"ForAnyValue:StringEqualsIfExists":{"s3:RequestObjectTagKeys":"secret"}}"#;
+        assert!(
+            holds(any_if, &[]),
+            "IfExists holds without the key, qualified or not"
+        );
     }
 
     #[test]

@@ -100,6 +100,44 @@ impl Statement {
             ..self.clone()
         })
     }
+
+    /// A Deny statement as it applies to a request that lacks one of its variables (see
+    /// [`Statement::expand`]): it fails closed without denying more than it could. A
+    /// missing variable in a resource matches anything (`*`), and a condition whose value
+    /// needs one holds.
+    pub fn expand_for_deny(&self, values: &super::ConditionValues) -> Statement {
+        use super::variables::{expand, expand_or};
+        let patterns = self
+            .resources
+            .patterns
+            .iter()
+            .map(|r| expand_or(r, values, "*").into_owned())
+            .collect();
+        let conditions = self
+            .conditions
+            .iter()
+            .filter_map(|c| {
+                let values = c
+                    .values
+                    .iter()
+                    .map(|v| expand(v, values).map(|v| v.into_owned()))
+                    .collect::<Option<Vec<_>>>()?;
+                Some(super::condition::Condition {
+                    values,
+                    ..c.clone()
+                })
+            })
+            .collect();
+        Statement {
+            resources: Patterns {
+                negated: self.resources.negated,
+                patterns,
+            },
+            conditions,
+            has_variables: false,
+            ..self.clone()
+        }
+    }
 }
 
 /// A parsed, checked policy.

@@ -55,24 +55,15 @@ impl Policy {
         for s in &self.statements {
             let expanded;
             let s = if s.has_variables {
-                match s.expand(cx.values) {
-                    Some(e) => {
-                        expanded = e;
-                        &expanded
-                    }
+                expanded = match (s.expand(cx.values), s.effect) {
+                    (Some(e), _) => e,
                     // A variable the request cannot fill (no `aws:username` for an anonymous
-                    // request): fail closed. An Allow does not apply; a Deny applies to
-                    // whatever its principal and actions cover.
-                    None => {
-                        if s.effect == Effect::Deny
-                            && principal_matches(s.principal.as_ref(), cx.principal)
-                            && patterns_match(&s.actions, cx.action, true)
-                        {
-                            return Decision::Deny;
-                        }
-                        continue;
-                    }
-                }
+                    // request): fail closed. An Allow does not apply; a Deny applies as if
+                    // the variable matched anything.
+                    (None, Effect::Allow) => continue,
+                    (None, Effect::Deny) => s.expand_for_deny(cx.values),
+                };
+                &expanded
             } else {
                 s
             };
@@ -295,12 +286,20 @@ mod tests {
             ),
             Decision::Deny
         );
-        // Anonymous: no aws:username. The Allow does not apply; the Deny does.
+        // Anonymous: no aws:username. The Allow does not apply; the Deny does, to every
+        // home's keep/ (the variable matches anything) and nothing else.
         assert_eq!(
             as_user(None, "s3:GetObject", alice_obj),
             Decision::NotApplicable
         );
-        assert_eq!(as_user(None, "s3:DeleteObject", alice_obj), Decision::Deny);
+        assert_eq!(
+            as_user(None, "s3:DeleteObject", "arn:aws:s3:::b/home/bob/keep/x"),
+            Decision::Deny
+        );
+        assert_eq!(
+            as_user(None, "s3:DeleteObject", alice_obj),
+            Decision::NotApplicable
+        );
     }
 
     #[test]

@@ -45,6 +45,23 @@ pub(crate) fn check(text: &str, allowed: bool) -> Result<(), String> {
 /// `text` with its variables replaced by the request's values; `None` when the request lacks
 /// one (an anonymous request has no `aws:username`). `text` must have passed [`check`].
 pub(crate) fn expand<'a>(text: &'a str, values: &ConditionValues) -> Option<Cow<'a, str>> {
+    expand_with(text, values, None)
+}
+
+/// [`expand`], with `fallback` standing for a variable the request lacks.
+pub(crate) fn expand_or<'a>(
+    text: &'a str,
+    values: &ConditionValues,
+    fallback: &str,
+) -> Cow<'a, str> {
+    expand_with(text, values, Some(fallback)).unwrap_or(Cow::Borrowed(text))
+}
+
+fn expand_with<'a>(
+    text: &'a str,
+    values: &ConditionValues,
+    fallback: Option<&str>,
+) -> Option<Cow<'a, str>> {
     if !text.contains("${") {
         return Some(Cow::Borrowed(text));
     }
@@ -57,7 +74,11 @@ pub(crate) fn expand<'a>(text: &'a str, values: &ConditionValues) -> Option<Cow<
         if name == "$" {
             out.push('$');
         } else {
-            let value = values.get(&name.to_ascii_lowercase())?.first()?;
+            let value = values
+                .get(&name.to_ascii_lowercase())
+                .and_then(|v| v.first())
+                .map(String::as_str)
+                .or(fallback)?;
             out.push_str(value);
         }
         rest = &rest[start + len + 1..];
@@ -92,5 +113,6 @@ mod tests {
         );
         assert_eq!(expand("plain", &values).as_deref(), Some("plain"));
         assert_eq!(expand("${aws:userid}", &values), None, "absent");
+        assert_eq!(expand_or("b/${aws:userid}/x", &values, "*"), "b/*/x");
     }
 }
