@@ -296,7 +296,7 @@ mod tests {
 
         let broken = IamPolicy {
             name: "bad".into(),
-            document: r#"{"Statement":{"Effect":"Allow","Action":"s3:*","Resource":"*","Condition":{"ArnLike":{"aws:SourceArn":"arn:aws:s3:::x"}}}}"#.into(),
+            document: r#"{"Statement":{"Effect":"Allow","Action":"s3:*","Resource":"*","Condition":{"BinaryEquals":{"s3:prefix":"eA=="}}}}"#.into(),
             updated_ms: 0,
         };
         let user = user_from(stored(&["readwrite", "bad"]), vec![broken]);

@@ -80,6 +80,8 @@ pub enum KeyType {
     Bool,
     /// An address (`IpAddress`, `NotIpAddress`).
     Ip,
+    /// An ARN (`Arn...`).
+    Arn,
 }
 
 /// The keys this gateway supplies, with their types (`key` in canonical form); `None` for a
@@ -108,6 +110,10 @@ pub fn key_type(key: &str) -> Option<KeyType> {
         .then_some(KeyType::String);
     }
     Some(match key {
+        // Only the requests of AWS services carry these (bucket logging's delivery, say);
+        // no request to Cairn does, so a condition on them tests an absent key.
+        "aws:sourcearn" => KeyType::Arn,
+        "aws:sourceaccount" => KeyType::String,
         "aws:sourceip" => KeyType::Ip,
         "aws:securetransport" => KeyType::Bool,
         "aws:currenttime" | "s3:object-lock-retain-until-date" => KeyType::Date,
@@ -196,6 +202,14 @@ pub enum Operator {
     NotIpAddress,
     /// `true`: the request lacks the key; `false`: it has it.
     Null,
+    /// The same ARN.
+    ArnEquals,
+    /// Another ARN than every value.
+    ArnNotEquals,
+    /// Matches an ARN pattern (`*`, `?`).
+    ArnLike,
+    /// Matches none of the ARN patterns.
+    ArnNotLike,
 }
 
 impl Operator {
@@ -224,6 +238,10 @@ impl Operator {
             "IpAddress" => IpAddress,
             "NotIpAddress" => NotIpAddress,
             "Null" => Null,
+            "ArnEquals" => ArnEquals,
+            "ArnNotEquals" => ArnNotEquals,
+            "ArnLike" => ArnLike,
+            "ArnNotLike" => ArnNotLike,
             _ => return None,
         })
     }
@@ -252,6 +270,7 @@ impl Operator {
             | DateGreaterThanEquals => KeyType::Date,
             Bool => KeyType::Bool,
             IpAddress | NotIpAddress => KeyType::Ip,
+            ArnEquals | ArnNotEquals | ArnLike | ArnNotLike => KeyType::Arn,
             Null => return None,
         })
     }
@@ -267,6 +286,8 @@ impl Operator {
                 | NumericNotEquals
                 | DateNotEquals
                 | NotIpAddress
+                | ArnNotEquals
+                | ArnNotLike
         )
     }
 
@@ -275,11 +296,11 @@ impl Operator {
     fn matches(self, actual: &str, expected: &str) -> bool {
         use Operator::*;
         match self {
-            StringEquals | StringNotEquals => actual == expected,
+            StringEquals | StringNotEquals | ArnEquals | ArnNotEquals => actual == expected,
             StringEqualsIgnoreCase | StringNotEqualsIgnoreCase => {
                 actual.to_lowercase() == expected.to_lowercase()
             }
-            StringLike | StringNotLike => matches(expected, actual, false),
+            StringLike | StringNotLike | ArnLike | ArnNotLike => matches(expected, actual, false),
             NumericEquals | NumericNotEquals => {
                 compare(number(actual), number(expected), |o| o.is_eq())
             }
@@ -420,8 +441,8 @@ pub fn parse_block(
             .ok_or_else(|| {
                 bad(format!(
                     "condition operator {name:?} is not supported (String..., Numeric..., \
-                     Date..., Bool, IpAddress, NotIpAddress, each with IfExists, and Null; \
-                     optionally ForAnyValue: or ForAllValues:)"
+                     Date..., Arn..., Bool, IpAddress, NotIpAddress, each with IfExists, and \
+                     Null; optionally ForAnyValue: or ForAllValues:)"
                 ))
             })?;
         let Value::Object(tests) = tests else {
@@ -431,7 +452,8 @@ pub fn parse_block(
             let canonical = canonical_key(key);
             let Some(key_type) = key_type(&canonical) else {
                 return Err(bad(format!(
-                    "condition key {key:?} is not supported (aws:SourceIp, aws:SecureTransport, \
+                    "condition key {key:?} is not supported (aws:SourceIp, aws:SourceArn, \
+                     aws:SourceAccount, aws:SecureTransport, \
                      aws:Referer, aws:UserAgent, aws:CurrentTime, aws:EpochTime, aws:username, \
                      aws:userid, aws:PrincipalType, s3:prefix, s3:delimiter, s3:max-keys, \
                      s3:VersionId, s3:x-amz-... headers, s3:object-lock-..., \
@@ -498,6 +520,7 @@ fn check_value(operator: Operator, v: &str, variables: bool) -> Result<(), Strin
         }
         Some(KeyType::Ip) => Block::parse(v).is_some(),
         Some(KeyType::String) => true,
+        Some(KeyType::Arn) => v.starts_with("arn:") || v.contains('*'),
     };
     if ok {
         Ok(())
@@ -506,6 +529,7 @@ fn check_value(operator: Operator, v: &str, variables: bool) -> Result<(), Strin
             Some(KeyType::Numeric) => "a number",
             Some(KeyType::Date) => "a date (RFC 3339, YYYY-MM-DD or epoch seconds)",
             Some(KeyType::Ip) => "an IP address or CIDR block",
+            Some(KeyType::Arn) => "an ARN",
             _ => "true or false",
         };
         Err(format!("{v:?} is not {expected}"))
@@ -604,6 +628,17 @@ mod tests {
     }
 
     #[test]
+    fn service_keys_are_never_carried() {
+        let like = r#"{"ArnLike":{"aws:SourceArn":"arn:aws:s3:::src*"}}"#;
+        assert!(!holds(like, &[]));
+        assert!(holds(like, &[("aws:sourcearn", "arn:aws:s3:::src1")]));
+        let not = r#"{"ArnNotEquals":{"aws:SourceArn":"arn:aws:s3:::src"}}"#;
+        assert!(holds(not, &[]), "negated: holds without the key");
+        let account = r#"{"StringEquals":{"aws:SourceAccount":"123"}}"#;
+        assert!(!holds(account, &[]));
+    }
+
+    #[test]
     fn null_tests_presence() {
         let absent = r#"{"Null":{"s3:x-amz-server-side-encryption":"true"}}"#;
         assert!(holds(absent, &[]));
@@ -660,8 +695,17 @@ mod tests {
     #[test]
     fn what_cannot_be_honoured_is_refused() {
         for (json, says) in [
-            (r#"{"StringEquals":{"aws:SourceArn":"x"}}"#, "aws:SourceArn"),
-            (r#"{"ArnLike":{"s3:prefix":"x"}}"#, "ArnLike"),
+            (r#"{"StringEquals":{"aws:SourceArn":"x"}}"#, "cannot test"),
+            (r#"{"ArnLike":{"s3:prefix":"x"}}"#, "cannot test"),
+            (r#"{"ArnLike":{"aws:SourceArn":"bucket"}}"#, "not an ARN"),
+            (
+                r#"{"BinaryEquals":{"aws:SourceArn":"eA=="}}"#,
+                "BinaryEquals",
+            ),
+            (
+                r#"{"StringEquals":{"aws:PrincipalOrgID":"o-1"}}"#,
+                "aws:PrincipalOrgID",
+            ),
             (r#"{"NullIfExists":{"s3:prefix":"true"}}"#, "NullIfExists"),
             (r#"{"IpAddress":{"s3:prefix":"a"}}"#, "cannot test"),
             (

@@ -316,14 +316,23 @@ fn principals(value: &Value) -> Result<Principals, PolicyError> {
     let list = match value {
         Value::String(s) if s == "*" => return Ok(Principals::Anyone),
         Value::Object(map) => {
-            if let Some(other) = map.keys().find(|k| k.as_str() != "AWS") {
+            if let Some(other) = map
+                .keys()
+                .find(|k| !matches!(k.as_str(), "AWS" | "Service"))
+            {
                 return Err(bad(format!(
-                    "Principal {other:?} is not supported (only AWS)"
+                    "Principal {other:?} is not supported (AWS and Service)"
                 )));
+            }
+            // A service principal (`{"Service": "logging.s3.amazonaws.com"}`) is accepted and
+            // matches no request: no AWS service signs requests to Cairn.
+            if let Some(v) = map.get("Service") {
+                strings(v, "Principal.Service")?;
             }
             match map.get("AWS") {
                 Some(v) => strings(v, "Principal.AWS")?,
-                None => return Err(bad("Principal needs AWS")),
+                None if map.contains_key("Service") => Vec::new(),
+                None => return Err(bad("Principal needs AWS or Service")),
             }
         }
         other => {
@@ -433,8 +442,8 @@ mod tests {
                 "no Principal",
             ),
             (
-                r#"{"Statement":{"Effect":"Allow","Action":"s3:*","Resource":"*","Condition":{"ArnLike":{"aws:SourceArn":"arn:aws:s3:::x"}}}}"#,
-                "ArnLike",
+                r#"{"Statement":{"Effect":"Allow","Action":"s3:*","Resource":"*","Condition":{"BinaryEquals":{"s3:prefix":"eA=="}}}}"#,
+                "BinaryEquals",
             ),
             (
                 r#"{"Statement":{"Effect":"Allow","Action":"s3:*","Resource":"*","Condition":{"IpAddress":{"s3:prefix":"a"}}}}"#,
@@ -493,8 +502,8 @@ mod tests {
                 "invalid resource",
             ),
             (
-                r#"{"Statement":{"Effect":"Allow","Principal":{"Service":"x"},"Action":"s3:*","Resource":"arn:aws:s3:::b"}}"#,
-                "Service",
+                r#"{"Statement":{"Effect":"Allow","Principal":{"Federated":"x"},"Action":"s3:*","Resource":"arn:aws:s3:::b"}}"#,
+                "Federated",
             ),
             (
                 r#"{"Statement":{"Effect":"Allow","NotPrincipal":"*","Action":"s3:*","Resource":"arn:aws:s3:::b"}}"#,

@@ -338,6 +338,23 @@ mod tests {
     }
 
     #[test]
+    fn a_service_principal_matches_no_request() {
+        let p = Policy::parse(
+            r#"{"Statement":{"Effect":"Allow","Principal":{"Service":"logging.s3.amazonaws.com"},"Action":"s3:PutObject","Resource":"arn:aws:s3:::b/*","Condition":{"ArnLike":{"aws:SourceArn":"arn:aws:s3:::src"}}}}"#,
+            &PolicyKind::Bucket("b".into()),
+        )
+        .expect("parses");
+        for principal in [None, Some("alice")] {
+            let cx = RequestContext {
+                principal,
+                ..cx("s3:PutObject", "arn:aws:s3:::b/k")
+            };
+            assert_eq!(p.evaluate(&cx), Decision::NotApplicable);
+        }
+        assert!(!p.is_public());
+    }
+
+    #[test]
     fn bucket_policy_principals() {
         let p = Policy::parse(
             r#"{"Statement":[
