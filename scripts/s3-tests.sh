@@ -9,11 +9,12 @@
 # Python requirements come from PyPI into a venv under the cargo target dir. OUT_DIR (default
 # target/s3-tests) receives results.jsonl (one line per test), summary.md and the server log.
 #
-# The suite's "alt" and "tenant" users are given the root key pair by default, so the tests
-# that need a second identity fail (reported under their area, not hidden). With
-# CAIRN_S3TESTS_ALT_USER=1 the "alt" user is a Cairn user whose own policy allows ListBuckets
-# only (`cairn admin user add`): everything else it may do, bucket policies grant. Cairn has no per-user
-# bucket ownership, so the tests in which "alt" works in buckets of its own fail then.
+# The suite's "alt" user is a Cairn user whose own policy allows ListBuckets only (`cairn
+# admin user add`): everything else it may do, bucket policies grant. Cairn has no per-user
+# bucket or object ownership, so the tests in which "alt" works in buckets of its own, or
+# reads what it wrote into someone else's, fail (reported under their area, not hidden).
+# CAIRN_S3TESTS_ALT_USER=0 gives "alt" the root key pair instead, as runs before 2026-12-07
+# did. The "tenant" user always gets the root key pair (Cairn has no tenants).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 src=${1:?usage: scripts/s3-tests.sh S3_TESTS [OUT_DIR] [PYTEST_ARGS...]}
@@ -85,7 +86,7 @@ secret_key = ${4:-$secret}
 CONF
 }
 alt_keys=()
-if [ "${CAIRN_S3TESTS_ALT_USER:-0}" = 1 ]; then
+if [ "${CAIRN_S3TESTS_ALT_USER:-1}" = 1 ]; then
   meta=$(sed -n 's/.*cairn admin --meta \([^ ]*\).*/\1/p' "$work/server.out" | head -1)
   alt_keys=(s3tests-alt-key s3tests-alt-secret-0123456789)
   # ListBuckets only: the suite's set-up and tear-down list the alt user's buckets.
