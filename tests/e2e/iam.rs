@@ -983,3 +983,124 @@ async fn users_and_bucket_policies_reach_every_gateway_of_a_cluster() {
         403
     );
 }
+
+/// A browser-form upload (POST Object, SigV4-signed policy) of `key` into `bucket` as
+/// `access`/`secret`; returns the status and the body.
+async fn post_object(
+    endpoint: &str,
+    (access, secret): (&str, &str),
+    bucket: &str,
+    key: &str,
+) -> (u16, String) {
+    use base64::Engine as _;
+    use hmac::{Hmac, KeyInit, Mac};
+    type HmacSha256 = Hmac<sha2::Sha256>;
+    fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
+        let mut mac = HmacSha256::new_from_slice(key).expect("any key length");
+        mac.update(data);
+        mac.finalize().into_bytes().to_vec()
+    }
+    let now = time::OffsetDateTime::now_utc();
+    let day = format!(
+        "{:04}{:02}{:02}",
+        now.year(),
+        u8::from(now.month()),
+        now.day()
+    );
+    let stamp = format!(
+        "{day}T{:02}{:02}{:02}Z",
+        now.hour(),
+        now.minute(),
+        now.second()
+    );
+    let credential = format!("{access}/{day}/us-east-1/s3/aws4_request");
+    let expiration = (now + time::Duration::hours(1))
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("format");
+    let policy = serde_json::json!({
+        "expiration": expiration,
+        "conditions": [
+            {"bucket": bucket},
+            ["starts-with", "$key", ""],
+            {"x-amz-algorithm": "AWS4-HMAC-SHA256"},
+            {"x-amz-credential": credential},
+            {"x-amz-date": stamp},
+        ],
+    });
+    let policy = base64::engine::general_purpose::STANDARD.encode(policy.to_string());
+    let signing_key = [day.as_str(), "us-east-1", "s3", "aws4_request"]
+        .iter()
+        .fold(format!("AWS4{secret}").into_bytes(), |k, part| {
+            hmac(&k, part.as_bytes())
+        });
+    let signature = hex::encode(hmac(&signing_key, policy.as_bytes()));
+    let boundary = "cairn-form-boundary";
+    let mut body = String::new();
+    for (name, value) in [
+        ("key", key),
+        ("x-amz-algorithm", "AWS4-HMAC-SHA256"),
+        ("x-amz-credential", &credential),
+        ("x-amz-date", &stamp),
+        ("policy", &policy),
+        ("x-amz-signature", &signature),
+    ] {
+        body.push_str(&format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+        ));
+    }
+    body.push_str(&format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"f\"\r\n\
+         Content-Type: text/plain\r\n\r\nform body\r\n--{boundary}--\r\n"
+    ));
+    let content_type = format!("multipart/form-data; boundary={boundary}");
+    unsigned_with(
+        endpoint,
+        "POST",
+        &format!("/{bucket}"),
+        &[("Content-Type", &content_type)],
+        body.as_bytes(),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_browser_form_upload_is_decided_as_the_put_of_its_key() {
+    let server = Server::start(1);
+    let root = server.client();
+    root.create_bucket()
+        .bucket("forms")
+        .send()
+        .await
+        .expect("create");
+    let ep = &server.endpoint;
+    // The root may post anywhere.
+    let (code_, body) = post_object(ep, (ACCESS_KEY, SECRET_KEY), "forms", "any/key").await;
+    assert!((200..300).contains(&code_), "{code_}: {body}");
+    assert_eq!(get(&root, "forms", "any/key").await, b"form body");
+
+    // A user without policies: what the bucket policy grants on the key, less its Deny.
+    add_user(&server, "poster", &[]);
+    let poster = ("poster", "poster-secret-key");
+    root.put_bucket_policy()
+        .bucket("forms")
+        .policy(
+            r#"{"Statement":[
+            {"Effect":"Allow","Principal":{"AWS":"poster"},"Action":"s3:PutObject","Resource":"arn:aws:s3:::forms/uploads/*"},
+            {"Effect":"Deny","Principal":{"AWS":"poster"},"Action":"s3:PutObject","Resource":"arn:aws:s3:::forms/uploads/secret*"}]}"#,
+        )
+        .send()
+        .await
+        .expect("put policy");
+    let (code_, body) = post_object(ep, poster, "forms", "uploads/ok").await;
+    assert!((200..300).contains(&code_), "{code_}: {body}");
+    assert_eq!(get(&root, "forms", "uploads/ok").await, b"form body");
+    for key in ["uploads/secret-plan", "elsewhere"] {
+        let (code_, body) = post_object(ep, poster, "forms", key).await;
+        assert_eq!(code_, 403, "{key}: {body}");
+        assert!(body.contains("AccessDenied"), "{key}: {body}");
+        assert!(
+            try_get(&root, "forms", key).await.is_err(),
+            "{key} was not written"
+        );
+    }
+}
