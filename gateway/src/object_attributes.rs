@@ -20,8 +20,10 @@ pub(crate) async fn get(
     gw: &Gateway,
     input: &GetObjectAttributesInput,
 ) -> ApiResult<GetObjectAttributesOutput> {
-    let obj =
-        crate::versioning::read(gw, &input.bucket, &input.key, input.version_id.as_deref()).await?;
+    // `x-amz-version-id` as a GET of the same version answers it.
+    let (obj, version_id) =
+        crate::versioning::read_with_id(gw, &input.bucket, &input.key, input.version_id.as_deref())
+            .await?;
     if input.object_attributes.is_empty() {
         return Err(ApiError::InvalidArgument(
             "x-amz-object-attributes names no attribute".into(),
@@ -53,6 +55,7 @@ pub(crate) async fn get(
             None
         },
         last_modified: Some(dto::timestamp(obj.last_modified_ms)),
+        version_id,
         ..Default::default()
     })
 }

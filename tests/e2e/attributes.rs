@@ -168,6 +168,56 @@ async fn bucket_location_and_object_attributes() {
 }
 
 #[tokio::test]
+async fn object_attributes_name_the_version_they_describe() {
+    use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};
+    let server = Server::start(1);
+    let s3 = server.client();
+    s3.create_bucket()
+        .bucket("vattrs")
+        .send()
+        .await
+        .expect("create");
+    put(&s3, "vattrs", "plain", b"p".to_vec()).await;
+    let attrs = |key: &'static str, version: Option<String>| {
+        s3.get_object_attributes()
+            .bucket("vattrs")
+            .key(key)
+            .set_version_id(version)
+            .object_attributes(ObjectAttributes::ObjectSize)
+            .send()
+    };
+    let unversioned = attrs("plain", None).await.expect("attributes");
+    assert_eq!(unversioned.version_id(), None, "never-versioned: no id");
+    s3.put_bucket_versioning()
+        .bucket("vattrs")
+        .versioning_configuration(
+            VersioningConfiguration::builder()
+                .status(BucketVersioningStatus::Enabled)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("enable versioning");
+    let put_version = |body: &'static [u8]| {
+        s3.put_object()
+            .bucket("vattrs")
+            .key("obj")
+            .body(body.to_vec().into())
+            .send()
+    };
+    let first = put_version(b"one").await.expect("put one");
+    let second = put_version(b"two!").await.expect("put two");
+    let current = attrs("obj", None).await.expect("current");
+    assert_eq!(current.version_id(), second.version_id());
+    assert_eq!(current.object_size(), Some(4));
+    let old = attrs("obj", first.version_id().map(str::to_string))
+        .await
+        .expect("first version");
+    assert_eq!(old.version_id(), first.version_id());
+    assert_eq!(old.object_size(), Some(3));
+}
+
+#[tokio::test]
 async fn bucket_location_names_a_configured_region() {
     let server = Server::start_with_env(1, &[("CAIRN_REGION", "eu-west-3")]);
     let config = aws_sdk_s3::Config::builder()
