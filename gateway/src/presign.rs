@@ -11,11 +11,8 @@ pub(crate) const MAX_EXPIRES_SECS: i64 = 7 * 24 * 3600;
 /// Why a presigned URL's `X-Amz-Expires` is refused, or `None` when it is acceptable (or
 /// absent: the request is not a presigned SigV4 one).
 pub(crate) fn expires_problem(query: Option<&str>) -> Option<&'static str> {
-    let raw = query?
-        .split('&')
-        .filter_map(|pair| pair.split_once('='))
-        .find(|(name, _)| *name == "X-Amz-Expires")?
-        .1;
+    // Decoded as s3s decodes the query (names too), so `X-Amz-%45xpires` is no way around.
+    let raw = crate::request_values::query_param(query, "X-Amz-Expires")?;
     match raw.parse::<i64>() {
         Err(_) => Some("X-Amz-Expires should be a number"),
         Ok(n) if n < 0 => Some("X-Amz-Expires must be non-negative"),
@@ -54,5 +51,6 @@ mod tests {
         assert!(expires_problem(Some("X-Amz-Expires=604801")).is_some());
         assert!(expires_problem(Some("X-Amz-Expires=-7")).is_some());
         assert!(expires_problem(Some("X-Amz-Expires=soon")).is_some());
+        assert!(expires_problem(Some("X-Amz-%45xpires=604801")).is_some());
     }
 }
