@@ -169,7 +169,7 @@ async fn bucket_location_and_object_attributes() {
 
 #[tokio::test]
 async fn object_attributes_name_the_version_they_describe() {
-    use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};
+    use aws_sdk_s3::types::BucketVersioningStatus;
     let server = Server::start(1);
     let s3 = server.client();
     s3.create_bucket()
@@ -188,16 +188,7 @@ async fn object_attributes_name_the_version_they_describe() {
     };
     let unversioned = attrs("plain", None).await.expect("attributes");
     assert_eq!(unversioned.version_id(), None, "never-versioned: no id");
-    s3.put_bucket_versioning()
-        .bucket("vattrs")
-        .versioning_configuration(
-            VersioningConfiguration::builder()
-                .status(BucketVersioningStatus::Enabled)
-                .build(),
-        )
-        .send()
-        .await
-        .expect("enable versioning");
+    crate::versioning::set_versioning(&s3, "vattrs", BucketVersioningStatus::Enabled).await;
     let put_version = |body: &'static [u8]| {
         s3.put_object()
             .bucket("vattrs")

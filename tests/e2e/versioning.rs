@@ -43,7 +43,8 @@ async fn get_v(s3: &Client, bucket: &str, key: &str, version: &str) -> Vec<u8> {
         .to_vec()
 }
 
-async fn set_versioning(s3: &Client, bucket: &str, status: BucketVersioningStatus) {
+/// Sets the versioning state of `bucket` (also used by other test files).
+pub(crate) async fn set_versioning(s3: &Client, bucket: &str, status: BucketVersioningStatus) {
     s3.put_bucket_versioning()
         .bucket(bucket)
         .versioning_configuration(VersioningConfiguration::builder().status(status).build())
