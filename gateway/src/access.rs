@@ -36,7 +36,8 @@ use crate::policy::{action, ConditionValues, Decision, Policy, PolicyKind, Reque
 use crate::request_values;
 use crate::Gateway;
 
-/// The access hook handed to s3s.
+/// The access hook handed to s3s (two `Arc`s: cheap to clone).
+#[derive(Clone)]
 pub(crate) struct Access {
     users: Arc<Users>,
     gw: Arc<Gateway>,
@@ -193,7 +194,7 @@ impl Access {
 /// turns out missing ([`hide_missing`]).
 #[derive(Clone)]
 pub(crate) struct MissingKeyCheck {
-    access: Arc<Access>,
+    access: Access,
     access_key: Option<String>,
     bucket: String,
     key: String,
@@ -391,7 +392,7 @@ impl S3Access for Access {
         let is_root = access_key.as_deref().is_some_and(|k| self.users.is_root(k));
         let missing_key_check = match (is_root, operation, bucket, key) {
             (false, "GetObject" | "HeadObject", Some(bucket), Some(key)) => Some(MissingKeyCheck {
-                access: Arc::new(Access::new(self.users.clone(), self.gw.clone())),
+                access: self.clone(),
                 access_key: access_key.clone(),
                 bucket: bucket.to_string(),
                 key: key.to_string(),
@@ -460,16 +461,7 @@ impl S3Access for Access {
 
     async fn put_object_tagging(&self, req: &mut S3Request<PutObjectTaggingInput>) -> S3Result<()> {
         let mut values = values_of(req, "PutObjectTagging");
-        let tags: Vec<_> = req
-            .input
-            .tagging
-            .tag_set
-            .iter()
-            .map(|t| cairn_proto::meta::ObjectTag {
-                key: t.key.clone().unwrap_or_default(),
-                value: t.value.clone().unwrap_or_default(),
-            })
-            .collect();
+        let tags = crate::tagging::unchecked(&req.input.tagging);
         request_values::add_request_tags(&mut values, &tags);
         let question = Question {
             operation: "PutObjectTagging",

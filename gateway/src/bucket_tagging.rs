@@ -23,7 +23,7 @@ pub(crate) fn validate(tags: &[pb::ObjectTag]) -> ApiResult<()> {
 
 /// Replaces the bucket's tag set with the one in a PutBucketTagging body.
 pub(crate) async fn put(gw: &Gateway, bucket: &str, body: Tagging) -> ApiResult<()> {
-    let tags = tagging::unchecked(body);
+    let tags = tagging::unchecked(&body);
     validate(&tags)?;
     gw.meta.set_bucket_config(bucket, Some(tags), None).await?;
     Ok(())

@@ -100,19 +100,19 @@ pub(crate) fn from_header(header: &str) -> ApiResult<Vec<pb::ObjectTag>> {
 
 /// The tags of a PutObjectTagging body, checked.
 pub(crate) fn from_tagging(tagging: Tagging) -> ApiResult<Vec<pb::ObjectTag>> {
-    let tags = unchecked(tagging);
+    let tags = unchecked(&tagging);
     validate(&tags)?;
     Ok(tags)
 }
 
 /// The tags of a Tagging body as sent, not yet checked.
-pub(crate) fn unchecked(tagging: Tagging) -> Vec<pb::ObjectTag> {
+pub(crate) fn unchecked(tagging: &Tagging) -> Vec<pb::ObjectTag> {
     tagging
         .tag_set
-        .into_iter()
+        .iter()
         .map(|t| pb::ObjectTag {
-            key: t.key.unwrap_or_default(),
-            value: t.value.unwrap_or_default(),
+            key: t.key.clone().unwrap_or_default(),
+            value: t.value.clone().unwrap_or_default(),
         })
         .collect()
 }

@@ -69,66 +69,43 @@ pub struct Statement {
     /// Every one must hold for the statement to apply.
     pub conditions: Vec<super::condition::Condition>,
     /// Whether a resource or condition value holds a policy variable (see
-    /// [`Statement::expand`]).
+    /// [`Statement::for_request`]).
     pub has_variables: bool,
 }
 
 impl Statement {
-    /// The statement with its policy variables replaced by the request's values; `None`
-    /// when the request lacks one of them.
-    pub fn expand(&self, values: &super::ConditionValues) -> Option<Statement> {
-        use super::variables::expand;
-        let resources = self
-            .resources
-            .patterns
-            .iter()
-            .map(|r| expand(r, values).map(|r| r.into_owned()))
-            .collect::<Option<Vec<_>>>()?;
-        let mut conditions = self.conditions.clone();
-        for c in &mut conditions {
-            for v in &mut c.values {
-                *v = expand(v, values)?.into_owned();
+    /// The statement with its policy variables replaced by the request's values. A variable
+    /// the request lacks (no `aws:username` for an anonymous request) fails closed: an Allow
+    /// does not apply (`None`); a Deny applies as if the variable matched anything, so a
+    /// resource takes `*` for it and a condition that needs it holds (is dropped).
+    pub fn for_request(&self, values: &super::ConditionValues) -> Option<Statement> {
+        use super::variables::{expand, expand_or};
+        let widen = self.effect == Effect::Deny;
+        let mut patterns = Vec::with_capacity(self.resources.patterns.len());
+        for r in &self.resources.patterns {
+            patterns.push(match expand(r, values) {
+                Some(r) => r.into_owned(),
+                None if widen => expand_or(r, values, "*").into_owned(),
+                None => return None,
+            });
+        }
+        let mut conditions = Vec::with_capacity(self.conditions.len());
+        for c in &self.conditions {
+            let expanded = c
+                .values
+                .iter()
+                .map(|v| expand(v, values).map(|v| v.into_owned()))
+                .collect::<Option<Vec<_>>>();
+            match expanded {
+                Some(values) => conditions.push(super::condition::Condition {
+                    values,
+                    ..c.clone()
+                }),
+                None if widen => {}
+                None => return None,
             }
         }
         Some(Statement {
-            resources: Patterns {
-                negated: self.resources.negated,
-                patterns: resources,
-            },
-            conditions,
-            has_variables: false,
-            ..self.clone()
-        })
-    }
-
-    /// A Deny statement as it applies to a request that lacks one of its variables (see
-    /// [`Statement::expand`]): it fails closed without denying more than it could. A
-    /// missing variable in a resource matches anything (`*`), and a condition whose value
-    /// needs one holds.
-    pub fn expand_for_deny(&self, values: &super::ConditionValues) -> Statement {
-        use super::variables::{expand, expand_or};
-        let patterns = self
-            .resources
-            .patterns
-            .iter()
-            .map(|r| expand_or(r, values, "*").into_owned())
-            .collect();
-        let conditions = self
-            .conditions
-            .iter()
-            .filter_map(|c| {
-                let values = c
-                    .values
-                    .iter()
-                    .map(|v| expand(v, values).map(|v| v.into_owned()))
-                    .collect::<Option<Vec<_>>>()?;
-                Some(super::condition::Condition {
-                    values,
-                    ..c.clone()
-                })
-            })
-            .collect();
-        Statement {
             resources: Patterns {
                 negated: self.resources.negated,
                 patterns,
@@ -136,7 +113,7 @@ impl Statement {
             conditions,
             has_variables: false,
             ..self.clone()
-        }
+        })
     }
 }
 

@@ -55,14 +55,11 @@ impl Policy {
         for s in &self.statements {
             let expanded;
             let s = if s.has_variables {
-                expanded = match (s.expand(cx.values), s.effect) {
-                    (Some(e), _) => e,
-                    // A variable the request cannot fill (no `aws:username` for an anonymous
-                    // request): fail closed. An Allow does not apply; a Deny applies as if
-                    // the variable matched anything.
-                    (None, Effect::Allow) => continue,
-                    (None, Effect::Deny) => s.expand_for_deny(cx.values),
+                // `None`: an Allow with a variable the request cannot fill (fails closed).
+                let Some(e) = s.for_request(cx.values) else {
+                    continue;
                 };
+                expanded = e;
                 &expanded
             } else {
                 s
