@@ -130,11 +130,7 @@ fn parts_page(
 
 /// Whether a request is GetObjectAttributes (`GET /bucket/key?attributes`).
 pub(crate) fn is_get_object_attributes(method: &http::Method, query: Option<&str>) -> bool {
-    method == http::Method::GET
-        && query.is_some_and(|q| {
-            q.split('&')
-                .any(|pair| pair.split('=').next() == Some("attributes"))
-        })
+    method == http::Method::GET && crate::request_values::query_param(query, "attributes").is_some()
 }
 
 /// Removes the quotes around the `<ETag>` of a GetObjectAttributes answer.
