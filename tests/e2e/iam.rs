@@ -517,24 +517,15 @@ async fn unsigned_delete_objects(endpoint: &str, bucket: &str, keys: &[&str]) ->
         .collect();
     let body = format!("<Delete>{objects}</Delete>");
     let md5 = base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(body.as_bytes()));
-    let host = endpoint.trim_start_matches("http://").trim_end_matches('/');
-    let mut stream = tokio::net::TcpStream::connect(host).await.expect("connect");
-    let head = format!(
-        "POST /{bucket}?delete HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-MD5: {md5}\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).await.expect("write");
-    stream.write_all(body.as_bytes()).await.expect("write body");
-    let mut bytes = Vec::new();
-    stream.read_to_end(&mut bytes).await.expect("read");
-    let text = String::from_utf8_lossy(&bytes).to_string();
-    let status = text
-        .lines()
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no status line in {text:?}"));
-    (status, text)
+    let path = format!("/{bucket}?delete");
+    unsigned_with(
+        endpoint,
+        "POST",
+        &path,
+        &[("Content-MD5", &md5)],
+        body.as_bytes(),
+    )
+    .await
 }
 
 #[tokio::test]
