@@ -213,10 +213,7 @@ pub async fn run_embedded(
         Vec::new()
     } else {
         tracing::info!(address = %blob.advertised_address(), "blob transport: in-process");
-        vec![cairn_proto::local::LocalEndpoint {
-            address: blob.advertised_address().to_owned(),
-            service: blob.local_service(),
-        }]
+        vec![blob.local_endpoint()]
     };
     let gateway = cairn_gateway::start(s3.gateway_config_with(vec![meta.endpoint()], local_blobs))
         .await

@@ -73,7 +73,7 @@ use std::time::Duration;
 
 use cairn_proto::blob::blob_server::BlobServer;
 use cairn_proto::cluster_token::{self, ClusterToken};
-use cairn_proto::local::LocalService;
+use cairn_proto::local::{LocalEndpoint, LocalShardData};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tonic::service::interceptor::InterceptedService;
@@ -138,8 +138,8 @@ pub struct RunningBlobServer {
     local_addr: SocketAddr,
     advertise: String,
     node_id: String,
-    /// The served gRPC service, for callers in this process (see [`Self::local_service`]).
-    local: LocalService,
+    /// The served gRPC service, for callers in this process (see [`Self::local_endpoint`]).
+    local: LocalEndpoint,
     stop: watch::Sender<bool>,
     server: JoinHandle<Result<(), tonic::transport::Error>>,
     register: Option<JoinHandle<()>>,
@@ -164,9 +164,11 @@ impl RunningBlobServer {
         &self.advertise
     }
 
-    /// The gRPC service this server serves, with the same checks (cluster token, stream-end
-    /// tracking), for a caller in this process: `cairn_proto::local` explains what that saves.
-    pub fn local_service(&self) -> LocalService {
+    /// This server for a caller in this process: the gRPC service it serves, with the same
+    /// checks (cluster token, stream-end tracking), and its shard data calls without gRPC
+    /// encoding, under the address it registered. `cairn_proto::local` explains what that
+    /// saves.
+    pub fn local_endpoint(&self) -> LocalEndpoint {
         self.local.clone()
     }
 
@@ -252,7 +254,9 @@ pub async fn start(config: BlobServerConfig) -> Result<RunningBlobServer, BlobEr
     };
 
     let (stop, stop_rx) = watch::channel(false);
-    let service = BlobServer::new(BlobService::new(Arc::clone(&disks), Arc::clone(&stats)))
+    let blob_service = Arc::new(BlobService::new(Arc::clone(&disks), Arc::clone(&stats)));
+    let shard_data: Arc<dyn LocalShardData> = blob_service.clone();
+    let service = BlobServer::from_arc(blob_service)
         .max_decoding_message_size(MAX_MESSAGE_SIZE)
         .max_encoding_message_size(MAX_MESSAGE_SIZE);
     // TCP_NODELAY: small gRPC frames (replies, stream ends) must not wait for Nagle.
@@ -293,7 +297,11 @@ pub async fn start(config: BlobServerConfig) -> Result<RunningBlobServer, BlobEr
         Ok(request)
     });
     let service = body_end::TrackBodyEnd(service);
-    let local = cairn_proto::local::local_service(service.clone());
+    let local = LocalEndpoint {
+        address: advertise.clone(),
+        service: cairn_proto::local::local_service(service.clone()),
+        shard_data,
+    };
     let server = tokio::spawn(
         Server::builder()
             .add_service(service)

@@ -3,12 +3,14 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use bytes::BytesMut;
+use bytes::Bytes;
 use cairn_proto::blob::blob_server::Blob;
 use cairn_proto::blob::{
     DeleteShardRequest, DeleteShardResponse, GetShardRequest, GetShardResponse, NodeInfoRequest,
     NodeInfoResponse, PutShardRequest, PutShardResponse, StatShardRequest, StatShardResponse,
 };
+use cairn_proto::local::{GetShardMessages, LocalShardData, PutShardMessages};
+use futures::{Stream, StreamExt};
 use tokio::sync::mpsc;
 use tokio::task::spawn_blocking;
 use tokio_stream::wrappers::ReceiverStream;
@@ -22,11 +24,6 @@ use crate::layout::validate_shard_key;
 use crate::shard_file::{resolve_range, ShardReader};
 use crate::stats::Stats;
 use crate::store::{self, PutItem};
-
-/// The reply stream of `GetShard` (tonic's boxed stream, as its generated trait wants).
-type GetShardStream = std::pin::Pin<
-    Box<dyn tokio_stream::Stream<Item = Result<GetShardResponse, Status>> + Send + 'static>,
->;
 
 /// Largest data payload of one `GetShardResponse`. A multiple of the block sizes placement
 /// picks (512 KiB for k = 2, 256 KiB for k = 4, ...), so that a reader starting at a block
@@ -141,23 +138,20 @@ where
         .map_err(Status::from)
 }
 
-#[tonic::async_trait]
-impl Blob for BlobService {
-    async fn put_shard(
+impl BlobService {
+    /// `PutShard` over any source of messages: the gRPC stream, or an in-process caller's.
+    /// `in_process` callers must promise an explicit end, since every end of theirs looks
+    /// clean; `body_end` is the transport's own verdict on a gRPC stream's end, if tracked.
+    async fn put_from<S>(
         &self,
-        request: Request<Streaming<PutShardRequest>>,
-    ) -> Result<Response<PutShardResponse>, Status> {
-        // Missing only if the service is mounted without `TrackBodyEnd`; then a stream without
-        // an explicit end cannot be trusted, and such a put is refused rather than risk
-        // committing a cut-off one.
-        let body_end = request.extensions().get::<BodyEnd>().cloned();
-        // In-process, every end looks clean: only an explicit end mark can be trusted.
-        let in_process = request
-            .extensions()
-            .get::<cairn_proto::local::InProcess>()
-            .is_some();
-        let mut stream = request.into_inner();
-        let first = stream.message().await?.ok_or_else(|| {
+        mut stream: S,
+        in_process: bool,
+        body_end: Option<BodyEnd>,
+    ) -> Result<PutShardResponse, Status>
+    where
+        S: Stream<Item = Result<PutShardRequest, Status>> + Unpin + Send,
+    {
+        let first = stream.next().await.transpose()?.ok_or_else(|| {
             Status::invalid_argument("empty PutShard stream: the first message must carry a header")
         })?;
         let header = first.header.ok_or_else(|| {
@@ -172,8 +166,8 @@ impl Blob for BlobService {
 
         let (tx, rx) = mpsc::channel(PUT_QUEUE_DEPTH);
         let key = header.shard_key.clone();
-        // Runs detached from this future: if the client goes away and tonic drops us, `tx`
-        // is dropped, the writer sees the channel close and removes its temporary file.
+        // Runs detached from this future: if the client goes away and the call is dropped,
+        // `tx` is dropped, the writer sees the channel close and removes its temporary file.
         let writer = spawn_blocking(move || store::put_shard(&root, &key, rx));
 
         let explicit_end = header.explicit_end;
@@ -185,7 +179,7 @@ impl Blob for BlobService {
                     // The writer failed; its own result says why.
                     return Ok(());
                 }
-                match stream.message().await? {
+                match stream.next().await.transpose()? {
                     Some(_) if last => {
                         return Err(Status::invalid_argument(
                             "a PutShard message came after the one marked last",
@@ -225,7 +219,7 @@ impl Blob for BlobService {
                 );
                 Err(status)
             }
-            (Ok(()), Ok(Ok(length))) => Ok(Response::new(PutShardResponse { length })),
+            (Ok(()), Ok(Ok(length))) => Ok(PutShardResponse { length }),
             (Ok(()), Ok(Err(e)) | Err(e)) => {
                 tracing::error!(
                     disk_id = %header.disk_id,
@@ -238,11 +232,8 @@ impl Blob for BlobService {
         }
     }
 
-    async fn get_shard(
-        &self,
-        request: Request<GetShardRequest>,
-    ) -> Result<Response<GetShardStream>, Status> {
-        let req = request.into_inner();
+    /// `GetShard`: opens the shard, checks the range, and starts the task that streams it.
+    async fn open_range(&self, req: GetShardRequest) -> Result<GetShardMessages, Status> {
         let root = self.locate(&req.disk_id, &req.shard_key)?;
         let (disk_id, key) = (req.disk_id, req.shard_key);
         // Open and check the range first, so NOT_FOUND / OUT_OF_RANGE / DATA_LOSS in the
@@ -261,7 +252,50 @@ impl Blob for BlobService {
         let span = tracing::debug_span!("blob-get-stream", %disk_id, shard_key = %key);
         let disks = Arc::clone(&self.disks);
         tokio::spawn(stream_range(reader, offset, len, tx, disks, disk_id, key).instrument(span));
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        Ok(Box::pin(ReceiverStream::new(rx)))
+    }
+}
+
+/// The shard data calls of an embedded gateway: the same code as the gRPC ones below, fed
+/// with the caller's messages instead of decoded ones.
+#[tonic::async_trait]
+impl LocalShardData for BlobService {
+    async fn put_shard(&self, messages: PutShardMessages) -> Result<PutShardResponse, Status> {
+        self.put_from(messages.map(Ok), true, None).await
+    }
+
+    async fn get_shard(&self, request: GetShardRequest) -> Result<GetShardMessages, Status> {
+        self.open_range(request).await
+    }
+}
+
+#[tonic::async_trait]
+impl Blob for BlobService {
+    async fn put_shard(
+        &self,
+        request: Request<Streaming<PutShardRequest>>,
+    ) -> Result<Response<PutShardResponse>, Status> {
+        // Missing only if the service is mounted without `TrackBodyEnd`; then a stream without
+        // an explicit end cannot be trusted, and such a put is refused rather than risk
+        // committing a cut-off one.
+        let body_end = request.extensions().get::<BodyEnd>().cloned();
+        // In-process, every end looks clean: only an explicit end mark can be trusted.
+        let in_process = request
+            .extensions()
+            .get::<cairn_proto::local::InProcess>()
+            .is_some();
+        self.put_from(request.into_inner(), in_process, body_end)
+            .await
+            .map(Response::new)
+    }
+
+    async fn get_shard(
+        &self,
+        request: Request<GetShardRequest>,
+    ) -> Result<Response<GetShardMessages>, Status> {
+        self.open_range(request.into_inner())
+            .await
+            .map(Response::new)
     }
 
     async fn delete_shard(
@@ -346,9 +380,9 @@ async fn stream_range(
         let next = (pos / window + 1).saturating_mul(window).min(end);
         let job = spawn_blocking(move || {
             // At most GET_MESSAGE_SIZE bytes, so the cast cannot truncate.
-            let mut buf = BytesMut::with_capacity((next - pos) as usize);
+            let mut buf = Vec::with_capacity((next - pos) as usize);
             let read = reader.read_range_into(pos, next - pos, &mut buf);
-            (reader, read.map(|()| buf.freeze()))
+            (reader, read.map(|()| Bytes::from(buf)))
         });
         let (back, read) = match job.await {
             Ok(done) => done,

@@ -90,9 +90,11 @@ fn explicit_put_messages(
 
 /// A client that calls the server's own service object, as the embedded gateway does.
 fn local_client(server: &RunningBlobServer) -> BlobClient<cairn_proto::local::Transport> {
-    BlobClient::new(cairn_proto::local::Transport::Local(server.local_service()))
-        .max_decoding_message_size(MAX_MESSAGE_SIZE)
-        .max_encoding_message_size(MAX_MESSAGE_SIZE)
+    BlobClient::new(cairn_proto::local::Transport::Local(
+        server.local_endpoint().service,
+    ))
+    .max_decoding_message_size(MAX_MESSAGE_SIZE)
+    .max_encoding_message_size(MAX_MESSAGE_SIZE)
 }
 
 async fn put(
@@ -633,5 +635,113 @@ async fn explicit_ends_of_every_shape_and_in_process_rules() {
     }
     assert!(tmp_files(&root).is_empty(), "{:?}", tmp_files(&root));
     assert_eq!(stored_len("aborted").await, None);
+    server.shutdown().await.unwrap();
+}
+
+/// Collects a `GetShard` reply stream, or its first error.
+async fn collect_shard(
+    mut stream: cairn_proto::local::GetShardMessages,
+) -> Result<Vec<u8>, Status> {
+    let mut out = Vec::new();
+    while let Some(msg) = stream.next().await {
+        out.extend_from_slice(&msg?.data);
+    }
+    Ok(out)
+}
+
+#[tokio::test]
+async fn direct_shard_data_calls_follow_the_grpc_rules() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("d0");
+    let server = start(config(vec![root.clone()])).await.unwrap();
+    let mut remote = client(&server).await;
+    let disk = disk_ids(&mut remote).await[0].0.clone();
+    let direct = server.local_endpoint().shard_data;
+    let messages = |msgs: Vec<PutShardRequest>| -> cairn_proto::local::PutShardMessages {
+        Box::pin(tokio_stream::iter(msgs))
+    };
+    let get_req = |key: &str, offset, length| GetShardRequest {
+        disk_id: disk.clone(),
+        shard_key: key.into(),
+        offset,
+        length,
+    };
+
+    // Stored directly, read back directly (whole and a range) and over the socket.
+    let data = pattern(1_300_000);
+    let put = explicit_put_messages(&disk, "direct", &data, true);
+    let len = direct.put_shard(messages(put)).await.unwrap().length;
+    assert_eq!(len, data.len() as u64);
+    let back = collect_shard(direct.get_shard(get_req("direct", 0, 0)).await.unwrap());
+    assert_eq!(back.await.unwrap(), data);
+    let part = collect_shard(
+        direct
+            .get_shard(get_req("direct", 70_000, 600_000))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(part.await.unwrap(), &data[70_000..670_000]);
+    let (over_socket, _) = get(&mut remote, &disk, "direct", 0, 0).await.unwrap();
+    assert_eq!(over_socket, data);
+
+    // The statuses of the gRPC call, as the call's own result.
+    let missing = direct
+        .get_shard(get_req("absent", 0, 0))
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(missing.code(), Code::NotFound, "{missing:?}");
+    let beyond = direct
+        .get_shard(get_req("direct", data.len() as u64 + 1, 1))
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(beyond.code(), Code::OutOfRange, "{beyond:?}");
+
+    // Only an explicit end is trusted, nothing may follow it, and a refused or cut-off
+    // stream keeps nothing.
+    let implicit = put_messages(&disk, "implicit", &data, 4096);
+    let err = direct.put_shard(messages(implicit)).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    let unmarked = explicit_put_messages(&disk, "unmarked", &data, false);
+    let err = direct.put_shard(messages(unmarked)).await.unwrap_err();
+    assert_eq!(err.code(), Code::Cancelled, "{err:?}");
+    let mut after_last = explicit_put_messages(&disk, "after-last", &data, true);
+    after_last.push(PutShardRequest {
+        data: Bytes::from_static(b"more"),
+        ..Default::default()
+    });
+    let err = direct.put_shard(messages(after_last)).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+
+    // A caller aborted mid-stream stores nothing and leaves no temporary file.
+    let first = explicit_put_messages(&disk, "aborted", &data[..10_000], false);
+    let stalled: cairn_proto::local::PutShardMessages =
+        Box::pin(tokio_stream::iter(first).chain(futures::stream::pending()));
+    let call = tokio::spawn({
+        let direct = Arc::clone(&direct);
+        async move { direct.put_shard(stalled).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    call.abort();
+    assert!(call.await.unwrap_err().is_cancelled());
+    for _ in 0..100 {
+        if tmp_files(&root).is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(tmp_files(&root).is_empty(), "{:?}", tmp_files(&root));
+    for key in ["implicit", "unmarked", "after-last", "aborted"] {
+        let stat = remote
+            .stat_shard(StatShardRequest {
+                disk_id: disk.clone(),
+                shard_key: key.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(!stat.exists, "{key} was stored");
+    }
     server.shutdown().await.unwrap();
 }

@@ -2,16 +2,21 @@
 //! server sharing this process), and best-effort shard deletion.
 
 use std::collections::{HashMap, HashSet};
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use cairn_proto::blob::blob_client::BlobClient;
-use cairn_proto::blob::DeleteShardRequest;
+use cairn_proto::blob::{DeleteShardRequest, GetShardRequest, PutShardRequest, PutShardResponse};
 use cairn_proto::cluster_token::ClusterToken;
-use cairn_proto::local::{LocalEndpoint, LocalService, Transport};
+use cairn_proto::local::{
+    GetShardMessages, LocalEndpoint, LocalShardData, PutShardMessages, Transport,
+};
 use cairn_proto::meta::{ObjectPart, ObjectVersion, ShardPlacement};
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
+use tonic::Status;
 use tracing::{debug, info_span, warn, Instrument};
 
 use crate::error::{ApiError, ApiResult};
@@ -28,7 +33,7 @@ pub(crate) type BlobConn = BlobClient<InterceptedService<Transport, ClusterToken
 pub(crate) struct BlobPool {
     channels: Mutex<HashMap<String, Channel>>,
     /// Blob servers in this process, by the address they registered: called directly.
-    local: HashMap<String, LocalService>,
+    local: HashMap<String, LocalEndpoint>,
     /// Proves to blob servers that this gateway belongs to their cluster.
     token: ClusterToken,
 }
@@ -38,7 +43,7 @@ impl BlobPool {
     pub fn new(token: ClusterToken, local: Vec<LocalEndpoint>) -> Self {
         Self {
             channels: Mutex::new(HashMap::new()),
-            local: local.into_iter().map(|e| (e.address, e.service)).collect(),
+            local: local.into_iter().map(|e| (e.address.clone(), e)).collect(),
             token,
         }
     }
@@ -51,10 +56,19 @@ impl BlobPool {
             .max_encoding_message_size(MAX_MESSAGE))
     }
 
+    /// The shard data calls of the blob server at `address`: made directly, without gRPC
+    /// encoding, when it runs in this process.
+    pub fn shard_data(&self, address: &str) -> ApiResult<ShardData> {
+        match self.local.get(address) {
+            Some(local) => Ok(ShardData::Local(Arc::clone(&local.shard_data))),
+            None => self.client(address).map(ShardData::Remote),
+        }
+    }
+
     /// The in-process service when the server runs here, else the (cached) channel.
     fn transport(&self, address: &str) -> ApiResult<Transport> {
-        if let Some(service) = self.local.get(address) {
-            return Ok(Transport::Local(service.clone()));
+        if let Some(local) = self.local.get(address) {
+            return Ok(Transport::Local(local.service.clone()));
         }
         let channel = {
             let mut map = self
@@ -71,6 +85,51 @@ impl BlobPool {
             }
         };
         Ok(Transport::Remote(channel))
+    }
+}
+
+/// One blob server's `PutShard` and `GetShard`, whichever way it is reached: its gRPC client,
+/// or its shard data calls in this process (`cairn_proto::local` says what that saves). Both
+/// answer with the same messages and statuses.
+pub(crate) enum ShardData {
+    Remote(BlobConn),
+    Local(Arc<dyn LocalShardData>),
+}
+
+impl ShardData {
+    /// `GetShard`: the range's messages, or the status the call failed with.
+    pub async fn get_shard(self, request: GetShardRequest) -> Result<GetShardMessages, Status> {
+        match self {
+            ShardData::Remote(mut client) => {
+                let stream = client.get_shard(request).await?.into_inner();
+                Ok(Box::pin(stream))
+            }
+            ShardData::Local(blob) => blob.get_shard(request).await,
+        }
+    }
+
+    /// `PutShard`: the reply once the shard is durable, or the status the call failed with.
+    pub async fn put_shard(self, messages: PutShardMessages) -> Result<PutShardResponse, Status> {
+        match self {
+            ShardData::Remote(mut client) => {
+                let request = PutMessageStream(messages);
+                Ok(client.put_shard(request).await?.into_inner())
+            }
+            ShardData::Local(blob) => blob.put_shard(messages).await,
+        }
+    }
+}
+
+/// [`PutShardMessages`] behind a named type. Handed to tonic's generated client as a trait
+/// object, the call's future cannot be proven `Send` ("higher-ranked lifetime error", rustc
+/// 1.95); a named stream type can.
+struct PutMessageStream(PutShardMessages);
+
+impl futures::Stream for PutMessageStream {
+    type Item = PutShardRequest;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<PutShardRequest>> {
+        self.get_mut().0.as_mut().poll_next(cx)
     }
 }
 

@@ -10,11 +10,12 @@
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use cairn_proto::blob::{GetShardRequest, GetShardResponse};
+use cairn_proto::blob::GetShardRequest;
+use cairn_proto::local::GetShardMessages;
 use cairn_proto::meta::ShardPlacement;
+use futures::StreamExt;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tonic::Streaming;
 use tracing::{debug, info_span, Instrument};
 
 use crate::blob_pool::BlobPool;
@@ -140,7 +141,7 @@ async fn feed(
 
 /// One open GetShard stream, read block by block.
 struct ShardReader {
-    stream: Streaming<GetShardResponse>,
+    stream: GetShardMessages,
     pending: Bytes,
 }
 
@@ -151,8 +152,8 @@ impl ShardReader {
         offset: u64,
         length: u64,
     ) -> Result<Self, ShardError> {
-        let mut client = pool
-            .client(&shard.node_address)
+        let blob = pool
+            .shard_data(&shard.node_address)
             .map_err(|e| ShardError::Other(e.to_string()))?;
         let req = GetShardRequest {
             disk_id: shard.disk_id.clone(),
@@ -160,13 +161,13 @@ impl ShardReader {
             offset,
             length,
         };
-        match client.get_shard(req).await {
+        match blob.get_shard(req).await {
             Err(status) => Err(ShardError::Status(
                 status.code(),
                 status.message().to_string(),
             )),
-            Ok(resp) => Ok(Self {
-                stream: resp.into_inner(),
+            Ok(stream) => Ok(Self {
+                stream,
                 pending: Bytes::new(),
             }),
         }
@@ -179,15 +180,15 @@ impl ShardReader {
         }
         let mut buf = BytesMut::new();
         while buf.len() + self.pending.len() < n {
-            let msg = match self.stream.message().await {
-                Err(status) => {
+            let msg = match self.stream.next().await {
+                Some(Err(status)) => {
                     return Err(ShardError::Status(
                         status.code(),
                         status.message().to_string(),
                     ))
                 }
-                Ok(None) => return Err(ShardError::Short),
-                Ok(Some(msg)) => msg,
+                None => return Err(ShardError::Short),
+                Some(Ok(msg)) => msg,
             };
             if self.pending.is_empty() && buf.is_empty() {
                 self.pending = msg.data;

@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use cairn_proto::blob::{PutShardRequest, ShardHeader};
+use cairn_proto::local::PutShardMessages;
 use cairn_proto::meta::ShardPlacement;
 use futures::stream::FuturesUnordered;
 use futures::StreamExt;
@@ -318,9 +319,29 @@ pub(crate) async fn write_shard(
     rx: mpsc::Receiver<Bytes>,
     complete: StreamComplete,
 ) -> Result<u64, String> {
-    let mut client = pool
-        .client(&placement.node_address)
+    let blob = pool
+        .shard_data(&placement.node_address)
         .map_err(|e| e.to_string())?;
+    let messages = shard_messages(&placement, rx, complete);
+    match blob.put_shard(messages).await {
+        Ok(resp) => {
+            let length = resp.length;
+            debug!(length, "shard durable");
+            Ok(length)
+        }
+        Err(status) => Err(format!("{:?}: {}", status.code(), status.message())),
+    }
+}
+
+/// The messages of one shard's `PutShard`: the header, the blocks from `rx` in pieces of at
+/// most `PIECE`, and the `last` message if `complete` was marked by the time `rx` closed.
+/// Built outside the `async fn` that sends them: boxed there, the combinators' closures make
+/// the compiler unable to prove the future `Send`.
+fn shard_messages(
+    placement: &ShardPlacement,
+    rx: mpsc::Receiver<Bytes>,
+    complete: StreamComplete,
+) -> PutShardMessages {
     let header = PutShardRequest {
         header: Some(ShardHeader {
             disk_id: placement.disk_id.clone(),
@@ -345,17 +366,11 @@ pub(crate) async fn write_shard(
             last: true,
         }))
     });
-    let request = futures::stream::once(futures::future::ready(header))
-        .chain(data)
-        .chain(end);
-    match client.put_shard(request).await {
-        Ok(resp) => {
-            let length = resp.into_inner().length;
-            debug!(length, "shard durable");
-            Ok(length)
-        }
-        Err(status) => Err(format!("{:?}: {}", status.code(), status.message())),
-    }
+    Box::pin(
+        futures::stream::once(futures::future::ready(header))
+            .chain(data)
+            .chain(end),
+    )
 }
 
 /// Cuts a block into views of at most `PIECE` bytes.
