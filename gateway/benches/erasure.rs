@@ -23,7 +23,10 @@ fn erasure(c: &mut Criterion) {
     group.bench_function("memcpy (baseline)", |b| {
         b.iter(|| black_box(black_box(&data).to_vec()))
     });
-    group.bench_function("md5 (ETag)", |b| {
+    group.bench_function("md5 (ETag, md5-simd)", |b| {
+        b.iter(|| black_box(md5_simd::digest(black_box(&data))))
+    });
+    group.bench_function("md5 (md-5 with asm)", |b| {
         b.iter(|| black_box(Md5::digest(black_box(&data))))
     });
     for (k, m) in [(2u32, 2u32), (4, 2)] {

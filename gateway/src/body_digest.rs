@@ -6,7 +6,6 @@
 
 use base64::Engine as _;
 use http::{HeaderMap, Method};
-use md5::{Digest, Md5};
 use s3s::Body;
 
 use crate::checksum::{Algorithm, BodyChecksums};
@@ -81,7 +80,7 @@ pub(crate) async fn verify(headers: &HeaderMap, body: &mut Body) -> BodyDigest {
         if want.len() != 16 {
             return BodyDigest::Invalid;
         }
-        if Md5::digest(&bytes).as_slice() != want.as_slice() {
+        if md5_simd::digest(&bytes).as_slice() != want.as_slice() {
             return BodyDigest::Mismatch(
                 "the Content-MD5 you specified did not match what was received".into(),
             );

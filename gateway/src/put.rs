@@ -7,7 +7,7 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use cairn_proto::meta::{self as pb, ShardPlacement};
 use futures::{Stream, StreamExt};
-use md5::{Digest, Md5};
+use md5_simd::Md5;
 use tracing::{debug, warn};
 
 use crate::attrs::ObjectAttrs;
