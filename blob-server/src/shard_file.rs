@@ -365,9 +365,9 @@ impl ShardReader {
     }
 
     /// Appends the verified bytes `[offset, offset + len)` to `out`. Whole chunks are read
-    /// straight into `out`'s spare capacity (and verified there), so the data is copied once,
-    /// by the kernel, into memory nobody zeroed first; only a chunk cut by the range's ends
-    /// goes through the chunk buffer. Reserve `len` beforehand to read without reallocating.
+    /// straight into `out` (and verified there), so the data is copied once, by the kernel;
+    /// only a chunk cut by the range's ends goes through the chunk buffer. Reserve `len`
+    /// beforehand to read without reallocating.
     pub(crate) fn read_range_into(
         &mut self,
         offset: u64,
@@ -405,22 +405,16 @@ impl ShardReader {
     ) -> Result<(), BlobError> {
         let pos = self.chunk_offset(index);
         let before = out.len();
-        out.reserve(n);
+        // Zeroing the place first costs a memset, but one `read` fills it: `read_to_end`
+        // into the spare capacity skips the memset yet reads 8, 16, 32 KiB and the rest (four
+        // system calls a chunk), which measured 3% slower for 64 MiB GETs (performance.md).
+        out.resize(before + n, 0);
         let mut stored = [0u8; HASH_LEN];
         let path = &self.path;
-        // `read_to_end` reads into the spare capacity without zeroing it first (what
-        // `resize` + `read_exact` would cost: a memset of every byte sent).
         let read = self
             .file
             .seek(SeekFrom::Start(pos))
-            .and_then(|_| (&mut self.file).take(n as u64).read_to_end(out))
-            .and_then(|got| {
-                if got == n {
-                    Ok(())
-                } else {
-                    Err(std::io::ErrorKind::UnexpectedEof.into())
-                }
-            })
+            .and_then(|_| self.file.read_exact(&mut out[before..]))
             .and_then(|()| self.file.read_exact(&mut stored));
         if let Err(e) = read {
             out.truncate(before);
