@@ -149,6 +149,18 @@ async fn disk_ids(c: &mut BlobClient<Channel>) -> Vec<(String, i32)> {
         .collect()
 }
 
+/// Waits up to 5 s for the writer threads to remove their temporary files (they do once they
+/// see their channel close), then requires that none is left.
+async fn assert_no_tmp_files_soon(root: &Path) {
+    for _ in 0..100 {
+        if tmp_files(root).is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(tmp_files(root).is_empty(), "{:?}", tmp_files(root));
+}
+
 fn tmp_files(root: &Path) -> Vec<PathBuf> {
     let mut found = Vec::new();
     for sub in std::fs::read_dir(root.join("shards")).unwrap() {
@@ -558,13 +570,7 @@ async fn a_stream_that_promised_an_end_mark_and_ends_without_it_is_discarded() {
         .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
     // The writer threads remove their temporary files once they see the channel close.
-    for _ in 0..100 {
-        if tmp_files(&root).is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(tmp_files(&root).is_empty(), "{:?}", tmp_files(&root));
+    assert_no_tmp_files_soon(&root).await;
     server.shutdown().await.unwrap();
 }
 
@@ -627,13 +633,7 @@ async fn explicit_ends_of_every_shape_and_in_process_rules() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     call.abort();
     assert!(call.await.unwrap_err().is_cancelled());
-    for _ in 0..100 {
-        if tmp_files(&root).is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(tmp_files(&root).is_empty(), "{:?}", tmp_files(&root));
+    assert_no_tmp_files_soon(&root).await;
     assert_eq!(stored_len("aborted").await, None);
     server.shutdown().await.unwrap();
 }
@@ -725,13 +725,7 @@ async fn direct_shard_data_calls_follow_the_grpc_rules() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     call.abort();
     assert!(call.await.unwrap_err().is_cancelled());
-    for _ in 0..100 {
-        if tmp_files(&root).is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(tmp_files(&root).is_empty(), "{:?}", tmp_files(&root));
+    assert_no_tmp_files_soon(&root).await;
     for key in ["implicit", "unmarked", "after-last", "aborted"] {
         let stat = remote
             .stat_shard(StatShardRequest {
