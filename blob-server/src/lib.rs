@@ -138,7 +138,7 @@ pub struct RunningBlobServer {
     local_addr: SocketAddr,
     advertise: String,
     node_id: String,
-    /// The served gRPC service, for callers in this process (see [`Self::local_endpoint`]).
+    /// This server for callers in this process (see [`Self::local_endpoint`]).
     local: LocalEndpoint,
     stop: watch::Sender<bool>,
     server: JoinHandle<Result<(), tonic::transport::Error>>,
@@ -164,10 +164,10 @@ impl RunningBlobServer {
         &self.advertise
     }
 
-    /// This server for a caller in this process: the gRPC service it serves, with the same
-    /// checks (cluster token, stream-end tracking), and its shard data calls without gRPC
-    /// encoding, under the address it registered. `cairn_proto::local` explains what that
-    /// saves.
+    /// This server for a caller in this process, under the address it registered: the gRPC
+    /// service it serves, with the same checks (cluster token, stream-end tracking), and its
+    /// shard data calls, which skip gRPC encoding and those checks. `cairn_proto::local`
+    /// explains what each saves and what the second gives up.
     pub fn local_endpoint(&self) -> LocalEndpoint {
         self.local.clone()
     }

@@ -26,9 +26,12 @@
 //! a frame and out of it again (a profile of 64 MiB GETs put a sixth of the process there).
 //! A blob server's `PutShard` and `GetShard` are therefore also offered as plain method calls
 //! on message streams: the `Bytes` a reader filled are the `Bytes` the gateway decodes from.
-//! These calls skip the service's layers too (the cluster-token check: the caller is this
-//! process), and follow the same rules otherwise: an in-process `PutShard` must promise an
-//! explicit end, and dropping a call or its reply stream cancels it.
+//! These calls skip the service's layers and the generated server code too, so: no
+//! cluster-token check (the caller is this process; they work even before the blob server
+//! has fetched the token, when its gRPC calls are still refused), no message size limit (the
+//! gateway sends pieces of at most 1 MiB), no stream-end tracking (not needed: an in-process
+//! `PutShard` must promise an explicit end). Every rule of the calls themselves is the same
+//! code as for gRPC callers, and dropping a call or its reply stream cancels it.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -146,7 +149,7 @@ pub trait LocalShardData: Send + Sync + 'static {
 }
 
 /// A service running in this process and the address the rest of the cluster knows it by: a
-/// client about to dial `address` calls `service` instead.
+/// client about to dial `address` calls `service` instead, and `shard_data` for shard data.
 #[derive(Clone)]
 pub struct LocalEndpoint {
     /// The address peers dial (`host:port`, as the service registered it).
