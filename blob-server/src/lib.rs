@@ -67,6 +67,43 @@ mod service;
 mod shard_file;
 mod store;
 
+/// What the criterion benchmarks (`benches/`) call: not an API.
+#[doc(hidden)]
+pub mod bench_support {
+    use std::path::Path;
+
+    use bytes::Bytes;
+
+    use crate::error::BlobError;
+    use crate::store::{self, PutItem};
+
+    /// Makes `root` a data directory that shards can be written to (its `shards` folder).
+    pub fn prepare_root(root: &Path) -> Result<(), BlobError> {
+        let shards = root.join(crate::layout::SHARDS_DIR);
+        std::fs::create_dir_all(&shards)
+            .map_err(|e| BlobError::io(format!("create {}", shards.display()), e))
+    }
+
+    /// Stores shard `key` under the data directory `root` (see [`prepare_root`]) from
+    /// `pieces`, exactly as a `PutShard` does (temporary file, BLAKE3 per chunk, fsync,
+    /// rename, directory fsync). Call it outside an async runtime: it blocks. Returns the
+    /// shard's length.
+    pub fn write_shard(root: &Path, key: &str, pieces: &[Bytes]) -> Result<u64, BlobError> {
+        let (tx, rx) = tokio::sync::mpsc::channel(pieces.len() + 1);
+        for piece in pieces {
+            // Cannot fail: the channel has room for every item and its receiver is alive.
+            let _ = tx.try_send(PutItem::Data(piece.clone()));
+        }
+        let _ = tx.try_send(PutItem::End);
+        store::put_shard(root, key, rx)
+    }
+
+    /// Deletes shard `key` under `root`; whether it existed.
+    pub fn delete_shard(root: &Path, key: &str) -> Result<bool, BlobError> {
+        store::delete_shard(root, key)
+    }
+}
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
