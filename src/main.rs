@@ -44,6 +44,8 @@ enum Command {
     /// beside this machine's limits (--baseline) or against a trivial in-process server
     /// (--self-test).
     Bench(Box<bench::BenchArgs>),
+    /// Measure committed Raft writes/s of a fresh in-process meta service alone (no S3).
+    BenchMeta(bench::meta::MetaBenchArgs),
     /// Administer a cluster: status, meta membership, healing, blob-node drain and removal.
     Admin(admin::AdminArgs),
 }
@@ -354,6 +356,7 @@ fn main() -> anyhow::Result<std::process::ExitCode> {
             }
             Command::Admin(a) => admin::run(a).await,
             Command::Bench(a) => return bench::run(*a).await,
+            Command::BenchMeta(a) => bench::meta::run(a).await,
         };
         done.map(|()| std::process::ExitCode::SUCCESS)
     })

@@ -11,6 +11,7 @@
 mod args;
 mod baseline;
 mod bucket;
+pub mod meta;
 mod plot;
 mod progress;
 mod report;

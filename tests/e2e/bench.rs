@@ -389,3 +389,37 @@ async fn multipart_against_cairn() {
     .await;
     assert_clean(&run, "multipart");
 }
+
+#[tokio::test]
+async fn bench_meta_commits_what_it_counts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = tokio::process::Command::new(cairn_bin())
+        .args(["bench-meta", "--voters", "2", "--concurrency", "4"])
+        .args(["--duration", "1s", "--size", "100", "--dir"])
+        .arg(dir.path())
+        .output()
+        .await
+        .expect("run cairn bench-meta");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "status {:?}\nstdout:\n{stdout}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("META "))
+        .unwrap_or_else(|| panic!("no META line in {stdout}"));
+    let field = |name: &str| -> u64 {
+        line.split_whitespace()
+            .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {line}"))
+    };
+    assert!(field("commits") > 0, "{line}");
+    assert_eq!(field("listed"), field("commits"), "{line}");
+    assert_eq!(field("errors"), 0, "{line}");
+    // The voters' directories are removed at the end.
+    assert_eq!(std::fs::read_dir(dir.path()).expect("read dir").count(), 0);
+}
