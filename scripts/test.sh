@@ -11,3 +11,6 @@ cargo test --workspace --no-fail-fast
 
 echo "== client smoke tests (boto3, awscli)"
 bash scripts/smoke-clients.sh
+
+echo "== cairn bench against another S3 server (moto)"
+bash scripts/bench-other-s3.sh
