@@ -120,6 +120,7 @@ impl SimNode {
             let options = OpenOptions {
                 manual_wal_flush: true,
                 inline_io: true,
+                no_fallocate: true,
             };
             match store::open_with(&self.dir, options) {
                 Ok(opened) => break opened,
