@@ -33,7 +33,7 @@ pub struct MetaBenchArgs {
     #[arg(long, default_value_t = 64)]
     pub concurrency: usize,
     /// How long to commit, e.g. `10s`.
-    #[arg(long, default_value = "10s", value_parser = humantime_secs)]
+    #[arg(long, default_value = "10s", value_parser = super::args::parse_duration)]
     pub duration: Duration,
     /// Bytes of inline body per object.
     #[arg(long, default_value_t = 4096)]
@@ -42,19 +42,6 @@ pub struct MetaBenchArgs {
     /// It decides which disk's fsyncs are measured.
     #[arg(long)]
     pub dir: Option<PathBuf>,
-}
-
-/// `10s`, `1.5s`, `500ms` -> a duration.
-fn humantime_secs(raw: &str) -> Result<Duration, String> {
-    let parse = |n: &str| n.parse::<f64>().map_err(|e| format!("{raw:?}: {e}"));
-    let secs = if let Some(ms) = raw.strip_suffix("ms") {
-        parse(ms)? / 1000.0
-    } else if let Some(s) = raw.strip_suffix('s') {
-        parse(s)?
-    } else {
-        parse(raw)?
-    };
-    Duration::try_from_secs_f64(secs).map_err(|e| format!("{raw:?}: {e}"))
 }
 
 /// What the clients measured.
@@ -106,11 +93,7 @@ pub async fn run(args: MetaBenchArgs) -> anyhow::Result<()> {
         .await
         .context("creating the bucket")?
         .into_inner();
-    anyhow::ensure!(
-        created.error == MetaError::None as i32,
-        "creating the bucket: {:?}",
-        MetaError::try_from(created.error)
-    );
+    meta_ok(created.error, "creating the bucket")?;
 
     let tally = Arc::new(Mutex::new(Tally {
         latency_us: Histogram::new(3).context("a latency histogram")?,
@@ -205,15 +188,21 @@ async fn count_objects(client: &mut MetaClient<Channel>, bucket: &str) -> anyhow
             .await
             .context("listing the bucket")?
             .into_inner();
-        anyhow::ensure!(
-            page.error == MetaError::None as i32,
-            "listing the bucket: {:?}",
-            MetaError::try_from(page.error)
-        );
+        meta_ok(page.error, "listing the bucket")?;
         count += page.objects.len() as u64;
         if !page.is_truncated {
             return Ok(count);
         }
         start_after = page.next_start_after;
     }
+}
+
+/// Fails with `what` and the meta service's error code unless `error` is `NONE`.
+fn meta_ok(error: i32, what: &str) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        error == MetaError::None as i32,
+        "{what}: {:?}",
+        MetaError::try_from(error)
+    );
+    Ok(())
 }
