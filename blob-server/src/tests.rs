@@ -9,7 +9,7 @@ use bytes::Bytes;
 use cairn_proto::blob::blob_client::BlobClient;
 use cairn_proto::blob::{
     DeleteShardRequest, DiskState, GetShardRequest, NodeInfoRequest, PutShardRequest, ShardHeader,
-    StatShardRequest,
+    StatShardRequest, StatShardResponse,
 };
 use cairn_proto::meta::meta_server::{Meta, MetaServer};
 use cairn_proto::meta::*;
@@ -109,6 +109,17 @@ async fn put(
         .await?
         .into_inner()
         .length)
+}
+
+/// Stats shard `key` on disk `disk_id`.
+async fn stat_of(c: &mut BlobClient<Channel>, disk_id: &str, key: &str) -> StatShardResponse {
+    c.stat_shard(StatShardRequest {
+        disk_id: disk_id.into(),
+        shard_key: key.into(),
+    })
+    .await
+    .unwrap()
+    .into_inner()
 }
 
 /// Reads a range; returns the bytes and the number of messages, or the first error.
@@ -223,14 +234,7 @@ async fn grpc_put_get_stat_delete() {
         .unwrap_err();
     assert_eq!(err.code(), Code::OutOfRange);
 
-    let stat = c
-        .stat_shard(StatShardRequest {
-            disk_id: disk.clone(),
-            shard_key: "obj1.s0".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let stat = stat_of(&mut c, &disk, "obj1.s0").await;
     assert!(stat.exists);
     assert_eq!(stat.length, data.len() as u64);
 
@@ -256,14 +260,7 @@ async fn grpc_put_get_stat_delete() {
             .into_inner()
             .existed
     );
-    let stat = c
-        .stat_shard(StatShardRequest {
-            disk_id: disk.clone(),
-            shard_key: "obj1.s0".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let stat = stat_of(&mut c, &disk, "obj1.s0").await;
     assert!(!stat.exists);
     let err = get(&mut c, &disk, "obj1.s0", 0, 0).await.unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
@@ -371,14 +368,7 @@ async fn cut_off_put_removes_its_tmp_file() {
         tokio::time::sleep(Duration::from_millis(10)).await;
         waited += 1;
     }
-    let stat = c
-        .stat_shard(StatShardRequest {
-            disk_id: disk,
-            shard_key: "cut".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let stat = stat_of(&mut c, &disk, "cut").await;
     assert!(!stat.exists);
     server.shutdown().await.unwrap();
 }
@@ -548,14 +538,7 @@ async fn a_stream_that_promised_an_end_mark_and_ends_without_it_is_discarded() {
         .unwrap_err();
     assert_eq!(err.code(), Code::Cancelled, "{err:?}");
     for key in ["cut-local", "cut-remote"] {
-        let stat = remote
-            .stat_shard(StatShardRequest {
-                disk_id: disk.clone(),
-                shard_key: key.into(),
-            })
-            .await
-            .unwrap()
-            .into_inner();
+        let stat = stat_of(&mut remote, &disk, key).await;
         assert!(!stat.exists, "{key} was stored");
     }
     // Nothing may follow the final message.
@@ -586,14 +569,7 @@ async fn explicit_ends_of_every_shape_and_in_process_rules() {
         let mut remote = remote.clone();
         let disk = disk.clone();
         async move {
-            let stat = remote
-                .stat_shard(StatShardRequest {
-                    disk_id: disk,
-                    shard_key: key.into(),
-                })
-                .await
-                .unwrap()
-                .into_inner();
+            let stat = stat_of(&mut remote, &disk, key).await;
             stat.exists.then_some(stat.length)
         }
     };
@@ -727,14 +703,7 @@ async fn direct_shard_data_calls_follow_the_grpc_rules() {
     assert!(call.await.unwrap_err().is_cancelled());
     assert_no_tmp_files_soon(&root).await;
     for key in ["implicit", "unmarked", "after-last", "aborted"] {
-        let stat = remote
-            .stat_shard(StatShardRequest {
-                disk_id: disk.clone(),
-                shard_key: key.into(),
-            })
-            .await
-            .unwrap()
-            .into_inner();
+        let stat = stat_of(&mut remote, &disk, key).await;
         assert!(!stat.exists, "{key} was stored");
     }
     server.shutdown().await.unwrap();
