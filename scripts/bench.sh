@@ -12,6 +12,7 @@
 # OUT_DIR/rss.txt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib/server-endpoint.sh
 BIN=${1:-target/release/cairn}
 OUT=${2:-bench-results}
 DUR=${DUR:-20s}
@@ -26,14 +27,7 @@ start_server() {
     "$BIN" server "$DATA"/d1 "$DATA"/d2 "$DATA"/d3 "$DATA"/d4 --address 127.0.0.1:0 \
         > "$DATA/server.out" 2> "$DATA/server.log" &
     SERVER_PID=$!
-    for _ in $(seq 1 600); do
-        ENDPOINT=$(sed -n 's/.*S3 endpoint: *//p' "$DATA/server.out")
-        [ -n "$ENDPOINT" ] && return 0
-        sleep 0.1
-    done
-    echo "the server did not start; log:" >&2
-    cat "$DATA/server.log" >&2
-    exit 1
+    ENDPOINT=$(server_endpoint "$DATA/server.out" "$SERVER_PID" "$DATA/server.log") || exit 1
 }
 stop_server() {
     kill "$SERVER_PID" 2>/dev/null || true

@@ -11,6 +11,7 @@
 # Environment: DATA (parent of the data directories, default a temporary directory), WARMUP
 # and WINDOW (seconds, default 10 and 10; the bench runs WARMUP + WINDOW + 5 seconds).
 set -euo pipefail
+source "$(dirname "$0")/lib/server-endpoint.sh"
 BIN=$1
 shift
 DATA=${DATA:-$(mktemp -d)}
@@ -28,13 +29,7 @@ cleanup() {
     rm -rf "$DATA"/d1 "$DATA"/d2 "$DATA"/d3 "$DATA"/d4
 }
 trap cleanup EXIT
-ENDPOINT=
-for _ in $(seq 1 600); do
-    ENDPOINT=$(sed -n 's/.*S3 endpoint: *//p' "$DATA/server.out")
-    [ -n "$ENDPOINT" ] && break
-    sleep 0.1
-done
-[ -n "$ENDPOINT" ] || { echo "the server did not start" >&2; cat "$DATA/server.log" >&2; exit 1; }
+ENDPOINT=$(server_endpoint "$DATA/server.out" "$SERVER_PID" "$DATA/server.log") || exit 1
 
 "$BIN" bench --endpoint "$ENDPOINT" --json --quiet "$@" \
     --duration "$((WARMUP + WINDOW + 5))s" > "$DATA/result.json" &

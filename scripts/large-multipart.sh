@@ -9,6 +9,7 @@
 # (it needs about 4x the object's size on disk: the file, its 2+2 shards, the copy read back).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib/server-endpoint.sh
 size_mib=${1:-5120}
 part_mib=${2:-100}
 work=${3:-$(mktemp -d)}
@@ -34,14 +35,7 @@ CAIRN_ACCESS_KEY=$access CAIRN_SECRET_KEY=$secret \
   "$bin" server --address 127.0.0.1:0 "$work/d1" "$work/d2" "$work/d3" "$work/d4" \
   >"$work/server.out" 2>"$work/server.log" &
 server_pid=$!
-endpoint=""
-for _ in $(seq 1 600); do
-  endpoint=$(sed -n 's/.*S3 endpoint: *//p' "$work/server.out" | head -1)
-  [ -n "$endpoint" ] && break
-  kill -0 "$server_pid" 2>/dev/null || { tail -50 "$work/server.log"; exit 1; }
-  sleep 0.1
-done
-[ -n "$endpoint" ] || { echo "server did not start" >&2; exit 1; }
+endpoint=$(server_endpoint "$work/server.out" "$server_pid" "$work/server.log") || exit 1
 hwm() { sed -n 's/VmHWM:\s*//p' "/proc/$server_pid/status" 2>/dev/null || echo "n/a (no /proc)"; }
 
 echo "== writing a ${size_mib} MiB file of random bytes"

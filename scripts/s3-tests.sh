@@ -17,6 +17,7 @@
 # did. The "tenant" user always gets the root key pair (Cairn has no tenants).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib/server-endpoint.sh
 src=${1:?usage: scripts/s3-tests.sh S3_TESTS [OUT_DIR] [PYTEST_ARGS...]}
 shift
 target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
@@ -64,14 +65,7 @@ CAIRN_ACCESS_KEY=$access CAIRN_SECRET_KEY=$secret \
   "$bin" server --address 127.0.0.1:0 "$work/d1" "$work/d2" "$work/d3" "$work/d4" \
   >"$work/server.out" 2>"$out/server.log" &
 server_pid=$!
-endpoint=""
-for _ in $(seq 1 600); do
-  endpoint=$(sed -n 's/.*S3 endpoint: *//p' "$work/server.out" | head -1)
-  [ -n "$endpoint" ] && break
-  kill -0 "$server_pid" 2>/dev/null || { tail -50 "$out/server.log"; echo "server died" >&2; exit 1; }
-  sleep 0.1
-done
-[ -n "$endpoint" ] || { echo "server did not start" >&2; exit 1; }
+endpoint=$(server_endpoint "$work/server.out" "$server_pid" "$out/server.log") || exit 1
 hostport=${endpoint#http://}
 host=${hostport%:*} port=${hostport##*:}
 

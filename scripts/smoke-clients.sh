@@ -4,6 +4,7 @@
 # if missing) and rclone (Debian's package, installed by scripts/setup.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib/server-endpoint.sh
 target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
 venv="$target_dir/smoke-venv"
 if [ ! -x "$venv/bin/aws" ] || [ ! -x "$venv/bin/s3cmd" ] || ! "$venv/bin/python" -c 'import boto3' 2>/dev/null; then
@@ -26,14 +27,7 @@ trap cleanup EXIT
 export CAIRN_ACCESS_KEY=smoke-access CAIRN_SECRET_KEY=smoke-secret-key
 "$bin" server --address 127.0.0.1:0 "$work/d1" "$work/d2" "$work/d3" "$work/d4" >"$work/out" 2>"$work/log" &
 server_pid=$!
-endpoint=""
-for _ in $(seq 1 600); do
-  endpoint=$(sed -n 's/.*S3 endpoint: *//p' "$work/out" | head -1)
-  [ -n "$endpoint" ] && break
-  kill -0 "$server_pid" 2>/dev/null || { cat "$work/log"; echo "server died" >&2; exit 1; }
-  sleep 0.1
-done
-[ -n "$endpoint" ] || { cat "$work/log"; echo "server did not start" >&2; exit 1; }
+endpoint=$(server_endpoint "$work/out" "$server_pid" "$work/log") || exit 1
 
 export AWS_ACCESS_KEY_ID=$CAIRN_ACCESS_KEY AWS_SECRET_ACCESS_KEY=$CAIRN_SECRET_KEY AWS_DEFAULT_REGION=us-east-1
 export AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null
